@@ -1,0 +1,42 @@
+"""spd-gateway's entry point: serve on --host/--port, or on the socket systemd passes."""
+
+import argparse
+import logging
+import os
+import socket
+import sys
+
+from .app import create_app
+
+SD_LISTEN_FDS_START = 3
+
+
+def inherited_socket() -> socket.socket | None:
+    """The listening socket from systemd socket activation, if this process was given one."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0")) < 1:
+        return None
+    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(var, None)
+    return socket.socket(fileno=SD_LISTEN_FDS_START)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="spd-gateway", description="SelfPrivacy REST API gateway")
+    p.add_argument("--bus", default=os.environ.get("SPD_BUS", "system"),
+                   help="system (default), session, or a D-Bus address [SPD_BUS]")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5050)
+    a = p.parse_args(argv)
+    # Sanic sets up its own loggers; ours gets one handler and stays out of the root logger.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    log = logging.getLogger("spd-gateway")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    app = create_app(a.bus)
+    sock = inherited_socket()
+    if sock is not None:
+        app.run(sock=sock, single_process=True, motd=False, access_log=False)
+    else:
+        app.run(host=a.host, port=a.port, single_process=True, motd=False, access_log=False)

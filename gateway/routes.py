@@ -1,0 +1,155 @@
+"""The route table: every REST route declared once — method, path, D-Bus member, where its arguments
+come from, its body fields, and how the reply becomes the JSON the app parses. The Sanic handlers
+(app.py) and the OpenAPI document are generated from it."""
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from spd.dbus.names import TOKENS
+
+from .errors import HTTPError
+
+API_VERSION = "1.2.7"
+
+
+@dataclass(frozen=True)
+class Field:
+    """A JSON body field. Optional fields that are absent (or null) take `default`."""
+
+    type: type
+    required: bool = True
+    default: Any = None
+    description: str = ""
+    max_length: int = 4096
+
+
+@dataclass
+class Ctx:
+    """What a handler knows about one request."""
+
+    path: dict
+    body: dict
+    token: str | None = None  # the caller's bearer token
+    device: str | None = None  # the caller's device name
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply shaper's answer when the status depends on the D-Bus reply."""
+
+    status: int
+    body: Any
+
+
+def path(name):
+    return lambda ctx: ctx.path[name]
+
+
+def body(name):
+    return lambda ctx: ctx.body[name]
+
+
+def caller_token(ctx):
+    return ctx.token
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # Sanic syntax: /users/<username>
+    summary: str
+    interface: str | None = None
+    member: str | None = None
+    signature: str = ""  # of the D-Bus arguments
+    args: tuple = ()  # one callable(Ctx) per D-Bus argument
+    fields: dict = field(default_factory=dict)  # JSON body: name -> Field
+    reply: Callable[[list, Ctx], Any] | Any = None  # D-Bus reply -> JSON body (or a constant)
+    status: int = 200
+    public: bool = False  # no bearer token needed
+    limited: bool = False  # failed attempts are limited per client address
+    check: Callable[[Ctx], None] | None = None  # a rule of the HTTP API checked before the call
+    tag: str = ""
+
+
+def first(out, ctx):
+    return out[0]
+
+
+def tagged(tag: str, routes: list) -> list:
+    """The same routes, grouped under one OpenAPI tag."""
+    return [replace(r, tag=tag) for r in routes]
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+def _token_list(out, ctx):
+    return [{"name": name, "date": date, "is_caller": name == ctx.device} for name, date in out[0]]
+
+
+def _token_to_delete(ctx):
+    name = ctx.body.get("token_name") or ctx.body.get("token")
+    if not name:
+        raise HTTPError(400, "token_name is required")
+    if name == ctx.device:
+        raise HTTPError(400, "Cannot delete the token this request is made with")
+    return name
+
+
+def _recovery_status(out, ctx):
+    exists, valid, date, expiration, uses = out
+    return {"exists": exists, "valid": valid, "date": date or None,
+            "expiration": expiration or None, "uses_left": uses if uses >= 0 else None}
+
+
+def _recovery_uses(ctx):
+    uses = ctx.body.get("uses")
+    if uses is None:
+        return 0
+    if not 1 <= uses <= 2**31 - 1:
+        raise HTTPError(400, "uses must be at least 1")
+    return uses
+
+
+def _token(out, ctx):
+    return {"token": out[0]}
+
+
+MNEMONIC = {"token": Field(str, description="the mnemonic words"),
+            "device": Field(str, description="a name for the new device", max_length=255)}
+
+TOKEN_ROUTES = tagged("tokens", [
+    Route("GET", "/auth/tokens", "List device tokens", TOKENS, "List", reply=_token_list),
+    Route("DELETE", "/auth/tokens", "Delete a device token", TOKENS, "Delete", "s",
+          args=(_token_to_delete,), reply={"message": "Token deleted"},
+          fields={"token_name": Field(str, False, description="the device name of the token"),
+                  "token": Field(str, False, description="same as token_name (API 1.2 document)")}),
+    Route("POST", "/auth/tokens", "Replace the caller's token", TOKENS, "Refresh", "s",
+          args=(caller_token,), reply=_token),
+    Route("POST", "/auth/new_device", "Create a one-time new-device mnemonic", TOKENS,
+          "CreateNewDevice", reply=_token),
+    Route("DELETE", "/auth/new_device", "Forget the new-device mnemonic", TOKENS, "ForgetNewDevice",
+          reply={"token": None}),
+    Route("POST", "/auth/new_device/authorize", "Redeem a new-device mnemonic", TOKENS,
+          "AuthorizeNewDevice", "ss", args=(body("token"), body("device")), fields=MNEMONIC,
+          reply=lambda out, ctx: {"message": "Device authorized", "token": out[0]},
+          public=True, limited=True),
+    Route("GET", "/auth/recovery_token", "Recovery token status", TOKENS, "GetRecoveryStatus",
+          reply=_recovery_status),
+    Route("POST", "/auth/recovery_token", "Create a recovery mnemonic", TOKENS, "CreateRecovery", "si",
+          args=(lambda ctx: ctx.body.get("expiration") or "", _recovery_uses), reply=_token,
+          fields={"expiration": Field(str, False, description="ISO-8601 date-time", max_length=64),
+                  "uses": Field(int, False, description="how many devices it may authorize")}),
+    Route("POST", "/auth/recovery_token/use", "Redeem the recovery mnemonic", TOKENS, "UseRecovery",
+          "ss", args=(body("token"), body("device")), fields=MNEMONIC, reply=_token,
+          public=True, limited=True),
+])
+
+# --- system --------------------------------------------------------------------------------
+
+COMMON_ROUTES = [
+    Route("GET", "/api/version", "API version", reply={"version": API_VERSION}, public=True,
+          tag="system"),
+]
+
+
+ROUTES = [*TOKEN_ROUTES, *COMMON_ROUTES]

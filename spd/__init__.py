@@ -1,0 +1,1 @@
+"""spd: the SelfPrivacy server daemon."""

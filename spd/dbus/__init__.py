@@ -1,0 +1,1 @@
+"""D-Bus adapters for the daemon's domain code."""

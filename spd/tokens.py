@@ -1,0 +1,291 @@
+"""API tokens: device tokens, the one-time new-device mnemonic and the recovery mnemonic.
+
+At rest only SHA-256 digests are kept (tokens are 128 to 256 random bits, so a slow KDF buys
+nothing) and every comparison walks all candidates with hmac.compare_digest. The 1.2 server's
+plaintext tokens.json (and the older userdata `api.token`) are imported once and then removed.
+"""
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from mnemonic import Mnemonic
+
+from .config import Config
+from .errors import InvalidArgument, NotFound
+from .jsonfile import JsonFile
+
+log = logging.getLogger("spd.tokens")
+
+NEW_DEVICE_TTL = timedelta(minutes=10)
+MAX_NAME = 255
+EMPTY = {"tokens": [], "recovery_token": None, "new_device": None}
+# One answer for "wrong", "expired", "used up" and "none exists": nothing to learn by probing.
+NO_SUCH_MNEMONIC = "Token not found or expired"
+
+_words = Mnemonic("english")
+
+
+def _digest(secret: bytes) -> str:
+    return hashlib.sha256(secret).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_date(when: datetime) -> str:
+    """ISO-8601 in UTC with a Z, which Dart's DateTime.parse reads."""
+    return when.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_date(text: str) -> datetime:
+    """An ISO-8601 date-time; a naive one is taken as UTC."""
+    when = datetime.fromisoformat(text.strip())
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _mnemonic_entropy(words: str) -> bytes | None:
+    """The entropy behind a BIP-39 phrase, or None for anything that is not one."""
+    words = " ".join(words.split()).lower()
+    if not words or len(words) > 1000:
+        return None
+    try:
+        return bytes(_words.to_entropy(words))
+    except (ValueError, LookupError, TypeError):
+        return None
+
+
+def _find(entries, digest: str):
+    """The entry whose hash matches, comparing with every entry in constant time."""
+    found = None
+    for entry in entries:
+        if hmac.compare_digest(entry["hash"], digest):
+            found = entry
+    return found
+
+
+def _expired(entry, now: datetime) -> bool:
+    exp = entry.get("expiration")
+    return bool(exp) and parse_date(exp) <= now
+
+
+class Tokens:
+    def __init__(self, config: Config, userdata: JsonFile):
+        self.store = JsonFile(config.token_store, mode=0o600, default=EMPTY)
+        self.userdata = userdata
+        self.legacy = config.legacy_tokens
+
+    # --- device tokens -------------------------------------------------------------------
+
+    def authenticate(self, token: str) -> str:
+        """The device name of a valid token."""
+        entry = _find(self.store.read()["tokens"], _digest(token.encode()))
+        if entry is None:
+            raise NotFound("Invalid token")
+        return entry["name"]
+
+    def list(self) -> list[tuple[str, str]]:
+        return [(t["name"], t["date"]) for t in self.store.read()["tokens"]]
+
+    def refresh(self, token: str) -> str:
+        """Replace a token with a new one for the same device; the old one stops working now."""
+        new = secrets.token_urlsafe(32)
+
+        def change(data):
+            entry = _find(data["tokens"], _digest(token.encode()))
+            if entry is None:
+                raise NotFound("Invalid token")
+            entry["hash"] = _digest(new.encode())
+            entry["date"] = format_date(_now())
+            return entry["name"]
+
+        name = self.store.update(change)
+        log.info("token refreshed for device %s", name)
+        return new
+
+    def delete(self, name: str) -> None:
+        def change(data):
+            kept = [t for t in data["tokens"] if t["name"] != name]
+            if len(kept) == len(data["tokens"]):
+                raise NotFound(f"No token named {name!r}")
+            data["tokens"] = kept
+
+        self.store.update(change)
+        log.info("token deleted: %s", name)
+
+    def _issue(self, data, device: str) -> str:
+        """Add a device token to `data` (inside an update) and return it."""
+        token = secrets.token_urlsafe(32)
+        data["tokens"].append(
+            {"name": _unique_name(device, data["tokens"]), "hash": _digest(token.encode()),
+             "date": format_date(_now())}
+        )
+        return token
+
+    # --- new device --------------------------------------------------------------------
+
+    def new_device_create(self) -> str:
+        entropy = secrets.token_bytes(16)
+        now = _now()
+
+        def change(data):
+            data["new_device"] = {"hash": _digest(entropy), "date": format_date(now),
+                                  "expiration": format_date(now + NEW_DEVICE_TTL)}
+
+        self.store.update(change)
+        return _words.to_mnemonic(entropy)
+
+    def new_device_forget(self) -> None:
+        if self.store.read().get("new_device") is not None:
+            self.store.update(lambda data: data.update(new_device=None))
+
+    def new_device_redeem(self, words: str, device: str) -> str:
+        device = _check_device(device)
+        entropy = _mnemonic_entropy(words)
+
+        def change(data):
+            pending = data.get("new_device")
+            if (entropy is None or pending is None or _find([pending], _digest(entropy)) is None
+                    or _expired(pending, _now())):
+                raise NotFound(NO_SUCH_MNEMONIC)
+            data["new_device"] = None  # one use
+            return self._issue(data, device)
+
+        token = self.store.update(change)
+        log.info("new device authorized: %s", device)
+        return token
+
+    # --- recovery ----------------------------------------------------------------------
+
+    def recovery_status(self) -> tuple[bool, bool, str, str, int]:
+        """(exists, valid, date, expiration, uses_left); "" and -1 stand for none."""
+        rec = self.store.read().get("recovery_token")
+        if rec is None:
+            return False, False, "", "", -1
+        uses = rec.get("uses_left")
+        valid = not _expired(rec, _now()) and (uses is None or uses > 0)
+        return True, valid, rec["date"], rec.get("expiration") or "", -1 if uses is None else uses
+
+    def recovery_create(self, expiration: str, uses: int) -> str:
+        """expiration: ISO-8601 or "" for never; uses: at least 1, or 0 for unlimited."""
+        now = _now()
+        exp = None
+        if expiration:
+            try:
+                when = parse_date(expiration)
+            except ValueError:
+                raise InvalidArgument("expiration is not an ISO-8601 date-time") from None
+            if when <= now:
+                raise InvalidArgument("expiration is in the past")
+            exp = format_date(when)
+        if uses < 0:
+            raise InvalidArgument("uses must be at least 1")
+        entropy = secrets.token_bytes(24)
+
+        def change(data):
+            data["recovery_token"] = {"hash": _digest(entropy), "date": format_date(now),
+                                      "expiration": exp, "uses_left": uses or None}
+
+        self.store.update(change)
+        log.info("recovery token created (expiration %s, uses %s)", exp, uses or "unlimited")
+        return _words.to_mnemonic(entropy)
+
+    def recovery_redeem(self, words: str, device: str) -> str:
+        device = _check_device(device)
+        entropy = _mnemonic_entropy(words)
+
+        def change(data):
+            rec = data.get("recovery_token")
+            if (entropy is None or rec is None or _find([rec], _digest(entropy)) is None
+                    or _expired(rec, _now()) or rec.get("uses_left") == 0):
+                raise NotFound(NO_SUCH_MNEMONIC)
+            if rec.get("uses_left") is not None:
+                rec["uses_left"] -= 1
+            return self._issue(data, device)
+
+        token = self.store.update(change)
+        log.info("recovery token used by device %s", device)
+        return token
+
+    # --- the 1.2 server's files --------------------------------------------------------
+
+    def import_legacy(self) -> None:
+        """Take over the 1.2 server's plaintext tokens, then leave none of them on disk."""
+        legacy = JsonFile(self.legacy)
+        if self.legacy.exists():
+            old = legacy.read()
+            self.store.update(lambda data: _merge_legacy(data, old))
+            _shred(self.legacy)
+            log.info("imported %d device tokens from %s", len(old.get("tokens") or []), self.legacy)
+        ud = self.userdata.read() if self.userdata.exists() else {}
+        token = (ud.get("api") or {}).get("token") if isinstance(ud.get("api"), dict) else None
+        if token:
+            def add_primary(data):
+                if _find(data["tokens"], _digest(token.encode())) is None:
+                    data["tokens"].append({"name": _unique_name("primary_token", data["tokens"]),
+                                           "hash": _digest(token.encode()),
+                                           "date": format_date(_now())})
+            self.store.update(add_primary)
+            self.userdata.update(lambda data: data["api"].pop("token", None))
+            log.info("imported api.token from userdata.json as primary_token")
+
+
+def _check_device(device: str) -> str:
+    if len(device) > MAX_NAME:
+        raise InvalidArgument(f"device name is longer than {MAX_NAME} characters")
+    return device
+
+
+def _unique_name(device: str, tokens) -> str:
+    base = re.sub(r"[^a-zA-Z0-9]", "_", device)[:MAX_NAME] or "device"
+    names = {t["name"] for t in tokens}
+    name, n = base, 1
+    while name in names:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
+def _merge_legacy(data, old) -> None:
+    for t in old.get("tokens") or []:
+        if isinstance(t, dict) and isinstance(t.get("token"), str):
+            digest = _digest(t["token"].encode())
+            if _find(data["tokens"], digest) is None:
+                data["tokens"].append({"name": _unique_name(str(t.get("name") or ""), data["tokens"]),
+                                       "hash": digest, "date": _legacy_date(t.get("date"))})
+    for key in ("recovery_token", "new_device"):
+        entry = old.get(key)
+        if not isinstance(entry, dict) or data.get(key) is not None:
+            continue
+        try:
+            secret = bytes.fromhex(entry["token"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        new = {"hash": _digest(secret), "date": _legacy_date(entry.get("date")),
+               "expiration": _legacy_date(entry["expiration"]) if entry.get("expiration") else None}
+        if key == "recovery_token":
+            new["uses_left"] = entry.get("uses_left")
+        data[key] = new
+
+
+def _legacy_date(value) -> str:
+    """1.2 dates are Python str(datetime): '2022-01-14 08:31:10.789314', taken as UTC."""
+    try:
+        return format_date(parse_date(str(value)))
+    except ValueError:
+        return format_date(_now())
+
+
+def _shred(path) -> None:
+    """Overwrite a plaintext secret file before removing it."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.write(b"\0" * size)
+        f.flush()
+        os.fsync(f.fileno())
+    os.unlink(path)
