@@ -14,24 +14,25 @@ from .bus import message_bus
 from .dbus.names import BUS_NAME, PATH
 from .dbus.tokens import TokensInterface
 from .errors import SpdError
-from .jsonfile import JsonFile
 from .tokens import Tokens
+from .userdata import open_userdata
 
 log = logging.getLogger("spd")
 
 
-def build(config):
-    """The domain objects and their D-Bus interfaces."""
-    userdata = JsonFile(config.userdata, mode=0o600)
+def build(config, bus):
+    """The domain objects and their D-Bus interfaces. `bus` also reaches systemd and logind."""
+    userdata = open_userdata(config)
     tokens = Tokens(config, userdata)
     tokens.import_legacy()
-    return [TokensInterface(tokens)]
+    return [
+        TokensInterface(tokens),
+    ]
 
 
 async def serve(config) -> int:
-    interfaces = build(config)
     bus = await message_bus(config.bus).connect()
-    for interface in interfaces:
+    for interface in build(config, bus):
         bus.export(PATH, interface)
     reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):

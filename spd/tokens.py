@@ -215,24 +215,24 @@ class Tokens:
     # --- the 1.2 server's files --------------------------------------------------------
 
     def import_legacy(self) -> None:
-        """Take over the 1.2 server's plaintext tokens, then leave none of them on disk."""
-        legacy = JsonFile(self.legacy)
+        """Take over the 1.2 server's plaintext tokens, then leave none of them on disk.
+
+        tokens.json wins; the older userdata `api.token` is imported only where no tokens.json
+        ever replaced it (a token deleted from tokens.json must not come back from there)."""
+        ud = self.userdata.read() if self.userdata.exists() else {}
+        api = ud.get("api") if isinstance(ud.get("api"), dict) else {}
         if self.legacy.exists():
-            old = legacy.read()
+            old = JsonFile(self.legacy).read()
             self.store.update(lambda data: _merge_legacy(data, old))
             _shred(self.legacy)
             log.info("imported %d device tokens from %s", len(old.get("tokens") or []), self.legacy)
-        ud = self.userdata.read() if self.userdata.exists() else {}
-        token = (ud.get("api") or {}).get("token") if isinstance(ud.get("api"), dict) else None
-        if token:
-            def add_primary(data):
-                if _find(data["tokens"], _digest(token.encode())) is None:
-                    data["tokens"].append({"name": _unique_name("primary_token", data["tokens"]),
-                                           "hash": _digest(token.encode()),
-                                           "date": format_date(_now())})
-            self.store.update(add_primary)
-            self.userdata.update(lambda data: data["api"].pop("token", None))
+        elif isinstance(api.get("token"), str) and api["token"] and not self.store.exists():
+            token = api["token"]
+            self.store.update(lambda data: data["tokens"].append(
+                {"name": "primary_token", "hash": _digest(token.encode()), "date": format_date(_now())}))
             log.info("imported api.token from userdata.json as primary_token")
+        if "token" in api:
+            self.userdata.update(lambda data: data["api"].pop("token", None))
 
 
 def _check_device(device: str) -> str:

@@ -1,0 +1,45 @@
+"""The development stack behind scripts/dev (see there)."""
+
+import argparse
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, default=5050)
+    a = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="spd-dev-"))
+    bus = Bus(work / "bus")
+    root = make_root(work / "root")
+    daemon = Daemon(bus, root, work)
+    gateway = Gateway(bus, work, port=a.port)
+    print(f"""
+spd is running on a demo server.
+  state root:  {root}
+  bus:         {bus.address}
+  logs:        {work}/spd.log {work}/gateway.log
+  token:       {TOKEN}
+
+Try:
+  curl -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/auth/tokens
+  busctl --address={bus.address} introspect org.selfprivacy.Daemon /org/selfprivacy/Daemon
+
+Ctrl-C stops everything.""", flush=True)
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        gateway.stop()
+        daemon.stop()
+        bus.stop()
+        print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""The userdata store: etc/nixos/userdata/userdata.json, the source of truth nixos-rebuild reads.
+
+Every change goes through JsonFile.update (locked, atomic, mode kept, unknown keys kept). A missing or
+corrupt file is an error (spd.errors.Failed), never a silent reset."""
+
+from .config import Config
+from .jsonfile import JsonFile
+
+
+def open_userdata(config: Config) -> JsonFile:
+    return JsonFile(config.userdata, mode=0o600)
