@@ -69,6 +69,31 @@ class Route:
     limited: bool = False  # failed attempts are limited per client address
     check: Callable[[Ctx], None] | None = None  # a rule of the HTTP API checked before the call
     tag: str = ""
+    response: dict | None = None  # JSON Schema of the success body (for OpenAPI and the fuzz tests)
+
+
+# JSON Schema shorthands for `response`.
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+NUMBER = {"type": "number"}
+
+
+def nullable(schema: dict) -> dict:
+    return {**schema, "nullable": True}
+
+
+def obj(**props) -> dict:
+    """An object with exactly these properties, all present."""
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+def arr(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+MESSAGE = obj(message=STR)
+STATUS_MESSAGE = obj(status=INT, message=STR)
 
 
 def first(out, ctx):
@@ -114,33 +139,39 @@ def _token(out, ctx):
     return {"token": out[0]}
 
 
+TOKEN = obj(token=STR)
 MNEMONIC = {"token": Field(str, description="the mnemonic words"),
             "device": Field(str, description="a name for the new device", max_length=255)}
 
 TOKEN_ROUTES = tagged("tokens", [
-    Route("GET", "/auth/tokens", "List device tokens", TOKENS, "List", reply=_token_list),
+    Route("GET", "/auth/tokens", "List device tokens", TOKENS, "List", reply=_token_list,
+          response=arr(obj(name=STR, date=STR, is_caller=BOOL))),
     Route("DELETE", "/auth/tokens", "Delete a device token", TOKENS, "Delete", "s",
-          args=(_token_to_delete,), reply={"message": "Token deleted"},
+          args=(_token_to_delete,), reply={"message": "Token deleted"}, response=MESSAGE,
           fields={"token_name": Field(str, False, description="the device name of the token"),
                   "token": Field(str, False, description="same as token_name (API 1.2 document)")}),
     Route("POST", "/auth/tokens", "Replace the caller's token", TOKENS, "Refresh", "s",
-          args=(caller_token,), reply=_token),
+          args=(caller_token,), reply=_token, response=TOKEN),
     Route("POST", "/auth/new_device", "Create a one-time new-device mnemonic", TOKENS,
-          "CreateNewDevice", reply=_token),
+          "CreateNewDevice", reply=_token, response=TOKEN),
     Route("DELETE", "/auth/new_device", "Forget the new-device mnemonic", TOKENS, "ForgetNewDevice",
-          reply={"token": None}),
+          reply={"token": None}, response=obj(token=nullable(STR))),
     Route("POST", "/auth/new_device/authorize", "Redeem a new-device mnemonic", TOKENS,
           "AuthorizeNewDevice", "ss", args=(body("token"), body("device")), fields=MNEMONIC,
           reply=lambda out, ctx: {"message": "Device authorized", "token": out[0]},
+          response=obj(message=STR, token=STR),
           public=True, limited=True),
     Route("GET", "/auth/recovery_token", "Recovery token status", TOKENS, "GetRecoveryStatus",
-          reply=_recovery_status),
+          reply=_recovery_status,
+          response=obj(exists=BOOL, valid=BOOL, date=nullable(STR), expiration=nullable(STR),
+                       uses_left=nullable(INT))),
     Route("POST", "/auth/recovery_token", "Create a recovery mnemonic", TOKENS, "CreateRecovery", "si",
           args=(lambda ctx: ctx.body.get("expiration") or "", _recovery_uses), reply=_token,
+          response=TOKEN,
           fields={"expiration": Field(str, False, description="ISO-8601 date-time", max_length=64),
                   "uses": Field(int, False, description="how many devices it may authorize")}),
     Route("POST", "/auth/recovery_token/use", "Redeem the recovery mnemonic", TOKENS, "UseRecovery",
-          "ss", args=(body("token"), body("device")), fields=MNEMONIC, reply=_token,
+          "ss", args=(body("token"), body("device")), fields=MNEMONIC, reply=_token, response=TOKEN,
           public=True, limited=True),
 ])
 
@@ -148,7 +179,7 @@ TOKEN_ROUTES = tagged("tokens", [
 
 COMMON_ROUTES = [
     Route("GET", "/api/version", "API version", reply={"version": API_VERSION}, public=True,
-          tag="system"),
+          tag="system", response=obj(version=STR)),
 ]
 
 
