@@ -202,3 +202,33 @@ def _wait(ready, what: str, process: Process, timeout: float = 20):
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}:\n{process.log()}")
         time.sleep(0.05)
+
+
+def dbus_call(bus: Bus, interface: str, member: str, signature: str = "", *args):
+    """A method call on the daemon with dbus-fast; returns (error name or None, reply body)."""
+    import asyncio
+
+    from dbus_fast import Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    async def run():
+        conn = await MessageBus(bus_address=bus.address).connect()
+        try:
+            reply = await conn.call(Message(destination=BUS_NAME, path=PATH, interface=interface,
+                                            member=member, signature=signature, body=list(args)))
+        finally:
+            conn.disconnect()
+        if reply.message_type == MessageType.ERROR:
+            return reply.error_name, reply.body
+        return None, reply.body
+
+    return asyncio.run(run())
+
+
+def files_containing(root: Path, needle: str) -> list:
+    """Every file under root whose bytes contain needle."""
+    found = []
+    for p in root.rglob("*"):
+        if p.is_file() and not p.is_symlink() and needle.encode() in p.read_bytes():
+            found.append(p)
+    return found
