@@ -119,8 +119,12 @@ class Signals:
 
     def wait(self, count: int, timeout: float = 10) -> list:
         """The first `count` signals, waiting for them to arrive."""
+        return self.wait_for(lambda received: len(received) >= count, timeout)
+
+    def wait_for(self, predicate, timeout: float = 10) -> list:
+        """All signals so far, once predicate(signals) holds."""
         with self._cond:
-            assert self._cond.wait_for(lambda: len(self.received) >= count, timeout), self.received
+            assert self._cond.wait_for(lambda: predicate(self.received), timeout), self.received
             return list(self.received)
 
     def close(self):
