@@ -9,7 +9,7 @@ import pytest
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from stack import PATH, PYTHON, Bus, BusctlError, Process, busctl, env_for_children
+from stack import PATH, PYTHON, Bus, Process, busctl, env_for_children
 
 SYSTEMD = "org.freedesktop.systemd1"
 SYSTEMD_PATH = "/org/freedesktop/systemd1"

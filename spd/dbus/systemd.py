@@ -72,6 +72,7 @@ class Systemd:
         self._cache = {}  # names -> (generation, time, states)
         self._inflight = {}  # names -> (generation, task)
         self._list_by_names = True  # ListUnitsByNames: one round trip for all units (systemd >= 233)
+        self._tasks = set()  # background Subscribe calls, kept until done
         bus.add_message_handler(self._on_message)
 
     def call(self, member: str, signature: str = "", body=(), path: str = SYSTEMD_PATH,
@@ -172,7 +173,9 @@ class Systemd:
             self._owner = msg.body[2] or None
             self._generation += 1
             if self._owner:
-                asyncio.ensure_future(self._subscribe())
+                task = asyncio.ensure_future(self._subscribe())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         elif self._owner is not None and msg.sender == self._owner:
             if msg.interface == MANAGER:
                 if msg.member == "JobRemoved" and msg.signature == "uoss":
