@@ -124,6 +124,8 @@ class System:
         return job
 
     def _job_removed(self, unit: str, job: str, result: str) -> None:
+        if unit not in ACTIONS.values():
+            return
         self._finished[unit] = (job, result)
         for action, (path, _) in self.jobs.items():
             if path == job and ACTIONS[action] == unit:
@@ -160,9 +162,12 @@ class System:
             # No prompts: a question nobody can answer would hang until the timeout.
             env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
                    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes", "LC_ALL": "C"}
-            proc = await asyncio.create_subprocess_exec(
-                "git", "pull", cwd=repo, env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    "git", "pull", cwd=repo, env=env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            except OSError as e:
+                raise Failed(f"Cannot run git: {e.strerror}") from None
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), PULL_TIMEOUT)
             except asyncio.TimeoutError:
