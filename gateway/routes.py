@@ -5,7 +5,7 @@ come from, its body fields, and how the reply becomes the JSON the app parses. T
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from spd.dbus.names import TOKENS
+from spd.dbus.names import PROPERTIES, SERVICES, SYSTEM, TOKENS
 
 from .errors import HTTPError
 
@@ -51,6 +51,10 @@ def body(name):
 
 def caller_token(ctx):
     return ctx.token
+
+
+def const(value):
+    return lambda ctx: value
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,73 @@ TOKEN_ROUTES = tagged("tokens", [
           public=True, limited=True),
 ])
 
+# --- services ------------------------------------------------------------------------------
+
+SERVICE_NAMES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud",
+                 "ocserv": "Ocserv", "pleroma": "Pleroma"}
+STATUS_KEYS = ("imap", "smtp", "http", "bitwarden", "gitea", "nextcloud", "ocserv", "pleroma")
+
+SERVICE_ROUTES = tagged("services", [
+    *(Route("POST", f"/services/{service}/{action}", f"{action.capitalize()} {name}", SERVICES,
+            action.capitalize(), "s", args=(const(service),),
+            reply={"status": 0, "message": f"{name} {action}d"}, response=STATUS_MESSAGE)
+      for service, name in SERVICE_NAMES.items() for action in ("enable", "disable")),
+    Route("GET", "/services/status", "Running state of the services (0 running, 3 stopped, 4 missing)",
+          SERVICES, "GetStatus", reply=first, response=obj(**{k: INT for k in STATUS_KEYS})),
+    Route("GET", "/services/mailserver/dkim", "The DKIM record, base64", SERVICES, "GetDkim",
+          reply=first, response=STR),
+])
+
 # --- system --------------------------------------------------------------------------------
+
+
+def _property(name):
+    """Properties.Get of one System1 property: its value."""
+    return dict(interface=PROPERTIES, member="Get", signature="ss", args=(const(SYSTEM), const(name)),
+                reply=lambda out, ctx: out[0].value)
+
+
+def _auto_upgrade(out, ctx):
+    props = out[0]
+    return {"enable": props["AutoUpgrade"].value, "allowReboot": props["AllowReboot"].value}
+
+
+def _pull(out, ctx):
+    code, output = out
+    if code == 0:
+        return {"status": 0, "message": "Update completed successfully", "data": output}
+    return Reply(500, {"status": code, "message": "Something went wrong", "data": output})
+
+
+SYSTEM_ROUTES = tagged("system", [
+    Route("GET", "/system/configuration/timezone", "The system timezone", **_property("Timezone"),
+          response=STR),
+    Route("PUT", "/system/configuration/timezone", "Set the system timezone", SYSTEM, "SetTimezone",
+          "s", args=(body("timezone"),), reply="Timezone changed", response=STR,
+          fields={"timezone": Field(str, description="an IANA zone name, e.g. Europe/Berlin",
+                                    max_length=64)}),
+    Route("GET", "/system/configuration/autoUpgrade", "Auto-upgrade settings", PROPERTIES, "GetAll",
+          "s", args=(const(SYSTEM),), reply=_auto_upgrade, response=obj(enable=BOOL, allowReboot=BOOL)),
+    Route("PUT", "/system/configuration/autoUpgrade", "Change auto-upgrade settings", SYSTEM,
+          "SetAutoUpgrade", "a{sb}", args=(lambda ctx: {k: v for k, v in ctx.body.items() if v is not None},),
+          reply="Auto-upgrade settings changed", response=STR,
+          fields={"enable": Field(bool, False, description="upgrade automatically"),
+                  "allowReboot": Field(bool, False, description="reboot after an upgrade when needed")}),
+    Route("GET", "/system/configuration/apply", "Rebuild NixOS (sp-nixos-rebuild.service)", SYSTEM,
+          "Apply", reply=0, response=INT),
+    Route("GET", "/system/configuration/upgrade", "Upgrade NixOS (sp-nixos-upgrade.service)", SYSTEM,
+          "Upgrade", reply=0, response=INT),
+    Route("GET", "/system/configuration/rollback", "Roll NixOS back (sp-nixos-rollback.service)", SYSTEM,
+          "Rollback", reply=0, response=INT),
+    Route("GET", "/system/reboot", "Reboot the server", SYSTEM, "Reboot",
+          reply="System reboot has started", response=STR),
+    Route("GET", "/system/version", "What uname -a prints", SYSTEM, "GetVersion",
+          reply=lambda out, ctx: {"system_version": out[0]}, response=obj(system_version=STR)),
+    Route("GET", "/system/pythonVersion", "The daemon's Python version", SYSTEM, "GetPythonVersion",
+          reply=first, response=STR),
+    Route("GET", "/system/configuration/pull", "git pull the NixOS configuration", SYSTEM, "Pull",
+          reply=_pull, response=obj(status=INT, message=STR, data=STR)),
+])
 
 COMMON_ROUTES = [
     Route("GET", "/api/version", "API version", reply={"version": API_VERSION}, public=True,
@@ -183,4 +253,4 @@ COMMON_ROUTES = [
 ]
 
 
-ROUTES = [*TOKEN_ROUTES, *COMMON_ROUTES]
+ROUTES = [*TOKEN_ROUTES, *SERVICE_ROUTES, *SYSTEM_ROUTES, *COMMON_ROUTES]

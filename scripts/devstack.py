@@ -8,6 +8,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
+from systemd_helpers import LogindMock, SystemdMock  # noqa: E402
+
+# Stand-ins for systemd and logind: the units behind GET /services/status (some running) and the
+# ones the rebuild / upgrade / rollback routes start.
+DEV_UNITS = {"dovecot2.service": "active", "postfix.service": "active", "nginx.service": "active",
+             "vaultwarden.service": "active", "gitea.service": "inactive",
+             "phpfpm-nextcloud.service": "active", "ocserv.service": "failed", "pleroma.service": "inactive",
+             "sp-nixos-rebuild.service": "inactive", "sp-nixos-upgrade.service": "inactive",
+             "sp-nixos-rollback.service": "inactive"}
 
 
 def main():
@@ -17,17 +26,23 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="spd-dev-"))
     bus = Bus(work / "bus")
     root = make_root(work / "root")
+    systemd = SystemdMock(bus, work)
+    for unit, state in DEV_UNITS.items():
+        systemd.add_unit(unit, state)
+    logind = LogindMock(bus, work)
     daemon = Daemon(bus, root, work)
     gateway = Gateway(bus, work, port=a.port)
     print(f"""
 spd is running on a demo server.
   state root:  {root}
   bus:         {bus.address}
-  logs:        {work}/spd.log {work}/gateway.log
+  logs:        {work}/spd.log {work}/gateway.log {work}/dbusmock-*.log
+  systemd and logind are python-dbusmock stand-ins (reboot and rebuilds are only recorded)
   token:       {TOKEN}
 
 Try:
   curl -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/auth/tokens
+  curl -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/services/status
   busctl --address={bus.address} introspect org.selfprivacy.Daemon /org/selfprivacy/Daemon
 
 Ctrl-C stops everything.""", flush=True)
@@ -37,6 +52,8 @@ Ctrl-C stops everything.""", flush=True)
     finally:
         gateway.stop()
         daemon.stop()
+        logind.stop()
+        systemd.stop()
         bus.stop()
         print("stopped", flush=True)
 

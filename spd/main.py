@@ -12,8 +12,13 @@ from dbus_fast.constants import NameFlag
 from . import config as configuration
 from .bus import message_bus
 from .dbus.names import BUS_NAME, PATH
+from .dbus.services import ServicesInterface
+from .dbus.system import SystemInterface
+from .dbus.systemd import Logind, Systemd
 from .dbus.tokens import TokensInterface
 from .errors import SpdError
+from .services import Services
+from .system import System
 from .tokens import Tokens
 from .userdata import open_userdata
 
@@ -25,8 +30,11 @@ def build(config, bus):
     userdata = open_userdata(config)
     tokens = Tokens(config, userdata)
     tokens.import_legacy()
+    systemd = Systemd(bus)
     return [
         TokensInterface(tokens),
+        ServicesInterface(Services(config, userdata, systemd)),
+        SystemInterface(System(config, userdata, systemd, Logind(bus))),
     ]
 
 

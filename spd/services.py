@@ -1,0 +1,103 @@
+"""The server's services: which are enabled (userdata `<service>.enable`, applied by the next
+nixos-rebuild), whether their units run (asked of systemd), and the mail server's DKIM record."""
+
+import base64
+import logging
+import re
+
+from .config import Config
+from .errors import Failed, NotFound
+from .jsonfile import JsonFile
+
+log = logging.getLogger("spd.services")
+
+# service -> the name the app shows
+SERVICES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud",
+            "ocserv": "Ocserv", "pleroma": "Pleroma"}
+
+# GET /services/status key -> its units; running when any of them is active
+STATUS_UNITS = {
+    "imap": ("dovecot2.service",),
+    "smtp": ("postfix.service",),
+    "http": ("nginx.service",),
+    "bitwarden": ("vaultwarden.service", "bitwarden_rs.service"),  # renamed in NixOS 21.11
+    "gitea": ("gitea.service",),
+    "nextcloud": ("phpfpm-nextcloud.service",),
+    "ocserv": ("ocserv.service",),
+    "pleroma": ("pleroma.service",),
+}
+ALL_UNITS = tuple(u for units in STATUS_UNITS.values() for u in units)
+
+# The exit codes of `systemctl status`, which the app expects.
+RUNNING, NOT_RUNNING, NO_SUCH_UNIT = 0, 3, 4
+
+# A DNS name (what var/domain must hold): labels of letters, digits and inner hyphens.
+DOMAIN = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", re.I)
+
+
+def unit_status(load_state: str, active_state: str) -> int:
+    if load_state == "not-found":
+        return NO_SUCH_UNIT
+    return RUNNING if active_state in ("active", "reloading") else NOT_RUNNING
+
+
+class Services:
+    def __init__(self, config: Config, userdata: JsonFile, systemd):
+        """systemd: has `async unit_states(names) -> {unit: (LoadState, ActiveState)}`."""
+        self.config = config
+        self.userdata = userdata
+        self.systemd = systemd
+
+    def enabled(self) -> dict[str, bool]:
+        data = self.userdata.read()
+        return {s: bool(_section(data, s).get("enable", False)) for s in SERVICES}
+
+    def set_enabled(self, service: str, enable: bool) -> bool:
+        """Whether anything changed."""
+        if service not in SERVICES:
+            raise NotFound(f"No service named {service!r}; known: {', '.join(SERVICES)}")
+        if self.enabled()[service] == enable and "enable" in _section(self.userdata.read(), service):
+            return False
+
+        def change(data):
+            section = data.setdefault(service, {})
+            if not isinstance(section, dict):
+                raise Failed(f"userdata.json: {service} is not an object; refusing to change it")
+            section["enable"] = enable
+
+        self.userdata.update(change)
+        log.info("%s %s", service, "enabled" if enable else "disabled")
+        return True
+
+    async def status(self) -> dict[str, int]:
+        states = await self.systemd.unit_states(ALL_UNITS)
+        result = {}
+        for key, units in STATUS_UNITS.items():
+            codes = [unit_status(*states.get(u, ("not-found", "inactive"))) for u in units]
+            result[key] = min(codes)  # running beats stopped beats missing
+        return result
+
+    def dkim(self) -> str:
+        """Base64 of the whole DKIM record file of the server's domain."""
+        try:
+            domain = self.config.path("var/domain").read_text().strip()
+        except FileNotFoundError:
+            raise NotFound("The server's domain (var/domain) is not set") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise Failed(f"Cannot read var/domain: {e}") from None
+        # The domain names a file: anything but a plain DNS name could lead elsewhere.
+        if not DOMAIN.fullmatch(domain):
+            raise Failed("var/domain does not hold a valid domain name")
+        try:
+            record = self.config.path(f"var/dkim/{domain}.selector.txt").read_bytes()
+        except FileNotFoundError:
+            raise NotFound("DKIM key not found") from None
+        except OSError as e:
+            raise Failed(f"Cannot read the DKIM record: {e.strerror}") from None
+        return base64.b64encode(record).decode()
+
+
+def _section(data: dict, name: str) -> dict:
+    section = data.get(name)
+    return section if isinstance(section, dict) else {}
+

@@ -1,0 +1,179 @@
+"""System settings and actions: timezone and auto-upgrade (userdata, applied by nixos-rebuild), the
+rebuild / upgrade / rollback units started through systemd, reboot through logind, versions, and
+pulling the NixOS configuration repository."""
+
+import asyncio
+import logging
+import os
+import platform
+import re
+import zoneinfo
+
+from .config import Config
+from .errors import Busy, Failed, InvalidArgument
+from .jsonfile import JsonFile
+
+log = logging.getLogger("spd.system")
+
+DEFAULT_TIMEZONE = "Europe/Uzhgorod"  # what 1.2 servers answered when none was set
+AUTO_UPGRADE_DEFAULTS = {"enable": True, "allowReboot": False}
+
+# action -> the unit that performs it (defined by the SelfPrivacy NixOS config)
+ACTIONS = {
+    "apply": "sp-nixos-rebuild.service",
+    "upgrade": "sp-nixos-upgrade.service",
+    "rollback": "sp-nixos-rollback.service",
+}
+PENDING = "pending"  # a job's result until systemd reports JobRemoved
+
+PULL_TIMEOUT = 25.0  # seconds; the gateway waits 30 for any answer
+MAX_ZONE = 64
+ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
+NOT_ZONES = {"localtime", "posixrules", "posix", "right"}  # files in zoneinfo that are not zones
+
+_zones: frozenset | None = None
+
+
+def valid_timezone(name: str) -> bool:
+    """An IANA zone name known to this system's time zone database. The name is checked by shape
+    first, so nothing like a path ever reaches the database lookup."""
+    global _zones
+    if not name or len(name) > MAX_ZONE or not ZONE_NAME.fullmatch(name) or name in NOT_ZONES:
+        return False
+    if _zones is None:
+        _zones = frozenset(zoneinfo.available_timezones())
+    return name in _zones
+
+
+def uname() -> str:
+    """What `uname -a` prints (GNU coreutils leaves out the unknown processor and platform)."""
+    u = os.uname()
+    return " ".join([u.sysname, u.nodename, u.release, u.version, u.machine]
+                    + (["GNU/Linux"] if u.sysname == "Linux" else []))
+
+
+class System:
+    def __init__(self, config: Config, userdata: JsonFile, systemd, logind):
+        """systemd: `async start_unit(unit) -> job path`, `add_job_listener(fn(unit, job, result))`;
+        logind: `async reboot()`."""
+        self.config = config
+        self.userdata = userdata
+        self.systemd = systemd
+        self.logind = logind
+        self.jobs: dict[str, tuple[str, str]] = {}  # action -> (job path, result) of the last start
+        self._finished: dict[str, tuple[str, str]] = {}  # unit -> (job path, result) last removed
+        self.listeners = []  # fn() after self.jobs changed
+        self._pulling = asyncio.Lock()
+        systemd.add_job_listener(self._job_removed)
+
+    # --- settings ---------------------------------------------------------------------------
+
+    def timezone(self) -> str:
+        tz = self.userdata.read().get("timezone")
+        return tz if isinstance(tz, str) and tz else DEFAULT_TIMEZONE
+
+    def set_timezone(self, name: str) -> bool:
+        """Whether the timezone changed."""
+        if not valid_timezone(name):
+            raise InvalidArgument(f"Invalid timezone: {name[:MAX_ZONE]!r} is not an IANA time zone name")
+        if self.userdata.read().get("timezone") == name:
+            return False
+        self.userdata.update(lambda data: data.__setitem__("timezone", name))
+        log.info("timezone set to %s", name)
+        return True
+
+    def auto_upgrade(self) -> dict[str, bool]:
+        section = self.userdata.read().get("autoUpgrade")
+        section = section if isinstance(section, dict) else {}
+        return {k: bool(section.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
+
+    def set_auto_upgrade(self, changes: dict[str, bool]) -> dict[str, bool]:
+        """Set the given fields; the ones whose value changed."""
+        unknown = sorted(set(changes) - set(AUTO_UPGRADE_DEFAULTS))
+        if unknown:
+            raise InvalidArgument(f"Unknown auto-upgrade setting: {unknown[0][:64]!r}; "
+                                  f"known: {', '.join(AUTO_UPGRADE_DEFAULTS)}")
+        before = self.auto_upgrade()
+        stored = self.userdata.read().get("autoUpgrade")
+        stored = stored if isinstance(stored, dict) else {}
+        if all(stored.get(k) is v for k, v in changes.items()):
+            return {}
+
+        def change(data):
+            section = data.setdefault("autoUpgrade", {})
+            if not isinstance(section, dict):
+                raise Failed("userdata.json: autoUpgrade is not an object; refusing to change it")
+            section.update(changes)
+
+        self.userdata.update(change)
+        log.info("auto-upgrade settings set: %s", changes)
+        return {k: v for k, v in changes.items() if before[k] != v}
+
+    # --- actions ----------------------------------------------------------------------------
+
+    async def start(self, action: str) -> str:
+        """Ask systemd to start the action's unit; the job's path once systemd accepted it."""
+        unit = ACTIONS.get(action)
+        if unit is None:
+            raise InvalidArgument(f"Unknown action {action[:64]!r}; known: {', '.join(ACTIONS)}")
+        job = await self.systemd.start_unit(unit)
+        done = self._finished.get(unit)
+        self.jobs[action] = (job, done[1] if done and done[0] == job else PENDING)
+        log.info("%s: started %s, job %s", action, unit, job)
+        self._changed()
+        return job
+
+    def _job_removed(self, unit: str, job: str, result: str) -> None:
+        if unit not in ACTIONS.values():
+            return
+        self._finished[unit] = (job, result)
+        for action, (path, _) in self.jobs.items():
+            if path == job and ACTIONS[action] == unit:
+                self.jobs[action] = (job, result)
+                log.info("%s: job %s finished: %s", action, job, result)
+                self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    async def reboot(self) -> None:
+        await self.logind.reboot()
+        log.info("reboot requested from logind")
+
+    # --- information ------------------------------------------------------------------------
+
+    @staticmethod
+    def version() -> str:
+        return uname()
+
+    @staticmethod
+    def python_version() -> str:
+        return f"Python {platform.python_version()}"
+
+    async def pull(self) -> tuple[int, str]:
+        """`git pull` in etc/nixos: (git's exit code, its output)."""
+        repo = self.config.path("etc/nixos")
+        if not repo.is_dir():
+            raise Failed("etc/nixos is not a directory")
+        if self._pulling.locked():
+            raise Busy("A pull of etc/nixos is already running")
+        async with self._pulling:
+            # No prompts: a question nobody can answer would hang until the timeout.
+            env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
+                   "GIT_SSH_COMMAND": "ssh -o BatchMode=yes", "LC_ALL": "C"}
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    "git", "pull", cwd=repo, env=env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            except OSError as e:
+                raise Failed(f"Cannot run git: {e.strerror}") from None
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), PULL_TIMEOUT)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise Failed(f"git pull did not finish within {PULL_TIMEOUT:.0f} seconds") from None
+        text = out.decode("utf-8", errors="replace")
+        log.info("git pull in etc/nixos: exit %d", proc.returncode)
+        return proc.returncode, text

@@ -1,0 +1,156 @@
+"""python-dbusmock's systemd and logind templates as real processes on a test bus, and helpers to
+set up their units and read the calls they received."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from stack import PATH, PYTHON, Bus, Process, busctl, env_for_children
+
+SYSTEMD = "org.freedesktop.systemd1"
+SYSTEMD_PATH = "/org/freedesktop/systemd1"
+LOGIND = "org.freedesktop.login1"
+LOGIND_PATH = "/org/freedesktop/login1"
+MOCK = "org.freedesktop.DBus.Mock"
+UNIT = "org.freedesktop.systemd1.Unit"
+
+# The units behind GET /services/status.
+STATUS_UNITS = ("dovecot2.service", "postfix.service", "nginx.service", "vaultwarden.service",
+                "bitwarden_rs.service", "gitea.service", "phpfpm-nextcloud.service", "ocserv.service",
+                "pleroma.service")
+
+
+class Mock:
+    """`python -m dbusmock --system --template NAME` on `bus`, ready once it owns its name."""
+
+    def __init__(self, bus: Bus, template: str, workdir, name: str, path: str):
+        self.bus, self.name, self.path = bus, name, path
+        self.process = Process(f"dbusmock-{template}",
+                               [PYTHON, "-m", "dbusmock", "--system", "--template", template],
+                               workdir / f"dbusmock-{template}.log",
+                               env=env_for_children(DBUS_SYSTEM_BUS_ADDRESS=bus.address))
+        deadline = time.monotonic() + 20
+        while not self.has_owner():
+            if not self.process.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"dbusmock {template} did not start:\n{self.process.log()}")
+            time.sleep(0.05)
+
+    def has_owner(self) -> bool:
+        out = busctl(self.bus, "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                     "org.freedesktop.DBus", "NameHasOwner", "s", self.name)
+        return out["data"][0]
+
+    def call(self, interface: str, member: str, signature: str = "", *args, path: str | None = None):
+        out = busctl(self.bus, "call", self.name, path or self.path, interface, member,
+                     *([signature, *args] if signature else []))
+        return out["data"] if out else []
+
+    def method_calls(self, member: str) -> list:
+        """The arguments of every call of `member` the mock received, oldest first."""
+        (calls,) = self.call(MOCK, "GetMethodCalls", "s", member)
+        return [args for _, args in calls]
+
+    def clear_calls(self) -> None:
+        self.call(MOCK, "ClearCalls")
+
+    def stop(self) -> int:
+        return self.process.stop()
+
+
+class SystemdMock(Mock):
+    def __init__(self, bus: Bus, workdir):
+        super().__init__(bus, "systemd", workdir, SYSTEMD, SYSTEMD_PATH)
+
+    def add_unit(self, name: str, active_state: str = "inactive") -> None:
+        self.call(MOCK, "AddMockUnit", "s", name)
+        self.set_state(name, active_state)
+
+    def unit_path(self, name: str) -> str:
+        (path,) = self.call("org.freedesktop.systemd1.Manager", "GetUnit", "s", name)
+        return path
+
+    def set_state(self, name: str, active_state: str) -> None:
+        """Like systemd: the unit's ActiveState changes and PropertiesChanged is sent."""
+        self.call(MOCK, "UpdateProperties", "sa{sv}", UNIT, 1, "ActiveState", "s", active_state,
+                  path=self.unit_path(name))
+
+    def active_state(self, name: str) -> str:
+        out = busctl(self.bus, "get-property", SYSTEMD, self.unit_path(name), UNIT, "ActiveState")
+        return out["data"]
+
+
+class LogindMock(Mock):
+    def __init__(self, bus: Bus, workdir):
+        super().__init__(bus, "logind", workdir, LOGIND, LOGIND_PATH)
+
+
+class Signals:
+    """Records the PropertiesChanged signals the daemon sends, from a D-Bus connection of its own
+    (a thread with its own event loop). The match rule is in place when the constructor returns."""
+
+    def __init__(self, bus: Bus):
+        self.received = []  # (interface, {property: value})
+        self._cond = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._connect(bus.address), self._loop).result(10)
+
+    async def _connect(self, address):
+        self._bus = await MessageBus(bus_address=address).connect()
+        self._bus.add_message_handler(self._on_message)
+        rule = (f"type='signal',path='{PATH}',interface='org.freedesktop.DBus.Properties',"
+                "member='PropertiesChanged'")
+        reply = await self._bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                             interface="org.freedesktop.DBus", member="AddMatch",
+                                             signature="s", body=[rule]))
+        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+
+    def _on_message(self, msg):
+        if msg.message_type == MessageType.SIGNAL and msg.member == "PropertiesChanged":
+            interface, changed, _ = msg.body
+            with self._cond:
+                self.received.append((interface, {k: v.value for k, v in changed.items()}))
+                self._cond.notify_all()
+
+    def wait(self, count: int, timeout: float = 10) -> list:
+        """The first `count` signals, waiting for them to arrive."""
+        return self.wait_for(lambda received: len(received) >= count, timeout)
+
+    def wait_for(self, predicate, timeout: float = 10) -> list:
+        """All signals so far, once predicate(signals) holds."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: predicate(self.received), timeout), self.received
+            return list(self.received)
+
+    def close(self):
+        async def stop():
+            self._bus.disconnect()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def systemd(bus, tmp_path):
+    mock = SystemdMock(bus, tmp_path)
+    yield mock
+    mock.stop()
+
+
+@pytest.fixture
+def logind(bus, tmp_path):
+    mock = LogindMock(bus, tmp_path)
+    yield mock
+    mock.stop()
+
+
+@pytest.fixture
+def signals(bus, daemon):
+    s = Signals(bus)
+    yield s
+    s.close()

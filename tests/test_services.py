@@ -1,0 +1,171 @@
+"""Services1 and the /services routes, against python-dbusmock's systemd on the test bus."""
+
+import base64
+import json
+
+import pytest
+
+from stack import call
+from systemd_helpers import MOCK, STATUS_UNITS, SystemdMock, signals, systemd  # noqa: F401
+
+SERVICES = "org.selfprivacy.Services1"
+NAMES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud", "ocserv": "Ocserv",
+         "pleroma": "Pleroma"}
+
+
+def userdata(root):
+    return json.loads((root / "etc/nixos/userdata/userdata.json").read_text())
+
+
+# --- running state ------------------------------------------------------------------------------
+
+def test_status_maps_running_stopped_and_missing_units(systemd, api, bus):
+    systemd.add_unit("dovecot2.service", "active")
+    systemd.add_unit("postfix.service", "inactive")
+    systemd.add_unit("nginx.service", "failed")
+    systemd.add_unit("bitwarden_rs.service", "active")  # the old name; vaultwarden.service is missing
+    systemd.add_unit("gitea.service", "reloading")
+    systemd.add_unit("phpfpm-nextcloud.service", "active")
+    systemd.add_unit("pleroma.service", "activating")
+    # ocserv.service is missing
+    expected = {"imap": 0, "smtp": 3, "http": 3, "bitwarden": 0, "gitea": 0, "nextcloud": 0,
+                "ocserv": 4, "pleroma": 3}
+    r = api.get("/services/status")
+    assert r.status_code == 200, r.text
+    assert r.json() == expected
+    assert call(bus, SERVICES, "GetStatus") == [expected]
+
+    # A change systemd signals is seen by the very next request.
+    systemd.set_state("postfix.service", "active")
+    systemd.set_state("dovecot2.service", "inactive")
+    systemd.set_state("bitwarden_rs.service", "inactive")
+    systemd.add_unit("ocserv.service", "active")
+    r = api.get("/services/status")
+    assert r.json() == {**expected, "imap": 3, "smtp": 0, "bitwarden": 3, "ocserv": 0}
+
+
+def test_bitwarden_is_running_when_either_unit_is(systemd, api):
+    systemd.add_unit("vaultwarden.service", "active")
+    systemd.add_unit("bitwarden_rs.service", "inactive")
+    assert api.get("/services/status").json()["bitwarden"] == 0
+    systemd.set_state("vaultwarden.service", "inactive")
+    assert api.get("/services/status").json()["bitwarden"] == 3
+    systemd.set_state("bitwarden_rs.service", "active")
+    assert api.get("/services/status").json()["bitwarden"] == 0
+
+
+def test_status_uses_list_units_by_names_in_one_call(systemd, api):
+    """Real systemd answers all units in one ListUnitsByNames call; the template lacks it, so this
+    test gives the mock one that reports its units the way systemd does (not-found for others)."""
+    code = "\n".join([
+        "ret = []",
+        "for n in args[0]:",
+        "    if n in self.units:",
+        "        state = objects[self.units[n]].props['org.freedesktop.systemd1.Unit']['ActiveState']",
+        "        ret.append((n, '', 'loaded', state, '', '', self.units[n], 0, '', '/'))",
+        "    else:",
+        "        ret.append((n, '', 'not-found', 'inactive', 'dead', '', '/', 0, '', '/'))",
+    ])
+    systemd.call(MOCK, "AddMethod", "sssss", "org.freedesktop.systemd1.Manager", "ListUnitsByNames",
+                 "as", "a(ssssssouso)", code)
+    systemd.add_unit("nginx.service", "active")
+    systemd.add_unit("gitea.service", "inactive")
+    systemd.clear_calls()
+    r = api.get("/services/status")
+    assert r.json() == {"imap": 4, "smtp": 4, "http": 0, "bitwarden": 4, "gitea": 3, "nextcloud": 4,
+                        "ocserv": 4, "pleroma": 4}
+    assert systemd.method_calls("ListUnitsByNames") == [[{"type": "as", "data": list(STATUS_UNITS)}]]
+    assert systemd.method_calls("GetUnit") == []
+
+
+def test_status_is_503_without_systemd_and_recovers_when_it_appears(api, bus, tmp_path):
+    r = api.get("/services/status")
+    assert r.status_code == 503
+    assert "systemd" in r.json()["error"]
+    mock = SystemdMock(bus, tmp_path)
+    try:
+        mock.add_unit("nginx.service", "active")
+        r = api.get("/services/status")
+        assert r.status_code == 200
+        assert r.json()["http"] == 0 and r.json()["imap"] == 4
+    finally:
+        mock.stop()
+    assert api.get("/services/status").status_code == 503
+
+
+# --- enable / disable --------------------------------------------------------------------------
+
+def test_enable_and_disable_write_userdata(api, root):
+    for service, name in NAMES.items():
+        before = userdata(root)
+        r = api.post(f"/services/{service}/disable")
+        assert r.status_code == 200, r.text
+        assert r.json() == {"status": 0, "message": f"{name} disabled"}
+        after = userdata(root)
+        assert after[service]["enable"] is False
+        # Everything else, including keys spd does not manage, is untouched.
+        assert {k: v for k, v in after.items() if k != service} == \
+            {k: v for k, v in before.items() if k != service}
+        assert {k: v for k, v in after[service].items() if k != "enable"} == \
+            {k: v for k, v in before[service].items() if k != "enable"}
+        r = api.post(f"/services/{service}/enable")
+        assert r.json() == {"status": 0, "message": f"{name} enabled"}
+        assert userdata(root)[service]["enable"] is True
+
+
+def test_enabled_property_and_its_signals(api, bus, root, signals):
+    enabled = {"bitwarden": True, "gitea": False, "nextcloud": True, "ocserv": True, "pleroma": True}
+    out = call(bus, "org.freedesktop.DBus.Properties", "Get", "ss", SERVICES, "Enabled")
+    assert out[0]["data"] == enabled
+
+    assert api.post("/services/gitea/enable").status_code == 200
+    assert signals.wait(1) == [(SERVICES, {"Enabled": {**enabled, "gitea": True}})]
+    # Enabling it again changes nothing and says nothing; the next real change is the next signal.
+    mtime = (root / "etc/nixos/userdata/userdata.json").stat().st_mtime_ns
+    assert api.post("/services/gitea/enable").status_code == 200
+    assert (root / "etc/nixos/userdata/userdata.json").stat().st_mtime_ns == mtime
+    call(bus, SERVICES, "Disable", "s", "pleroma")
+    assert signals.wait(2)[1] == (SERVICES, {"Enabled": {**enabled, "gitea": True, "pleroma": False}})
+    assert len(signals.received) == 2
+
+
+def test_a_missing_section_is_created_and_unknown_services_are_refused(api, bus, root):
+    path = root / "etc/nixos/userdata/userdata.json"
+    data = userdata(root)
+    del data["ocserv"]
+    path.write_text(json.dumps(data))
+    assert call(bus, "org.freedesktop.DBus.Properties", "Get", "ss", SERVICES, "Enabled")[0]["data"]["ocserv"] \
+        is False
+    assert api.post("/services/ocserv/enable").status_code == 200
+    assert userdata(root)["ocserv"] == {"enable": True}
+    assert api.post("/services/sshd/enable").status_code == 404  # no such route
+    with pytest.raises(Exception, match="No service named"):
+        call(bus, SERVICES, "Enable", "s", "../etc")
+
+
+# --- DKIM ---------------------------------------------------------------------------------------
+
+def test_dkim_is_the_whole_record_file_in_base64(api, root):
+    r = api.get("/services/mailserver/dkim")
+    assert r.status_code == 200, r.text
+    assert base64.b64decode(r.json()) == (root / "var/dkim/example.org.selector.txt").read_bytes()
+
+
+def test_dkim_missing_is_404(api, root):
+    (root / "var/dkim/example.org.selector.txt").unlink()
+    r = api.get("/services/mailserver/dkim")
+    assert r.status_code == 404
+    assert r.json()["error"]
+
+
+def test_dkim_refuses_a_domain_that_is_not_one(api, root):
+    (root / "var/dkim/secret.selector.txt").write_text("not for the app")
+    (root / "var/dkim/sub").mkdir()
+    (root / "var/dkim/sub/x.selector.txt").write_text("not for the app")
+    for domain in ("../../etc/passwd", "../dkim/secret", "sub/x", "..", "-bad.org", "a..b", ""):
+        (root / "var/domain").write_text(domain + "\n")
+        r = api.get("/services/mailserver/dkim")
+        assert r.status_code == 500, domain
+        assert "var/domain" in r.json()["error"]
+        assert "not for the app" not in r.text
+        assert base64.b64encode(b"not for the app").decode() not in r.text
