@@ -2,16 +2,19 @@
 shipped introspection XML matches the daemon, and each change is logged with the caller's uid.
 (tests/test_deploy.py runs callers as other users against the shipped bus policy.)"""
 
+import asyncio
 import time
 
 import pytest
 from dbus_fast import Message, Variant
+from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, dbus_property, method
 from dbus_fast.constants import PropertyAccess
 
 import introspection
 from spd.dbus import access
 from spd.dbus.access import ACCESS_DENIED, GATEWAY, ROOT, Access, Caller, Prop, Rule
+from spd.idle import Activity, busy, until_idle
 from stack import TOKEN, call
 
 TOKENS = "org.selfprivacy.Tokens1"
@@ -185,3 +188,101 @@ def test_caller_kinds_come_from_uid_and_groups():
 def test_check_table_lists_members_without_rows():
     checker = Access(None, [Sample()], "root", table=SAMPLE_TABLE)
     assert checker.check_table([Sample()]) == ["org.selfprivacy.Sample1.Unlisted"]
+
+
+# --- held calls: a new caller's calls wait for its credentials, in order ----------------------
+
+class Recorder(ServiceInterface):
+    def __init__(self):
+        super().__init__("org.selfprivacy.Sample1")
+        self.calls = []
+
+    @method()
+    def Everyone(self, n: "i") -> "i":
+        self.calls.append(n)
+        return n
+
+
+RECORDER_TABLE = {"org.selfprivacy.Sample1": {"Everyone": access.changes(ROOT, GATEWAY)}}
+
+
+async def _checked(bus):
+    daemon = await access.CheckedBus(bus_address=bus.address).connect()
+    recorder = Recorder()
+    checker = Access(daemon, [recorder], "selfprivacy-api", table=RECORDER_TABLE)
+    await checker.start()
+    daemon.export("/org/selfprivacy/Daemon", recorder)
+    return daemon, recorder, checker
+
+
+def _from(sender: str, n: int, daemon) -> Message:
+    return Message(destination=daemon.unique_name, path="/org/selfprivacy/Daemon", sender=sender,
+                   serial=100 + n, interface="org.selfprivacy.Sample1", member="Everyone",
+                   signature="i", body=[n])
+
+
+async def _settle(checker):
+    for _ in range(100):
+        if not checker._held and not checker._tasks:
+            return
+        await asyncio.sleep(0.02)
+
+
+def test_new_callers_calls_are_held_then_dispatched_in_order(bus):
+    async def run():
+        daemon, recorder, checker = await _checked(bus)
+        client = await MessageBus(bus_address=bus.address).connect()
+        for n in (1, 2, 3):  # as if read in one go from the socket, before any lookup answered
+            assert checker._on_message(_from(client.unique_name, n, daemon)) is True
+        await _settle(checker)
+        assert recorder.calls == [1, 2, 3]
+        assert checker._callers[client.unique_name].uid == 0
+        assert checker._on_message(_from(client.unique_name, 4, daemon)) is None  # known: no hold
+        client.disconnect()
+        daemon.disconnect()
+
+    asyncio.run(run())
+
+
+def test_unknown_or_vanished_callers_are_refused(bus):
+    async def run():
+        daemon, recorder, checker = await _checked(bus)
+        # A name the bus does not know: the lookup fails.
+        assert checker._on_message(_from(":1.9999", 1, daemon)) is True
+        # A caller that disconnects while its lookup is under way (NameOwnerChanged comes first).
+        client = await MessageBus(bus_address=bus.address).connect()
+        assert checker._on_message(_from(client.unique_name, 2, daemon)) is True
+        checker._forget(client.unique_name)
+        await _settle(checker)
+        assert recorder.calls == []
+        assert client.unique_name not in checker._callers and ":1.9999" not in checker._callers
+        client.disconnect()
+        daemon.disconnect()
+
+    asyncio.run(run())
+
+
+def test_busy_objects_hold_off_the_idle_exit():
+    class Work:
+        running = True
+
+        def busy(self):
+            return self.running
+
+    work = Work()
+    activity = Activity()
+    activity.last -= 10  # long idle by the clock
+
+    async def run():
+        waiter = asyncio.ensure_future(until_idle(0.2, lambda: 0.0 if busy([object(), work])
+                                                  else activity.idle_for()))
+        await asyncio.sleep(0.5)
+        assert not waiter.done()  # the work keeps it
+        work.running = False
+        await asyncio.wait_for(waiter, 2)
+        activity.begin()
+        assert activity.idle_for() == 0.0
+        activity.end()
+        assert activity.idle_for() < 0.1
+
+    asyncio.run(run())
