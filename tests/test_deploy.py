@@ -75,6 +75,7 @@ def test_policy_refuses_nobody_every_call(system_bus, shipped):
     refused = [label(c) for c, (outcome, text) in zip(calls, results)
                if outcome == ACCESS_DENIED and "Rejected send message" in text]  # the bus's words
     assert refused == [label(c) for c in calls], f"{len(refused)} of {len(calls)} refused by the bus"
+    print(f"nobody: {len(refused)} of {len(calls)} calls refused by the bus")
     assert results[-1][0] == ACCESS_DENIED  # and it may not own the name
     assert "refused" not in shipped.process.log()  # nothing reached the daemon
     assert call(system_bus, TOKENS, "List")[0] and len(call(system_bus, TOKENS, "List")[0]) == 2
@@ -102,6 +103,7 @@ def test_daemon_refuses_nobody_when_the_bus_lets_everyone_through(open_bus, root
     refused = [label(c) for c, (outcome, text) in zip(calls, results)
                if outcome == ACCESS_DENIED and "is not allowed for uid 65534" in text]  # the daemon's words
     assert refused == [label(c) for c in calls], f"{len(refused)} of {len(calls)} refused by spd"
+    print(f"nobody, bus open to all: {len(refused)} of {len(calls)} calls refused by spd")
     assert daemon.process.log().count("refused") >= len(calls)
     # ... while the gateway's group still gets through, and nothing nobody sent changed anything.
     listed, = run_client(bus, AS_GATEWAY_GROUP, [LIST])
