@@ -377,3 +377,43 @@ def test_units_say_what_the_packaging_needs():
     assert f"SupplementaryGroups={GATEWAY_GROUP}\n" in gateway and "DynamicUser=yes\n" in gateway
     assert "CapabilityBoundingSet=\n" in gateway and "RestrictAddressFamilies=AF_UNIX\n" in gateway
     assert "IPAddressDeny=any\n" in gateway and "IPAddressAllow=localhost\n" in gateway
+
+
+def _gateway_as(user: list, bus, where: Path, log: Path) -> tuple[Process, str]:
+    """The gateway run as another user, from a copy of the code that user can read."""
+    src = where / "src"
+    if not src.exists():
+        for package in ("spd", "gateway"):
+            shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+        for path in [src, *src.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    port = free_port()
+    proc = Process("spd-gateway", [*user, PYTHON, "-m", "gateway", "--bus", bus.address, "--port", str(port)],
+                   log, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+
+    def answers():
+        try:
+            return httpx.get(url + "/api/version", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    _wait(lambda: answers() or not proc.alive(), "the gateway to answer", 20)
+    assert proc.alive(), proc.log()
+    return proc, url
+
+
+def test_gateway_as_shipped_reaches_the_daemon_only_through_its_group(system_bus, shipped, reachable, tmp_path):
+    """The deployment's shape: the gateway unprivileged, in selfprivacy-api; the shipped policy."""
+    member, url = _gateway_as(AS_GATEWAY_GROUP, system_bus, reachable, tmp_path / "member.log")
+    outsider, outsider_url = _gateway_as(AS_NOBODY, system_bus, reachable, tmp_path / "outsider.log")
+    try:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        r = httpx.get(url + "/auth/tokens", headers=headers, timeout=30)
+        assert r.status_code == 200 and len(r.json()) == 2
+        r = httpx.get(outsider_url + "/auth/tokens", headers=headers, timeout=30)
+        assert r.status_code == 403 and "error" in r.json()
+    finally:
+        member.stop()
+        outsider.stop()
+    assert "Traceback" not in member.log() + outsider.log()
