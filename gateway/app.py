@@ -7,6 +7,8 @@ from sanic import Sanic
 from sanic.exceptions import SanicException
 from sanic.response import json as json_response
 
+from spd.idle import Activity
+
 from .daemon import Daemon
 from .errors import HTTPError
 from .limits import FailureLimiter, client_address
@@ -26,6 +28,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
     app.config.MOTD = False
     app.ctx.daemon = Daemon(bus_address)
     app.ctx.limiter = FailureLimiter()
+    app.ctx.activity = Activity()  # requests in progress, for the idle exit
 
     @app.before_server_start
     async def connect(app):
@@ -61,9 +64,11 @@ def _on_exception(request, exception):
 def _handler(app, route: Route):
     daemon: Daemon = app.ctx.daemon
     limiter: FailureLimiter = app.ctx.limiter
+    activity: Activity = app.ctx.activity
 
     async def handle(request, **path_params):
         address = ctx = None
+        activity.begin()
         try:
             ctx = Ctx(path={k: _text(k, v) for k, v in path_params.items()}, body={})
             if not route.public:
@@ -87,6 +92,8 @@ def _handler(app, route: Route):
             if address is not None and e.status == 404:
                 limiter.failed(address)
             status, result = e.status, {"error": e.message}
+        finally:
+            activity.end()
         if route.method != "GET":
             log.info("%s %s %s by %s", route.method, request.path, status, (ctx and ctx.device) or "-")
         return json_response(result, status=status)

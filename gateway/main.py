@@ -3,8 +3,11 @@
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
+
+from spd.idle import until_idle
 
 from .app import create_app
 
@@ -26,6 +29,10 @@ def main(argv=None) -> None:
                    help="system (default), session, or a D-Bus address [SPD_BUS]")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5050)
+    p.add_argument("--idle-timeout", type=float,
+                   default=float(os.environ.get("SPD_GATEWAY_IDLE_TIMEOUT", "0")),
+                   help="when socket-activated, exit after this many seconds without requests; "
+                        "0 never [SPD_GATEWAY_IDLE_TIMEOUT]")
     a = p.parse_args(argv)
     # Sanic sets up its own loggers; ours gets one handler and stays out of the root logger.
     handler = logging.StreamHandler(sys.stderr)
@@ -36,7 +43,20 @@ def main(argv=None) -> None:
     log.propagate = False
     app = create_app(a.bus)
     sock = inherited_socket()
+    if a.idle_timeout > 0 and sock is None:
+        log.warning("--idle-timeout applies only when socket-activated (nothing would start us again)")
+    elif a.idle_timeout > 0:
+        @app.after_server_start
+        async def watch_idle(app):
+            app.add_task(_exit_when_idle(app, a.idle_timeout), name="idle-exit")
     if sock is not None:
         app.run(sock=sock, single_process=True, motd=False, access_log=False)
     else:
         app.run(host=a.host, port=a.port, single_process=True, motd=False, access_log=False)
+
+
+async def _exit_when_idle(app, timeout: float) -> None:
+    await until_idle(timeout, app.ctx.activity.idle_for)
+    logging.getLogger("spd-gateway").info(
+        "idle for %gs: leaving; the socket starts the gateway again on the next request", timeout)
+    os.kill(os.getpid(), signal.SIGTERM)  # Sanic's own graceful shutdown

@@ -4,9 +4,9 @@ from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 
 
-def message_bus(address: str) -> MessageBus:
+def message_bus(address: str, cls=MessageBus) -> MessageBus:
     if address == "system":
-        return MessageBus(bus_type=BusType.SYSTEM)
+        return cls(bus_type=BusType.SYSTEM)
     if address == "session":
-        return MessageBus(bus_type=BusType.SESSION)
-    return MessageBus(bus_address=address)
+        return cls(bus_type=BusType.SESSION)
+    return cls(bus_address=address)

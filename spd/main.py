@@ -11,12 +11,14 @@ from dbus_fast.constants import NameFlag
 
 from . import config as configuration
 from .bus import message_bus
+from .dbus.access import Access, CheckedBus
 from .dbus.names import BUS_NAME, PATH
 from .dbus.services import ServicesInterface
 from .dbus.system import SystemInterface
 from .dbus.systemd import Logind, Systemd
 from .dbus.tokens import TokensInterface
 from .errors import SpdError
+from .idle import busy, until_idle
 from .services import Services
 from .system import System
 from .tokens import Tokens
@@ -39,8 +41,13 @@ def build(config, bus):
 
 
 async def serve(config) -> int:
-    bus = await message_bus(config.bus).connect()
-    for interface in build(config, bus):
+    bus = await message_bus(config.bus, CheckedBus).connect()
+    interfaces = build(config, bus)
+    access = Access(bus, interfaces, config.gateway_group)
+    for member in access.check_table(interfaces):
+        log.warning("%s has no row in spd/dbus/access.py TABLE: refused to every caller", member)
+    await access.start()  # before export: no call is ever dispatched unchecked
+    for interface in interfaces:
         bus.export(PATH, interface)
     reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
@@ -50,17 +57,34 @@ async def serve(config) -> int:
     sdnotify.SystemdNotifier().notify("READY=1")
     log.info("serving %s on %s, root %s", BUS_NAME, config.bus, config.root)
 
+    def idle_for() -> float:
+        return 0.0 if busy(interfaces) else access.idle_for()
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     disconnected = asyncio.ensure_future(bus.wait_for_disconnect())
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({disconnected, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    waiting = {disconnected, asyncio.ensure_future(stop.wait())}
+    idle = None
+    if config.idle_timeout > 0:
+        idle = asyncio.ensure_future(until_idle(config.idle_timeout, idle_for))
+        waiting.add(idle)
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     if disconnected.done():
         log.error("lost the bus connection")
         return 1
     sdnotify.SystemdNotifier().notify("STOPPING=1")
+    if idle is not None and idle.done():
+        log.info("idle for %gs: leaving; the next call starts spd again (D-Bus activation)",
+                 config.idle_timeout)
+        # From here the bus activates a new spd for new calls. Whatever was sent to the name before
+        # arrived ahead of ReleaseName's reply and is running or held: finish it, then go at once
+        # (the shorter the gap, the less a new activation waits for us to leave).
+        await bus.release_name(BUS_NAME)
+        await until_idle(0.01, idle_for)
+    for task in waiting:
+        task.cancel()
     bus.disconnect()
     log.info("stopped")
     return 0

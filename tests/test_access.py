@@ -1,0 +1,288 @@
+"""The daemon's own caller check (spd/dbus/access.py): its table covers every exported member, the
+shipped introspection XML matches the daemon, and each change is logged with the caller's uid.
+(tests/test_deploy.py runs callers as other users against the shipped bus policy.)"""
+
+import asyncio
+import time
+
+import pytest
+from dbus_fast import Message, Variant
+from dbus_fast.aio import MessageBus
+from dbus_fast.service import ServiceInterface, dbus_property, method
+from dbus_fast.constants import PropertyAccess
+
+import introspection
+from spd.dbus import access
+from spd.dbus.access import ACCESS_DENIED, GATEWAY, ROOT, Access, Caller, Prop, Rule
+from spd.idle import Activity, busy, until_idle
+from stack import TOKEN, call
+
+TOKENS = "org.selfprivacy.Tokens1"
+
+
+def test_every_exported_method_and_property_has_a_row(daemon, bus):
+    live = introspection.live_interfaces(bus)
+    assert TOKENS in live
+    missing, wrong_kind = [], []
+    for name, interface in live.items():
+        rows = access.TABLE.get(name, {})
+        methods, props = introspection.members(interface)
+        for member, _ in methods:
+            if member not in rows:
+                missing.append(f"{name}.{member}")
+            elif not isinstance(rows[member], Rule):
+                wrong_kind.append(f"{name}.{member} is a method, its row is not reads()/changes()")
+        for member, _, _ in props:
+            if member not in rows:
+                missing.append(f"{name}.{member}")
+            elif not isinstance(rows[member], Prop):
+                wrong_kind.append(f"{name}.{member} is a property, its row is not prop()")
+    assert not missing, f"add rows to TABLE in spd/dbus/access.py for: {', '.join(missing)}"
+    assert not wrong_kind, wrong_kind
+
+
+def test_every_row_names_an_exported_member(daemon, bus):
+    live = introspection.live_interfaces(bus)
+    stale = []
+    for name, rows in access.TABLE.items():
+        if name not in live:
+            stale.append(name)
+            continue
+        methods, props = introspection.members(live[name])
+        known = {m for m, _ in methods} | {p for p, _, _ in props}
+        stale += [f"{name}.{member}" for member in rows if member not in known]
+    assert not stale, f"TABLE rows for members the daemon does not export: {stale}"
+
+
+def test_every_interface_ships_its_introspection_xml(daemon, bus):
+    live = introspection.live_interfaces(bus)
+    shipped = introspection.shipped_interfaces()
+    missing = sorted(set(live) - set(shipped))
+    assert not missing, f"no XML in data/dbus-1/interfaces for {missing}: run scripts/write-interfaces"
+    stale = sorted(set(shipped) - set(live))
+    assert not stale, f"XML for interfaces the daemon does not export: {stale}"
+    for name in live:
+        assert introspection.shape(shipped[name]) == introspection.shape(live[name]), \
+            f"data/dbus-1/interfaces/{name}.xml differs from the daemon: run scripts/write-interfaces"
+
+
+def test_xml_files_are_named_for_their_one_interface():
+    for path in introspection.INTERFACES_DIR.glob("*.xml"):
+        names = [i.get("name") for i in introspection.ET.parse(path).getroot().iter("interface")]
+        assert names == [path.stem], path
+
+
+def test_changes_are_logged_with_the_callers_uid(daemon, bus):
+    call(bus, TOKENS, "List")
+    call(bus, TOKENS, "Delete", "s", "second_token")
+    with pytest.raises(Exception):
+        call(bus, TOKENS, "Delete", "s", "no_such_device")
+    deadline = time.monotonic() + 5
+    while "result=org.selfprivacy.Error.NotFound" not in daemon.process.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [line for line in daemon.process.log().splitlines() if "spd.access" in line]
+    assert "spd.access: INFO: uid=0 call=org.selfprivacy.Tokens1.Delete result=ok" in lines
+    assert ("spd.access: INFO: uid=0 call=org.selfprivacy.Tokens1.Delete "
+            "result=org.selfprivacy.Error.NotFound") in lines
+    assert not [line for line in lines if ".List" in line], "reads are not logged"
+    assert TOKEN not in daemon.process.log()
+
+
+# --- the decision itself, in-process, with a table of its own ---------------------------------
+
+class Sample(ServiceInterface):
+    def __init__(self):
+        super().__init__("org.selfprivacy.Sample1")
+        self._open = "x"
+
+    @method()
+    def Everyone(self) -> "s":
+        return ""
+
+    @method()
+    def RootOnly(self):
+        pass
+
+    @method()
+    def Unlisted(self):
+        pass
+
+    @dbus_property()
+    def Open(self) -> "s":
+        return self._open
+
+    @Open.setter
+    def Open(self, value: "s"):
+        self._open = value
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Secret(self) -> "s":
+        return ""
+
+
+SAMPLE_TABLE = {
+    "org.selfprivacy.Sample1": {
+        "Everyone": access.reads(ROOT, GATEWAY),
+        "RootOnly": access.changes(ROOT),
+        "Open": access.prop(),
+        "Secret": access.prop(read=(ROOT,), write=()),
+    },
+}
+ROOT_CALLER = Caller(0, frozenset({ROOT}))
+GATEWAY_CALLER = Caller(990, frozenset({GATEWAY}))
+NOBODY = Caller(65534, frozenset())
+
+
+def _decide(member, who, interface="org.selfprivacy.Sample1", signature="", body=()):
+    checker = Access(None, [Sample()], "no-such-group-for-spd-tests", table=SAMPLE_TABLE)
+    msg = Message(destination="org.selfprivacy.Daemon", path="/org/selfprivacy/Daemon", sender=":1.9",
+                  serial=7, interface=interface, member=member, signature=signature, body=list(body))
+    result = checker._decide(msg, who)
+    if result is None:
+        return "allowed"
+    assert isinstance(result, Message) and result.error_name == ACCESS_DENIED
+    return "denied"
+
+
+def _prop(member, name, who, value=None):
+    body = ["org.selfprivacy.Sample1"] + ([name] if name else []) + ([Variant("s", value)] if value else [])
+    signature = {"Get": "ss", "Set": "ssv", "GetAll": "s"}[member]
+    return _decide(member, who, "org.freedesktop.DBus.Properties", signature, body)
+
+
+def test_table_decides_each_caller_kind():
+    assert _decide("Everyone", ROOT_CALLER) == "allowed"
+    assert _decide("Everyone", GATEWAY_CALLER) == "allowed"
+    assert _decide("Everyone", NOBODY) == "denied"
+    assert _decide("RootOnly", ROOT_CALLER) == "allowed"
+    assert _decide("RootOnly", GATEWAY_CALLER) == "denied"
+    for who in (ROOT_CALLER, GATEWAY_CALLER, NOBODY):
+        assert _decide("Unlisted", who) == "denied"
+        assert _decide("Everyone", who, interface=None) == "denied"  # no interface: no guessing
+        assert _decide("GetManagedObjects", who, "org.freedesktop.DBus.ObjectManager") == "denied"
+    assert _decide("Introspect", NOBODY, "org.freedesktop.DBus.Introspectable") == "allowed"
+
+
+def test_table_decides_property_reads_and_writes():
+    assert _prop("Get", "Open", GATEWAY_CALLER) == "allowed"
+    assert _prop("Set", "Open", GATEWAY_CALLER, "y") == "allowed"
+    assert _prop("Set", "Open", NOBODY, "y") == "denied"
+    assert _prop("Get", "Secret", GATEWAY_CALLER) == "denied"
+    assert _prop("Get", "Secret", ROOT_CALLER) == "allowed"
+    assert _prop("Set", "Secret", ROOT_CALLER, "y") == "denied"
+    assert _prop("Get", "Nope", ROOT_CALLER) == "denied"
+    # GetAll returns Secret too: only for who may read every property.
+    assert _prop("GetAll", None, ROOT_CALLER) == "allowed"
+    assert _prop("GetAll", None, GATEWAY_CALLER) == "denied"
+
+
+def test_caller_kinds_come_from_uid_and_groups():
+    checker = Access(None, [], "root")  # gid 0 stands in for the gateway's group here
+    creds = lambda uid, gids: {"UnixUserID": Variant("u", uid), "UnixGroupIDs": Variant("au", gids)}
+    assert checker._caller(creds(0, [0])).kinds == {ROOT, GATEWAY}
+    assert checker._caller(creds(1000, [100, 0])).kinds == {GATEWAY}
+    assert checker._caller(creds(1000, [100])).kinds == frozenset()
+    assert checker._caller({"ProcessID": Variant("u", 1)}) is None  # no uid: unknown, refused
+
+
+def test_check_table_lists_members_without_rows():
+    checker = Access(None, [Sample()], "root", table=SAMPLE_TABLE)
+    assert checker.check_table([Sample()]) == ["org.selfprivacy.Sample1.Unlisted"]
+
+
+# --- held calls: a new caller's calls wait for its credentials, in order ----------------------
+
+class Recorder(ServiceInterface):
+    def __init__(self):
+        super().__init__("org.selfprivacy.Sample1")
+        self.calls = []
+
+    @method()
+    def Everyone(self, n: "i") -> "i":
+        self.calls.append(n)
+        return n
+
+
+RECORDER_TABLE = {"org.selfprivacy.Sample1": {"Everyone": access.changes(ROOT, GATEWAY)}}
+
+
+async def _checked(bus):
+    daemon = await access.CheckedBus(bus_address=bus.address).connect()
+    recorder = Recorder()
+    checker = Access(daemon, [recorder], "selfprivacy-api", table=RECORDER_TABLE)
+    await checker.start()
+    daemon.export("/org/selfprivacy/Daemon", recorder)
+    return daemon, recorder, checker
+
+
+def _from(sender: str, n: int, daemon) -> Message:
+    return Message(destination=daemon.unique_name, path="/org/selfprivacy/Daemon", sender=sender,
+                   serial=100 + n, interface="org.selfprivacy.Sample1", member="Everyone",
+                   signature="i", body=[n])
+
+
+async def _settle(checker):
+    for _ in range(100):
+        if not checker._held and not checker._tasks:
+            return
+        await asyncio.sleep(0.02)
+
+
+def test_new_callers_calls_are_held_then_dispatched_in_order(bus):
+    async def run():
+        daemon, recorder, checker = await _checked(bus)
+        client = await MessageBus(bus_address=bus.address).connect()
+        for n in (1, 2, 3):  # as if read in one go from the socket, before any lookup answered
+            assert checker._on_message(_from(client.unique_name, n, daemon)) is True
+        await _settle(checker)
+        assert recorder.calls == [1, 2, 3]
+        assert checker._callers[client.unique_name].uid == 0
+        assert checker._on_message(_from(client.unique_name, 4, daemon)) is None  # known: no hold
+        client.disconnect()
+        daemon.disconnect()
+
+    asyncio.run(run())
+
+
+def test_unknown_or_vanished_callers_are_refused(bus):
+    async def run():
+        daemon, recorder, checker = await _checked(bus)
+        # A name the bus does not know: the lookup fails.
+        assert checker._on_message(_from(":1.9999", 1, daemon)) is True
+        # A caller that disconnects while its lookup is under way (NameOwnerChanged comes first).
+        client = await MessageBus(bus_address=bus.address).connect()
+        assert checker._on_message(_from(client.unique_name, 2, daemon)) is True
+        checker._forget(client.unique_name)
+        await _settle(checker)
+        assert recorder.calls == []
+        assert client.unique_name not in checker._callers and ":1.9999" not in checker._callers
+        client.disconnect()
+        daemon.disconnect()
+
+    asyncio.run(run())
+
+
+def test_busy_objects_hold_off_the_idle_exit():
+    class Work:
+        running = True
+
+        def busy(self):
+            return self.running
+
+    work = Work()
+    activity = Activity()
+    activity.last -= 10  # long idle by the clock
+
+    async def run():
+        waiter = asyncio.ensure_future(until_idle(0.2, lambda: 0.0 if busy([object(), work])
+                                                  else activity.idle_for()))
+        await asyncio.sleep(0.5)
+        assert not waiter.done()  # the work keeps it
+        work.running = False
+        await asyncio.wait_for(waiter, 2)
+        activity.begin()
+        assert activity.idle_for() == 0.0
+        activity.end()
+        assert activity.idle_for() < 0.1
+
+    asyncio.run(run())
