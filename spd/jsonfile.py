@@ -1,8 +1,16 @@
-"""A JSON file that is never half-written: every change is a read-modify-write under an exclusive
-lock, written to a temp file in the same folder, fsynced, renamed over the original, and the folder
-fsynced. The daemon is one asyncio thread, so a change made without awaiting inside it is also
-atomic with respect to every other request; the flock guards against other processes (an operator's
-script, a second daemon by mistake)."""
+"""A JSON file that is never half-written and never loses what it does not understand.
+
+Every change is a read-modify-write under an exclusive lock, written to a temp file in the same
+folder, fsynced, renamed over the original, and the folder fsynced: a crash at any moment leaves
+either the old file or the new one. The daemon is one asyncio thread, so a change made without
+awaiting inside it is also atomic with respect to every other request; the flock guards against
+other processes (an operator's script, a second daemon by mistake).
+
+Keys nobody touched stay exactly as they were, byte for byte: a top-level value whose content did
+not change is copied from the old text, not re-serialised, and numbers keep their original
+spelling (`1e5`, `1.50`) even inside values that are re-serialised. The file's mode and owner are
+kept too.
+"""
 
 import copy
 import fcntl
@@ -13,6 +21,107 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import Failed
+
+INDENT = "    "  # the 1.2 server wrote json.dump(data, f, indent=4); so do we
+
+
+class Number(float):
+    """A JSON number with a fraction or exponent, remembering how the file spelled it."""
+
+    def __new__(cls, text: str):
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return Number, (self.text,)
+
+
+def _scan_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+_decoder = json.JSONDecoder(parse_float=Number, parse_constant=_scan_constant)
+_WS = " \t\n\r"
+
+
+def loads(text: str):
+    return _decoder.decode(text)
+
+
+def _skip(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _WS:
+        i += 1
+    return i
+
+
+def split_top(text: str) -> dict | None:
+    """The raw text of each top-level value of a JSON object (last one wins for a repeated key),
+    or None when the document is not an object."""
+    i = _skip(text, 0)
+    if i >= len(text) or text[i] != "{":
+        return None
+    raw = {}
+    i = _skip(text, i + 1)
+    if i < len(text) and text[i] == "}":
+        return raw
+    while True:
+        if text[i] != '"':
+            raise ValueError("expected a key")
+        key, i = json.decoder.scanstring(text, i + 1)
+        i = _skip(text, i)
+        if text[i] != ":":
+            raise ValueError("expected ':'")
+        i = _skip(text, i + 1)
+        _, end = _decoder.raw_decode(text, i)
+        raw.pop(key, None)
+        raw[key] = text[i:end]
+        i = _skip(text, end)
+        if text[i] == "}":
+            return raw
+        if text[i] != ",":
+            raise ValueError("expected ',' or '}'")
+        i = _skip(text, i + 1)
+
+
+def dumps(value, level: int = 0) -> str:
+    """JSON formatted like json.dumps(value, indent=4), but numbers keep their spelling."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, Number):
+        return value.text
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("NaN and infinity are not JSON")
+        return float.__repr__(value)
+    inner = "\n" + INDENT * (level + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = (inner + json.dumps(_key(k)) + ": " + dumps(v, level + 1) for k, v in value.items())
+        return "{" + ",".join(items) + "\n" + INDENT * level + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        return "[" + ",".join(inner + dumps(v, level + 1) for v in value) + "\n" + INDENT * level + "]"
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")
+
+
+def _key(k) -> str:
+    if not isinstance(k, str):
+        raise TypeError("JSON keys are strings")
+    return k
 
 
 class JsonFile:
@@ -39,33 +148,73 @@ class JsonFile:
             return copy.deepcopy(self.default)
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         if key != self._cache_key:
-            self._cache = self._load()
+            self._cache = self._parse(self._read_text())
             self._cache_key = key
         return self._cache
 
     def update(self, change):
         """Run change(data) on a fresh copy under the lock and write the result atomically.
-        Returns what change returns. If change raises, nothing is written."""
+        Returns what change returns. If change raises, nothing is written; if it changed nothing,
+        the file is left alone."""
         with self._locked():
             try:
-                data = self._load()
+                text = self._read_text()
             except Failed:
                 if self.default is None or self.path.exists():
                     raise
-                data = copy.deepcopy(self.default)
+                text = None
+            if text is None:
+                data, raw = copy.deepcopy(self.default), {}
+            else:
+                data = self._parse(text)
+                raw = split_top(text) if isinstance(data, dict) else None
+            before = _fingerprint(data)
             result = change(data)
-            self._write(data)
+            after = _fingerprint(data)
+            if text is not None and after is not None and after == before and list(after) == list(before):
+                return result  # nothing changed: leave the file (and its mtime) alone
+            self._write(self._render(data, raw, before))
             self._cache_key = None
             return result
 
-    def _load(self):
+    def remove_stale_temps(self) -> None:
+        """Delete temp files that a killed writer left behind (under the lock, so never a live one)."""
+        if not self.path.parent.is_dir():
+            return
+        with self._locked():
+            for p in self.path.parent.glob("." + self.path.name + ".*.tmp"):
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
+
+    def _read_text(self) -> str:
         try:
             with open(self.path, "rb") as f:
-                return json.loads(f.read())
+                return f.read().decode("utf-8")
         except FileNotFoundError:
             raise Failed(f"{self.path.name} is missing") from None
-        except (ValueError, UnicodeDecodeError):
+        except UnicodeDecodeError:
+            raise Failed(f"{self.path.name} is not valid UTF-8; refusing to change it") from None
+
+    def _parse(self, text: str):
+        try:
+            return loads(text)
+        except ValueError:
             raise Failed(f"{self.path.name} is not valid JSON; refusing to change it") from None
+
+    def _render(self, data, raw, before) -> str:
+        """The new text: untouched top-level values copied from the old text."""
+        if not isinstance(data, dict) or raw is None or not isinstance(before, dict):
+            return dumps(data) + "\n"
+        if not data:
+            return "{}\n"
+        items = []
+        for key, value in data.items():
+            fresh = dumps(value, 1)
+            text = raw[key] if key in raw and before.get(key) == fresh else fresh
+            items.append("\n" + INDENT + json.dumps(key) + ": " + text)
+        return "{" + ",".join(items) + "\n}\n"
 
     @contextmanager
     def _locked(self):
@@ -77,16 +226,18 @@ class JsonFile:
         finally:
             os.close(fd)
 
-    def _write(self, data) -> None:
-        text = json.dumps(data, indent=4, ensure_ascii=False) + "\n"
+    def _write(self, text: str) -> None:
         try:
-            mode = os.stat(self.path).st_mode & 0o7777
+            st = os.stat(self.path)
+            mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
         except FileNotFoundError:
-            mode = self.mode
+            mode, owner = self.mode, None
         folder = self.path.parent
         fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + self.path.name + ".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
+                if owner is not None and owner != (os.geteuid(), os.getegid()):
+                    os.fchown(f.fileno(), *owner)
                 os.fchmod(f.fileno(), mode)
                 f.write(text.encode())
                 f.flush()
@@ -103,3 +254,10 @@ class JsonFile:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _fingerprint(data):
+    """Each top-level value as it would be re-serialised, taken before a change runs."""
+    if not isinstance(data, dict):
+        return None
+    return {k: dumps(v, 1) for k, v in data.items()}

@@ -12,9 +12,13 @@ from dbus_fast.constants import NameFlag
 from . import config as configuration
 from .bus import message_bus
 from .dbus.names import BUS_NAME, PATH
+from .dbus.ssh import SSHInterface
 from .dbus.tokens import TokensInterface
+from .dbus.users import UsersInterface
 from .errors import SpdError
+from .ssh import SSH
 from .tokens import Tokens
+from .users import Users
 from .userdata import open_userdata
 
 log = logging.getLogger("spd")
@@ -27,6 +31,8 @@ def build(config, bus):
     tokens.import_legacy()
     return [
         TokensInterface(tokens),
+        UsersInterface(Users(userdata)),
+        SSHInterface(SSH(userdata)),
     ]
 
 
