@@ -6,7 +6,7 @@ either the old file or the new one. The daemon is one asyncio thread, so a chang
 awaiting inside it is also atomic with respect to every other request; the flock guards against
 other processes (an operator's script, a second daemon by mistake).
 
-Keys nobody touched stay exactly as they were, byte for byte: a top-level value whose content did
+Keys nobody touched stay exactly as they were, byte for byte: a top-level member whose value did
 not change is copied from the old text, not re-serialised, and numbers keep their original
 spelling (`1e5`, `1.50`) even inside values that are re-serialised. The file's mode and owner are
 kept too.
@@ -59,8 +59,8 @@ def _skip(text: str, i: int) -> int:
 
 
 def split_top(text: str) -> dict | None:
-    """The raw text of each top-level value of a JSON object (last one wins for a repeated key),
-    or None when the document is not an object."""
+    """The raw text of each top-level member (`"key": value`, as spelled in the file) of a JSON
+    object (last one wins for a repeated key), or None when the document is not an object."""
     i = _skip(text, 0)
     if i >= len(text) or text[i] != "{":
         return None
@@ -71,6 +71,7 @@ def split_top(text: str) -> dict | None:
     while True:
         if text[i] != '"':
             raise ValueError("expected a key")
+        start = i
         key, i = json.decoder.scanstring(text, i + 1)
         i = _skip(text, i)
         if text[i] != ":":
@@ -78,7 +79,7 @@ def split_top(text: str) -> dict | None:
         i = _skip(text, i + 1)
         _, end = _decoder.raw_decode(text, i)
         raw.pop(key, None)
-        raw[key] = text[i:end]
+        raw[key] = text[start:end]
         i = _skip(text, end)
         if text[i] == "}":
             return raw
@@ -204,7 +205,7 @@ class JsonFile:
             raise Failed(f"{self.path.name} is not valid JSON; refusing to change it") from None
 
     def _render(self, data, raw, before) -> str:
-        """The new text: untouched top-level values copied from the old text."""
+        """The new text: untouched top-level members copied from the old text."""
         if not isinstance(data, dict) or raw is None or not isinstance(before, dict):
             return dumps(data) + "\n"
         if not data:
@@ -212,8 +213,10 @@ class JsonFile:
         items = []
         for key, value in data.items():
             fresh = dumps(value, 1)
-            text = raw[key] if key in raw and before.get(key) == fresh else fresh
-            items.append("\n" + INDENT + json.dumps(key) + ": " + text)
+            if key in raw and before.get(key) == fresh:
+                items.append("\n" + INDENT + raw[key])
+            else:
+                items.append("\n" + INDENT + json.dumps(key) + ": " + fresh)
         return "{" + ",".join(items) + "\n}\n"
 
     @contextmanager

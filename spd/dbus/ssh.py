@@ -23,6 +23,13 @@ class SSHInterface(ServiceInterface):
         if changed:
             self.emit_properties_changed({FIELDS[k]: v for k, v in changed.items()})
 
+    # Property accessors are not wrapped by @method: map domain errors here.
+    def _get_property(self, field: str) -> bool:
+        try:
+            return self.ssh.settings()[field]
+        except SpdError as e:
+            raise DBusError(error_name(e.kind), e.message) from None
+
     def _set_property(self, field: str, value: bool) -> None:
         try:
             self._set({field: value})
@@ -32,7 +39,7 @@ class SSHInterface(ServiceInterface):
     @dbus_property()
     def Enable(self) -> "b":
         """Whether sshd runs (ssh.enable; true when unset)."""
-        return self.ssh.settings()["enable"]
+        return self._get_property("enable")
 
     @Enable.setter
     def Enable(self, value: "b"):
@@ -41,7 +48,7 @@ class SSHInterface(ServiceInterface):
     @dbus_property()
     def PasswordAuthentication(self) -> "b":
         """Whether sshd accepts passwords (ssh.passwordAuthentication; true when unset)."""
-        return self.ssh.settings()["passwordAuthentication"]
+        return self._get_property("passwordAuthentication")
 
     @PasswordAuthentication.setter
     def PasswordAuthentication(self, value: "b"):
