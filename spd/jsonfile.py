@@ -12,6 +12,7 @@ spelling (`1e5`, `1.50`) even inside values that are re-serialised. The file's m
 kept too.
 """
 
+import asyncio
 import copy
 import fcntl
 import json
@@ -135,6 +136,8 @@ class JsonFile:
         self._lock_path = self.path.with_name("." + self.path.name + ".lock")
         self._cache_key = None
         self._cache = None
+        self._pending = []  # (change, future) waiting for the next group commit
+        self._writer = None
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -156,7 +159,43 @@ class JsonFile:
     def update(self, change):
         """Run change(data) on a fresh copy under the lock and write the result atomically.
         Returns what change returns. If change raises, nothing is written; if it changed nothing,
-        the file is left alone."""
+        the file is left alone. Blocks while the disk works: the daemon's request handlers use
+        update_async instead."""
+        ((result, error),) = self._commit([change])
+        if error is not None:
+            raise error
+        return result
+
+    async def update_async(self, change):
+        """update() without blocking the event loop, with group commit: the disk work runs on a
+        worker thread, and changes that arrive while a write is under way are applied in arrival
+        order and written together by the next one (one fsync for many requests). Each change still
+        succeeds or fails alone. `change` runs on the worker thread and must only touch `data`; it
+        may run again on a fresh copy when a later change of its batch fails, so it must not have
+        other effects."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((change, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self):
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                outcomes = await asyncio.to_thread(self._commit, [change for change, _ in batch])
+            except Exception as e:  # the file is missing or corrupt, or the write failed
+                outcomes = [(None, e)] * len(batch)
+            for (_, future), (result, error) in zip(batch, outcomes):
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+
+    def _commit(self, changes) -> list:
+        """Apply changes in order under the lock and write once: [(result, exception)] per change."""
         with self._locked():
             try:
                 text = self._read_text()
@@ -164,19 +203,29 @@ class JsonFile:
                 if self.default is None or self.path.exists():
                     raise
                 text = None
-            if text is None:
-                data, raw = copy.deepcopy(self.default), {}
-            else:
-                data = self._parse(text)
-                raw = split_top(text) if isinstance(data, dict) else None
+
+            def fresh():
+                return copy.deepcopy(self.default) if text is None else self._parse(text)
+
+            data = fresh()
             before = _fingerprint(data)
-            result = change(data)
+            outcomes, applied = [], []
+            for change in changes:
+                try:
+                    outcomes.append((change(data), None))
+                    applied.append(change)
+                except Exception as e:
+                    outcomes.append((None, e))
+                    data = fresh()  # undo what the failed change half-did
+                    for done in applied:
+                        done(data)
             after = _fingerprint(data)
             if text is not None and after is not None and after == before and list(after) == list(before):
-                return result  # nothing changed: leave the file (and its mtime) alone
-            self._write(self._render(data, raw, before))
+                return outcomes  # nothing changed: leave the file (and its mtime) alone
+            raw = split_top(text) if text is not None and isinstance(data, dict) else {}
+            self._write(self._render(data, raw, before, after))
             self._cache_key = None
-            return result
+            return outcomes
 
     def remove_stale_temps(self) -> None:
         """Delete temp files that a killed writer left behind (under the lock, so never a live one)."""
@@ -204,7 +253,7 @@ class JsonFile:
         except ValueError:
             raise Failed(f"{self.path.name} is not valid JSON; refusing to change it") from None
 
-    def _render(self, data, raw, before) -> str:
+    def _render(self, data, raw, before, after) -> str:
         """The new text: untouched top-level members copied from the old text."""
         if not isinstance(data, dict) or raw is None or not isinstance(before, dict):
             return dumps(data) + "\n"
@@ -212,11 +261,10 @@ class JsonFile:
             return "{}\n"
         items = []
         for key, value in data.items():
-            fresh = dumps(value, 1)
-            if key in raw and before.get(key) == fresh:
+            if key in raw and before.get(key) == after[key]:
                 items.append("\n" + INDENT + raw[key])
             else:
-                items.append("\n" + INDENT + json.dumps(key) + ": " + fresh)
+                items.append("\n" + INDENT + json.dumps(key) + ": " + dumps(value, 1))
         return "{" + ",".join(items) + "\n}\n"
 
     @contextmanager
@@ -259,8 +307,12 @@ class JsonFile:
             os.close(dfd)
 
 
+_compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # C-accelerated
+
+
 def _fingerprint(data):
-    """Each top-level value as it would be re-serialised, taken before a change runs."""
+    """Each top-level value in compact JSON, to see which ones a change touched (true, 1 and 1.0
+    differ here, as they do in the file)."""
     if not isinstance(data, dict):
         return None
-    return {k: dumps(v, 1) for k, v in data.items()}
+    return {k: _compact(v) for k, v in data.items()}

@@ -63,7 +63,7 @@ class SSH:
         ssh = _ssh(self.userdata.read())
         return {name: _setting(ssh, name) for name in SETTINGS}
 
-    def configure(self, changes: dict) -> dict:
+    async def configure(self, changes: dict) -> dict:
         """Set the given settings; returns those whose value really changed."""
         for name, value in changes.items():
             if name not in SETTINGS:
@@ -78,7 +78,7 @@ class SSH:
                 _ssh(data, create=True).update(changed)
             return changed
 
-        changed = self.userdata.update(apply)
+        changed = await self.userdata.update_async(apply)
         if changed:
             log.info("ssh settings changed: %s", changed)
         return changed
@@ -86,15 +86,15 @@ class SSH:
     def keys(self, user: str) -> list[str]:
         return [k for k in _key_list(self.userdata.read(), user) if k != ""]
 
-    def add_root_key(self, text: str) -> None:
-        self._add("root", sshkeys.parse(text))
+    async def add_root_key(self, text: str) -> None:
+        await self._add("root", sshkeys.parse(text))
 
-    def add_key(self, user: str, text: str) -> None:
+    async def add_key(self, user: str, text: str) -> None:
         if user == "root":
             raise InvalidArgument("Use /services/ssh/key/send (AddRootKey) to add root keys")
-        self._add(user, sshkeys.parse(text))
+        await self._add(user, sshkeys.parse(text))
 
-    def _add(self, user: str, key: sshkeys.PublicKey) -> None:
+    async def _add(self, user: str, key: sshkeys.PublicKey) -> None:
         def add(data):
             keys = _key_list(data, user, create=True)
             if any(sshkeys.identity(k) == key.identity for k in keys):
@@ -103,10 +103,10 @@ class SSH:
                 keys[:] = [k for k in keys if k != ""]  # drop the empty-list placeholder
             keys.append(str(key))
 
-        self.userdata.update(add)
+        await self.userdata.update_async(add)
         log.info("ssh key %s added for %s", key.type, user)
 
-    def remove_key(self, user: str, text: str) -> None:
+    async def remove_key(self, user: str, text: str) -> None:
         try:
             wanted = sshkeys.parse(text).identity
         except InvalidArgument:
@@ -123,5 +123,5 @@ class SSH:
             if user == "root" and not keys:
                 keys.append("")
 
-        self.userdata.update(remove)
+        await self.userdata.update_async(remove)
         log.info("ssh key removed for %s", user)

@@ -2,8 +2,8 @@
 
 A password is hashed by mkpasswd (SHA-512 crypt, which NixOS accepts) with the password on its
 stdin, never in argv or the environment, where /proc would show it. Hashing runs as an asyncio
-subprocess outside the userdata lock, so the daemon keeps serving meanwhile and only the short
-read-modify-write is serialised.
+subprocess outside the userdata lock, so the daemon keeps serving meanwhile; the write itself is a
+group commit (JsonFile.update_async), so concurrent creations share one fsync.
 """
 
 import asyncio
@@ -108,10 +108,10 @@ class Users:
                 raise Failed("userdata.json: users is not a list")
             users.append({"username": username, "hashedPassword": hashed})
 
-        self.userdata.update(add)
+        await self.userdata.update_async(add)
         log.info("user %s created", username)
 
-    def delete(self, username: str) -> None:
+    async def delete(self, username: str) -> None:
         def remove(data):
             if username == data.get("username"):
                 raise InvalidArgument("The master user cannot be deleted")
@@ -120,5 +120,5 @@ class Users:
                 raise NotFound(f"User {username} does not exist")
             data["users"].remove(user)
 
-        self.userdata.update(remove)
+        await self.userdata.update_async(remove)
         log.info("user %s deleted", username)

@@ -18,8 +18,8 @@ class SSHInterface(ServiceInterface):
         super().__init__(SSH_INTERFACE)
         self.ssh = ssh
 
-    def _set(self, changes: dict) -> None:
-        changed = self.ssh.configure(changes)
+    async def _set(self, changes: dict) -> None:
+        changed = await self.ssh.configure(changes)
         if changed:
             self.emit_properties_changed({FIELDS[k]: v for k, v in changed.items()})
 
@@ -30,9 +30,9 @@ class SSHInterface(ServiceInterface):
         except SpdError as e:
             raise DBusError(error_name(e.kind), e.message) from None
 
-    def _set_property(self, field: str, value: bool) -> None:
+    async def _set_property(self, field: str, value: bool) -> None:
         try:
-            self._set({field: value})
+            await self._set({field: value})
         except SpdError as e:
             raise DBusError(error_name(e.kind), e.message) from None
 
@@ -42,8 +42,8 @@ class SSHInterface(ServiceInterface):
         return self._get_property("enable")
 
     @Enable.setter
-    def Enable(self, value: "b"):
-        self._set_property("enable", value)
+    async def Enable(self, value: "b"):
+        await self._set_property("enable", value)
 
     @dbus_property()
     def PasswordAuthentication(self) -> "b":
@@ -51,11 +51,11 @@ class SSHInterface(ServiceInterface):
         return self._get_property("passwordAuthentication")
 
     @PasswordAuthentication.setter
-    def PasswordAuthentication(self, value: "b"):
-        self._set_property("passwordAuthentication", value)
+    async def PasswordAuthentication(self, value: "b"):
+        await self._set_property("passwordAuthentication", value)
 
     @method()
-    def Configure(self, settings: "a{sv}"):
+    async def Configure(self, settings: "a{sv}"):
         """Set several properties in one call ({"Enable": <b>, "PasswordAuthentication": <b>}, any
         subset); PropertiesChanged lists those that really changed."""
         changes = {}
@@ -65,7 +65,7 @@ class SSHInterface(ServiceInterface):
             if not isinstance(value, Variant) or value.signature != "b":
                 raise InvalidArgument(f"{name} must be a boolean")
             changes[PROPERTIES[name]] = value.value
-        self._set(changes)
+        await self._set(changes)
 
     @method()
     def ListKeys(self, user: "s") -> "as":
@@ -73,18 +73,18 @@ class SSHInterface(ServiceInterface):
         return self.ssh.keys(user)
 
     @method()
-    def AddRootKey(self, key: "s"):
+    async def AddRootKey(self, key: "s"):
         """Authorize a key for root. InvalidArgument for anything but one valid public key,
         AlreadyExists when the key is there."""
-        self.ssh.add_root_key(key)
+        await self.ssh.add_root_key(key)
 
     @method()
-    def AddKey(self, user: "s", key: "s"):
+    async def AddKey(self, user: "s", key: "s"):
         """Authorize a key for a user (not root: use AddRootKey)."""
-        self.ssh.add_key(user, key)
+        await self.ssh.add_key(user, key)
 
     @method()
-    def RemoveKey(self, user: "s", key: "s"):
+    async def RemoveKey(self, user: "s", key: "s"):
         """Remove a key (matched by its key material, whatever the comment). NotFound for an
         unknown user or key."""
-        self.ssh.remove_key(user, key)
+        await self.ssh.remove_key(user, key)

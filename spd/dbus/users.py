@@ -24,6 +24,6 @@ class UsersInterface(ServiceInterface):
         await self.users.create(username, password)
 
     @method()
-    def Delete(self, username: "s"):
+    async def Delete(self, username: "s"):
         """Remove a user. InvalidArgument for the master user, NotFound for an unknown one."""
-        self.users.delete(username)
+        await self.users.delete(username)
