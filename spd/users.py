@@ -29,7 +29,7 @@ RESERVED = frozenset({
     "restic", "pleroma", "ocserv", "nextcloud", "gitea", "bitwarden_rs", "vaultwarden",
 })
 _CRYPT = re.compile(r"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}")
-HASHERS = max(2, os.cpu_count() or 1)  # concurrent mkpasswd processes
+HASHERS = 2 * (os.cpu_count() or 1)  # concurrent mkpasswd processes
 
 
 def check_username(name: str) -> None:

@@ -1,6 +1,7 @@
 """The userdata store: untouched keys survive every operation byte for byte; missing or corrupt files
 are errors; failed changes write nothing; the lock holds across processes."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -170,3 +171,31 @@ def test_lock_holds_across_processes(tmp_path):
     assert [proc.wait(60) for proc in procs] == [0] * 4
     data = json.loads(p.read_text())
     assert data["n"] == 160 and sorted(data["who"]) == sorted(str(i) for i in range(4) for _ in range(40))
+
+
+def test_group_commit_keeps_each_change_alone(tmp_path):
+    p = tmp_path / "u.json"
+    p.write_text('{"log": []}')
+    f = JsonFile(p)
+    writes = []
+    real_write = f._write
+    f._write = lambda text: (writes.append(text), real_write(text))
+
+    def add(x):
+        def change(d):
+            d["log"].append(x)
+            return x
+        return change
+
+    def half_then_fail(d):
+        d["log"].append("half")
+        raise ValueError("refused")
+
+    async def main():
+        return await asyncio.gather(*(f.update_async(c) for c in [add(1), half_then_fail, add(2), add(3)]),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] == 1 and isinstance(results[1], ValueError) and results[2:] == [2, 3]
+    assert json.loads(p.read_text()) == {"log": [1, 2, 3]}
+    assert len(writes) == 1  # the four arrived together: one write
