@@ -2,9 +2,11 @@
 
 Every change is a read-modify-write under an exclusive lock, written to a temp file in the same
 folder, fsynced, renamed over the original, and the folder fsynced: a crash at any moment leaves
-either the old file or the new one. The daemon is one asyncio thread, so a change made without
-awaiting inside it is also atomic with respect to every other request; the flock guards against
-other processes (an operator's script, a second daemon by mistake).
+either the old file or the new one. The flock (taken on a fresh descriptor each time, so it also
+orders threads of one process) guards against other writers: an operator's script, a second daemon
+by mistake. The daemon writes with update_async: the disk work runs on a worker thread, and the
+changes that pile up meanwhile are committed together (one fsync for many requests), each still
+succeeding or failing on its own.
 
 Keys nobody touched stay exactly as they were, byte for byte: a top-level member whose value did
 not change is copied from the old text, not re-serialised, and numbers keep their original
