@@ -84,7 +84,7 @@ class SSH:
         return changed
 
     def keys(self, user: str) -> list[str]:
-        return [k for k in _key_list(self.userdata.read(), user) if k != ""]
+        return [k for k in _key_list(self.userdata.read(), user) if isinstance(k, str) and k != ""]
 
     async def add_root_key(self, text: str) -> None:
         await self._add("root", sshkeys.parse(text))

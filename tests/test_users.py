@@ -205,7 +205,7 @@ def _processes_showing(secret: bytes) -> list:
     return seen
 
 
-def test_password_never_in_argv_or_environment(gateway, root):
+def test_password_never_in_argv_or_environment(gateway, daemon, root):
     secret = "Zq9-unique-password-marker"
     seen, done = [], threading.Event()
 
@@ -229,4 +229,4 @@ def test_password_never_in_argv_or_environment(gateway, root):
         watcher.join()
     assert seen == []
     assert secret not in raw(root).decode()
-    assert secret not in gateway.process.log()
+    assert secret not in gateway.process.log() and secret not in daemon.process.log()
