@@ -5,7 +5,9 @@ come from, its body fields, and how the reply becomes the JSON the app parses. T
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from spd.dbus.names import PROPERTIES, SERVICES, SYSTEM, TOKENS
+from dbus_fast import Variant
+
+from spd.dbus.names import PROPERTIES, SERVICES, SSH, SYSTEM, TOKENS, USERS
 
 from .errors import HTTPError
 
@@ -179,6 +181,67 @@ TOKEN_ROUTES = tagged("tokens", [
           public=True, limited=True),
 ])
 
+# --- users ---------------------------------------------------------------------------------
+
+def _user_result(username):
+    return lambda out, ctx: {"result": 0, "username": username(ctx)}
+
+
+USER_RESULT = obj(result=INT, username=STR)
+
+USER_ROUTES = tagged("users", [
+    Route("GET", "/users", "List users (not the master user)", USERS, "List", reply=first,
+          response=arr(STR)),
+    Route("POST", "/users", "Create a user", USERS, "Create", "ss",
+          args=(body("username"), body("password")), status=201,
+          fields={"username": Field(str, description="^[a-z_][a-z0-9_]+$, at most 32 characters",
+                                    max_length=256),
+                  "password": Field(str, description="the user's password (no line breaks)",
+                                    max_length=1024)},
+          reply=_user_result(body("username")), response=USER_RESULT),
+    Route("DELETE", "/users/<username>", "Delete a user", USERS, "Delete", "s",
+          args=(path("username"),), reply=_user_result(path("username")), response=USER_RESULT),
+])
+
+# --- ssh -----------------------------------------------------------------------------------
+
+def _ssh_settings(out, ctx):
+    props = out[0]
+    return {"enable": props["Enable"].value,
+            "passwordAuthentication": props["PasswordAuthentication"].value}
+
+
+def _ssh_changes(ctx):
+    """Only the settings the body gives, as SSH1.Configure wants them."""
+    names = {"enable": "Enable", "passwordAuthentication": "PasswordAuthentication"}
+    return {names[k]: Variant("b", v) for k, v in ctx.body.items() if v is not None}
+
+
+PUBLIC_KEY = {"public_key": Field(str, description="one line: TYPE BASE64 [comment]", max_length=16384)}
+KEY_WRITTEN = "New SSH key successfully written"
+
+SSH_ROUTES = tagged("ssh", [
+    Route("GET", "/services/ssh", "SSH settings", PROPERTIES, "GetAll", "s", args=(lambda ctx: SSH,),
+          reply=_ssh_settings, response=obj(enable=BOOL, passwordAuthentication=BOOL)),
+    Route("PUT", "/services/ssh", "Change SSH settings (only the fields given)", SSH, "Configure", "a{sv}",
+          args=(_ssh_changes,), reply="SSH settings changed", response=STR,
+          fields={"enable": Field(bool, False), "passwordAuthentication": Field(bool, False)}),
+    Route("POST", "/services/ssh/enable", "Enable SSH", SSH, "Configure", "a{sv}",
+          args=(lambda ctx: {"Enable": Variant("b", True)},),
+          reply={"status": 0, "message": "SSH enabled"}, response=STATUS_MESSAGE),
+    Route("PUT", "/services/ssh/key/send", "Add a root SSH key", SSH, "AddRootKey", "s",
+          args=(body("public_key"),), fields=PUBLIC_KEY, status=201,
+          reply={"status": 0, "message": KEY_WRITTEN}, response=STATUS_MESSAGE),
+    Route("GET", "/services/ssh/keys/<username>", "List a user's SSH keys", SSH, "ListKeys", "s",
+          args=(path("username"),), reply=first, response=arr(STR)),
+    Route("POST", "/services/ssh/keys/<username>", "Add an SSH key to a user (not root)", SSH, "AddKey",
+          "ss", args=(path("username"), body("public_key")), fields=PUBLIC_KEY, status=201,
+          reply={"message": KEY_WRITTEN}, response=MESSAGE),
+    Route("DELETE", "/services/ssh/keys/<username>", "Remove a user's SSH key", SSH, "RemoveKey", "ss",
+          args=(path("username"), body("public_key")), fields=PUBLIC_KEY,
+          reply={"message": "SSH key deleted"}, response=MESSAGE),
+])
+
 # --- services ------------------------------------------------------------------------------
 
 SERVICE_NAMES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud",
@@ -253,4 +316,4 @@ COMMON_ROUTES = [
 ]
 
 
-ROUTES = [*TOKEN_ROUTES, *SERVICE_ROUTES, *SYSTEM_ROUTES, *COMMON_ROUTES]
+ROUTES = [*TOKEN_ROUTES, *USER_ROUTES, *SSH_ROUTES, *SERVICE_ROUTES, *SYSTEM_ROUTES, *COMMON_ROUTES]

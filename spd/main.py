@@ -16,12 +16,16 @@ from .dbus.names import BUS_NAME, PATH
 from .dbus.services import ServicesInterface
 from .dbus.system import SystemInterface
 from .dbus.systemd import Logind, Systemd
+from .dbus.ssh import SSHInterface
 from .dbus.tokens import TokensInterface
+from .dbus.users import UsersInterface
 from .errors import SpdError
 from .idle import busy, until_idle
 from .services import Services
 from .system import System
+from .ssh import SSH
 from .tokens import Tokens
+from .users import Users
 from .userdata import open_userdata
 
 log = logging.getLogger("spd")
@@ -37,6 +41,8 @@ def build(config, bus):
         TokensInterface(tokens),
         ServicesInterface(Services(config, userdata, systemd)),
         SystemInterface(System(config, userdata, systemd, Logind(bus))),
+        UsersInterface(Users(userdata)),
+        SSHInterface(SSH(userdata)),
     ]
 
 

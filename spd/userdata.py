@@ -8,4 +8,6 @@ from .jsonfile import JsonFile
 
 
 def open_userdata(config: Config) -> JsonFile:
-    return JsonFile(config.userdata, mode=0o600)
+    userdata = JsonFile(config.userdata, mode=0o600)
+    userdata.remove_stale_temps()  # what a writer killed mid-write left behind
+    return userdata

@@ -29,7 +29,7 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface
 
-from .names import SERVICES, SYSTEM, TOKENS
+from .names import SERVICES, SSH, SYSTEM, TOKENS, USERS
 
 log = logging.getLogger("spd.access")
 
@@ -78,6 +78,20 @@ TABLE: dict[str, dict[str, Rule | Prop]] = {
         "GetRecoveryStatus": reads(*ADMIN),
         "CreateRecovery": changes(*ADMIN),
         "UseRecovery": changes(*ADMIN),
+    },
+    USERS: {
+        "List": reads(*ADMIN),
+        "Create": changes(*ADMIN),
+        "Delete": changes(*ADMIN),
+    },
+    SSH: {
+        "Enable": prop(),
+        "PasswordAuthentication": prop(),
+        "Configure": changes(*ADMIN),
+        "ListKeys": reads(*ADMIN),
+        "AddRootKey": changes(*ADMIN),
+        "AddKey": changes(*ADMIN),
+        "RemoveKey": changes(*ADMIN),
     },
     SERVICES: {
         "Enabled": prop(write=()),

@@ -13,7 +13,7 @@ SSH = "org.selfprivacy.SSH1"
 SERVICES = "org.selfprivacy.Services1"
 BACKUPS = "org.selfprivacy.Backups1"
 SYSTEM = "org.selfprivacy.System1"
-PROPERTIES = "org.freedesktop.DBus.Properties"  # how the gateway reads our properties
+PROPERTIES = "org.freedesktop.DBus.Properties"  # Get/Set/GetAll of the interfaces above
 
 ERROR_PREFIX = "org.selfprivacy.Error."
 

@@ -1,0 +1,127 @@
+"""SSH: whether sshd runs, whether it takes passwords, and who may log in with which key.
+
+userdata.json holds `ssh.enable`, `ssh.passwordAuthentication` (each true when unset), root's keys in
+`ssh.rootKeys`, the master user's in top-level `sshKeys` and other users' in `users[].sshKeys`.
+The NixOS config of 1.2 servers fails to build with an empty `rootKeys`, so removing the last root
+key leaves `[""]` (and that placeholder is never listed as a key).
+"""
+
+import logging
+
+from . import sshkeys
+from .errors import Failed, InvalidArgument, NotFound, AlreadyExists
+from .jsonfile import JsonFile
+
+log = logging.getLogger("spd.ssh")
+
+SETTINGS = ("enable", "passwordAuthentication")
+
+
+def _ssh(data, create: bool = False) -> dict:
+    ssh = data.get("ssh")
+    if ssh is None and create:
+        ssh = data["ssh"] = {}
+    if ssh is None:
+        return {}
+    if not isinstance(ssh, dict):
+        raise Failed("userdata.json: ssh is not an object")
+    return ssh
+
+
+def _setting(ssh: dict, name: str) -> bool:
+    value = ssh.get(name)
+    return True if value is None else bool(value)
+
+
+def _key_list(data, user: str, create: bool = False) -> list:
+    """The list that holds `user`'s keys (created empty when asked to); NotFound for no such user."""
+    if user == "root":
+        owner, field = _ssh(data, create), "rootKeys"
+    elif user == data.get("username"):
+        owner, field = data, "sshKeys"
+    else:
+        owner = next((u for u in data.get("users") or () if isinstance(u, dict) and u.get("username") == user),
+                     None)
+        if owner is None:
+            raise NotFound(f"User {user} does not exist")
+        field = "sshKeys"
+    keys = owner.get(field)
+    if keys is None:
+        keys = []
+        if create:
+            owner[field] = keys
+    if not isinstance(keys, list):
+        raise Failed(f"userdata.json: {field} is not a list")
+    return keys
+
+
+class SSH:
+    def __init__(self, userdata: JsonFile):
+        self.userdata = userdata
+
+    def settings(self) -> dict:
+        ssh = _ssh(self.userdata.read())
+        return {name: _setting(ssh, name) for name in SETTINGS}
+
+    async def configure(self, changes: dict) -> dict:
+        """Set the given settings; returns those whose value really changed."""
+        for name, value in changes.items():
+            if name not in SETTINGS:
+                raise InvalidArgument(f"Unknown SSH setting {name!r}")
+            if not isinstance(value, bool):
+                raise InvalidArgument(f"{name} must be a boolean")
+
+        def apply(data):
+            current = _ssh(data)
+            changed = {k: v for k, v in changes.items() if _setting(current, k) != v}
+            if changed:
+                _ssh(data, create=True).update(changed)
+            return changed
+
+        changed = await self.userdata.update_async(apply)
+        if changed:
+            log.info("ssh settings changed: %s", changed)
+        return changed
+
+    def keys(self, user: str) -> list[str]:
+        return [k for k in _key_list(self.userdata.read(), user) if isinstance(k, str) and k != ""]
+
+    async def add_root_key(self, text: str) -> None:
+        await self._add("root", sshkeys.parse(text))
+
+    async def add_key(self, user: str, text: str) -> None:
+        if user == "root":
+            raise InvalidArgument("Use /services/ssh/key/send (AddRootKey) to add root keys")
+        await self._add(user, sshkeys.parse(text))
+
+    async def _add(self, user: str, key: sshkeys.PublicKey) -> None:
+        def add(data):
+            keys = _key_list(data, user, create=True)
+            if any(sshkeys.identity(k) == key.identity for k in keys):
+                raise AlreadyExists("This key is already there")
+            if user == "root":
+                keys[:] = [k for k in keys if k != ""]  # drop the empty-list placeholder
+            keys.append(str(key))
+
+        await self.userdata.update_async(add)
+        log.info("ssh key %s added for %s", key.type, user)
+
+    async def remove_key(self, user: str, text: str) -> None:
+        try:
+            wanted = sshkeys.parse(text).identity
+        except InvalidArgument:
+            wanted = text  # an entry stored before keys were checked: match it exactly
+
+        def remove(data):
+            keys = _key_list(data, user)
+            for i, k in enumerate(keys):
+                if k != "" and sshkeys.identity(k) == wanted:
+                    del keys[i]
+                    break
+            else:
+                raise NotFound("No such key")
+            if user == "root" and not keys:
+                keys.append("")
+
+        await self.userdata.update_async(remove)
+        log.info("ssh key removed for %s", user)

@@ -1,0 +1,232 @@
+"""Users over HTTP and D-Bus: GET/POST /users, DELETE /users/<u>, Users1."""
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import threading
+
+import httpx
+import pytest
+
+from bus_client import BusClient
+from stack import TOKEN, BusctlError, call
+
+USERS = "org.selfprivacy.Users1"
+
+
+def userdata(root) -> dict:
+    return json.loads((root / "etc/nixos/userdata/userdata.json").read_text())
+
+
+def raw(root) -> bytes:
+    return (root / "etc/nixos/userdata/userdata.json").read_bytes()
+
+
+def user_entry(root, name):
+    return next((u for u in userdata(root).get("users", []) if u["username"] == name), None)
+
+
+def openssl_crypt(password: str, hashed: str) -> str:
+    """The SHA-512 crypt of `password` with `hashed`'s salt, by an independent implementation."""
+    salt = hashed.split("$")[2]
+    out = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=password.encode(),
+                         capture_output=True, check=True)
+    return out.stdout.decode().strip()
+
+
+def test_list_users(api, bus):
+    r = api.get("/users")
+    assert r.status_code == 200
+    assert r.json() == ["user1", "user2"]  # not the master user "tester"
+    assert call(bus, USERS, "List") == [["user1", "user2"]]
+
+
+def test_list_users_empty(api, root):
+    path = root / "etc/nixos/userdata/userdata.json"
+    data = userdata(root)
+    del data["users"]
+    tmp = path.with_name("x.tmp")
+    tmp.write_text(json.dumps(data, indent=4))
+    os.replace(tmp, path)
+    assert api.get("/users").json() == []
+
+
+def test_create_user_hashes_the_password(api, root):
+    password = "correct horse battery staple ü"
+    r = api.post("/users", json={"username": "alice", "password": password})
+    assert r.status_code == 201, r.text
+    assert r.json() == {"result": 0, "username": "alice"}
+    entry = user_entry(root, "alice")
+    assert set(entry) == {"username", "hashedPassword"}
+    assert re.fullmatch(r"\$6\$[./0-9A-Za-z]+\$[./0-9A-Za-z]{86}", entry["hashedPassword"])
+    assert openssl_crypt(password, entry["hashedPassword"]) == entry["hashedPassword"]
+    assert password not in raw(root).decode()
+    assert api.get("/users").json() == ["user1", "user2", "alice"]
+
+
+def test_username_of_32_characters_is_fine(api, root):
+    name = "a" * 32
+    assert api.post("/users", json={"username": name, "password": "pw"}).status_code == 201
+    assert user_entry(root, name) is not None
+
+
+REFUSED = [
+    ({"password": "pw"}, 400),
+    ({"username": "bob"}, 400),
+    ({"username": 7, "password": "pw"}, 400),
+    ({"username": "bob", "password": 7}, 400),
+    ({"username": "bob", "password": "pw", "admin": True}, 400),
+    ({"username": "Bob", "password": "pw"}, 400),
+    ({"username": "bob\n", "password": "pw"}, 400),
+    ({"username": "\nbob", "password": "pw"}, 400),
+    ({"username": "bob-x", "password": "pw"}, 400),
+    ({"username": "b", "password": "pw"}, 400),
+    ({"username": "1bob", "password": "pw"}, 400),
+    ({"username": "a" * 33, "password": "pw"}, 400),
+    ({"username": "bob", "password": ""}, 400),
+    ({"username": "bob", "password": "pw\nroot::0:0"}, 400),
+    ({"username": "bob", "password": "pw\rx"}, 400),
+    ({"username": "bob", "password": "pw\0x"}, 400),
+    ({"username": "bob", "password": "x" * 257}, 400),
+    ({"username": "root", "password": "pw"}, 409),
+    ({"username": "sshd", "password": "pw"}, 409),
+    ({"username": "nginx", "password": "pw"}, 409),
+    ({"username": "gitea", "password": "pw"}, 409),
+    ({"username": "redis", "password": "pw"}, 409),
+    ({"username": "nobody", "password": "pw"}, 409),
+    ({"username": "systemd_x", "password": "pw"}, 409),
+    ({"username": "systemd-network", "password": "pw"}, 409),
+    ({"username": "nixbld12", "password": "pw"}, 409),
+    ({"username": "user1", "password": "pw"}, 409),
+    ({"username": "tester", "password": "pw"}, 409),  # the master user
+]
+
+
+def test_create_user_refused(api, root):
+    before = raw(root)
+    for body, status in REFUSED:
+        r = api.post("/users", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert isinstance(r.json()["error"], str) and r.json()["error"]
+        assert raw(root) == before, body
+    assert api.get("/users").json() == ["user1", "user2"]
+
+
+def test_create_user_needs_a_token(anon, root):
+    before = raw(root)
+    assert anon.post("/users", json={"username": "bob", "password": "pw"}).status_code == 401
+    assert anon.get("/users").status_code == 401
+    assert anon.delete("/users/user1").status_code == 401
+    assert raw(root) == before
+
+
+def test_delete_user(api, root, bus):
+    r = api.delete("/users/user2")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"result": 0, "username": "user2"}
+    assert user_entry(root, "user2") is None
+    assert api.get("/users").json() == ["user1"]
+    assert api.delete("/users/user2").status_code == 404
+
+
+def test_delete_user_refused(api, root):
+    before = raw(root)
+    for name, status in [("tester", 400), ("ghost", 404), ("root", 404), ("USER1", 404), ("user1%0A", 404)]:
+        r = api.delete(f"/users/{name}")
+        assert r.status_code == status, (name, r.text)
+        assert "error" in r.json()
+    assert raw(root) == before
+
+
+def test_users_over_dbus(bus, daemon, root):
+    client = BusClient(bus.address)
+    try:
+        assert client.call(USERS, "Create", "ss", "dave", "s3cret").message_type.name == "METHOD_RETURN"
+        assert call(bus, USERS, "List") == [["user1", "user2", "dave"]]
+        for args, error in [(("dave", "pw"), "AlreadyExists"), (("root", "pw"), "Reserved"),
+                            (("Dave", "pw"), "InvalidArgument"), (("eve", "a\nb"), "InvalidArgument")]:
+            reply = client.call(USERS, "Create", "ss", *args)
+            assert reply.error_name == f"org.selfprivacy.Error.{error}", args
+        assert client.call(USERS, "Delete", "s", "tester").error_name == "org.selfprivacy.Error.InvalidArgument"
+        assert client.call(USERS, "Delete", "s", "ghost").error_name == "org.selfprivacy.Error.NotFound"
+        call(bus, USERS, "Delete", "s", "dave")
+        with pytest.raises(BusctlError):
+            call(bus, USERS, "Delete", "s", "dave")
+    finally:
+        client.close()
+    assert user_entry(root, "dave") is None
+
+
+def test_fifty_concurrent_creations(gateway, root):
+    names = [f"load{i:02d}" for i in range(50)]
+
+    async def create_all():
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=60,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            return await asyncio.gather(*(client.post("/users", json={"username": n, "password": f"pw-{n}"})
+                                          for n in names))
+
+    replies = asyncio.run(create_all())
+    assert [r.status_code for r in replies] == [201] * 50
+    users = userdata(root)["users"]
+    assert sorted(u["username"] for u in users) == sorted(["user1", "user2", *names])
+    assert all(u["hashedPassword"].startswith("$6$") for u in users)
+    entry = user_entry(root, "load07")
+    assert openssl_crypt("pw-load07", entry["hashedPassword"]) == entry["hashedPassword"]
+
+
+def test_concurrent_duplicates_make_one_user(gateway, root):
+    async def create_same():
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=60,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            return await asyncio.gather(*(client.post("/users", json={"username": "twin", "password": f"p{i}"})
+                                          for i in range(10)))
+
+    statuses = sorted(r.status_code for r in asyncio.run(create_same()))
+    assert statuses == [201] + [409] * 9
+    assert [u["username"] for u in userdata(root)["users"]].count("twin") == 1
+
+
+def _processes_showing(secret: bytes) -> list:
+    """Processes whose argv or environment contains `secret`."""
+    seen = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        for what in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{pid}/{what}", "rb") as f:
+                    if secret in f.read():
+                        seen.append((pid, what))
+            except OSError:
+                pass
+    return seen
+
+
+def test_password_never_in_argv_or_environment(gateway, daemon, root):
+    secret = "Zq9-unique-password-marker"
+    seen, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.extend(_processes_showing(secret.encode()))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        async def create():
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=60,
+                                         headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+                return await asyncio.gather(*(client.post("/users", json={"username": f"sec{i}",
+                                                                            "password": f"{secret}{i}"})
+                                              for i in range(20)))
+
+        assert {r.status_code for r in asyncio.run(create())} == {201}
+    finally:
+        done.set()
+        watcher.join()
+    assert seen == []
+    assert secret not in raw(root).decode()
+    assert secret not in gateway.process.log() and secret not in daemon.process.log()
