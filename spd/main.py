@@ -11,6 +11,8 @@ from dbus_fast.constants import NameFlag
 
 from . import config as configuration
 from .bus import message_bus
+from .backups import Backups
+from .dbus.backups import BackupsInterface
 from .dbus.names import BUS_NAME, PATH
 from .dbus.tokens import TokensInterface
 from .errors import SpdError
@@ -27,6 +29,7 @@ def build(config, bus):
     tokens.import_legacy()
     return [
         TokensInterface(tokens),
+        BackupsInterface(Backups(config, userdata)),
     ]
 
 
