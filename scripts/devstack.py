@@ -17,17 +17,21 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="spd-dev-"))
     bus = Bus(work / "bus")
     root = make_root(work / "root")
-    daemon = Daemon(bus, root, work)
+    # Backups go to a local restic repository (created by the first backup), not to Backblaze.
+    daemon = Daemon(bus, root, work, env={"SPD_RESTIC_REPOSITORY": work / "restic-repo"})
     gateway = Gateway(bus, work, port=a.port)
     print(f"""
 spd is running on a demo server.
   state root:  {root}
   bus:         {bus.address}
   logs:        {work}/spd.log {work}/gateway.log
+  backups:     {work}/restic-repo (restic password: resticPassword in userdata)
   token:       {TOKEN}
 
 Try:
   curl -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/auth/tokens
+  curl -X PUT -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/services/restic/backup/create
+  busctl --address={bus.address} monitor org.selfprivacy.Daemon   # follow a backup live
   busctl --address={bus.address} introspect org.selfprivacy.Daemon /org/selfprivacy/Daemon
 
 Ctrl-C stops everything.""", flush=True)

@@ -304,3 +304,194 @@ def _busctl_get(bus, *names):
                         "/org/selfprivacy/Daemon", BACKUPS, *names], capture_output=True, text=True,
                        check=True)
     return [json.loads(line)["data"] for line in r.stdout.splitlines()]
+
+
+# --- failures become state -----------------------------------------------------------------
+
+def set_userdata(root: Path, **changes) -> None:
+    """Change userdata.json the way an operator's editor would (the test's own doing, not the API's)."""
+    path = root / "etc/nixos/userdata/userdata.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data, indent=4))
+
+
+def test_wrong_password_is_an_error_state_until_fixed(stack, root, repo):
+    stack.wait_for("NOT_INITIALIZED")
+    assert restic(repo, "another password", "init").returncode == 0
+    stack.api.get("/services/restic/backup/reload")
+    s = stack.wait_for("ERROR")
+    assert s["error_message"] == "The restic password does not open the repository"
+    r = stack.api.put("/services/restic/backup/create")
+    assert r.status_code == 200, r.text  # an ERROR does not block the next try
+    s = stack.wait_for("ERROR", "INITIALIZED")
+    assert s["status"] == "ERROR" and "password" in s["error_message"]
+    assert PASSWORD not in s["error_message"]
+    # The operator fixes the password: a reload makes the state truthful again.
+    set_userdata(root, resticPassword="another password")
+    r = stack.api.get("/services/restic/backup/reload")
+    assert r.json() == {"status": 0, "message": "Snapshots reload started"}
+    assert stack.wait_for("INITIALIZED", timeout=WAIT)["error_message"] is None
+    backup(stack)
+    assert len(stack.api.get("/services/restic/backup/list").json()) == 1
+
+
+def test_restic_killed_mid_backup_then_next_backup_works(stack, root):
+    stack.wait_for("NOT_INITIALIZED")
+    backup(stack)  # creates the repository
+    add_random_files(root, 64)
+    assert stack.api.put("/services/restic/backup/create").status_code == 200
+    deadline = time.monotonic() + WAIT
+    while True:  # kill the `restic backup`, not the `cat config` before it
+        pid = wait_for_restic(stack.daemon)
+        try:
+            if b"backup" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline
+    os.kill(pid, signal.SIGKILL)
+    s = stack.wait_for("ERROR", "INITIALIZED")
+    assert s == {"status": "ERROR", "progress": s["progress"],
+                 "error_message": "restic backup was stopped by SIGKILL"}, s
+    backup(stack)
+    assert len(stack.api.get("/services/restic/backup/list").json()) == 2
+
+
+def test_stale_lock_is_removed_and_the_backup_retried(stack, repo):
+    stack.wait_for("NOT_INITIALIZED")
+    backup(stack)
+    # A restic holding an exclusive lock dies without cleaning up: its lock stays behind.
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
+           "RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": PASSWORD}
+
+    def locked():  # a finished lock file (restic writes a temp file first, then renames it)
+        return any(len(p.name) == 64 for p in (repo / "locks").iterdir())
+
+    for _ in range(20):
+        prune = subprocess.Popen(["restic", "prune"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        while prune.poll() is None and not locked():
+            time.sleep(0.001)
+        prune.kill()
+        prune.wait()
+        if locked():
+            break
+    assert locked(), "could not leave a stale lock behind"
+    assert "already locked" in restic(repo, PASSWORD, "backup", str(repo.parent / "root" / "var")).stderr
+    backup(stack)
+    assert "the repository is locked; removing stale locks and retrying once" in stack.log()
+    assert len(stack.api.get("/services/restic/backup/list").json()) == 2
+
+
+def test_restic_missing_from_path(bus, root, tmp_path, repo):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    s = Stack(bus, root, tmp_path, {"SPD_RESTIC_REPOSITORY": repo, "PATH": empty})
+    try:
+        st = s.wait_for("ERROR")
+        assert st["error_message"] == "restic is not installed (not found in PATH)"
+        assert s.api.put("/services/restic/backup/create").status_code == 200
+        assert s.wait_for("ERROR")["error_message"] == "restic is not installed (not found in PATH)"
+        assert s.api.get("/auth/tokens").status_code == 200
+    finally:
+        s.close()
+
+
+def test_daemon_killed_mid_backup_comes_back_truthful(stack, root):
+    stack.wait_for("NOT_INITIALIZED")
+    backup(stack)
+    add_random_files(root, 64)
+    assert stack.api.put("/services/restic/backup/create").status_code == 200
+    pid = wait_for_restic(stack.daemon)
+    stack.restart(signal.SIGKILL)
+    # restic does not outlive the daemon that would report on it.
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and b"restic" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "restic outlived the daemon"
+        time.sleep(0.05)
+    s = stack.wait_for("INITIALIZED", "ERROR", "NOT_INITIALIZED")
+    assert s["status"] == "INITIALIZED", (s, stack.log())
+    assert len(stack.api.get("/services/restic/backup/list").json()) == 1
+    backup(stack)
+    assert len(stack.api.get("/services/restic/backup/list").json()) == 2
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+def test_password_never_in_argv_and_its_file_is_private_and_removed(stack, root, private_tmp):
+    stack.wait_for("NOT_INITIALIZED")
+    add_random_files(root, 16)
+    sampler = CmdlineSampler(PASSWORD)
+    sampler.start()
+    try:
+        assert stack.api.put("/services/restic/backup/create").status_code == 200
+        pid = wait_for_restic(stack.daemon)
+        # While restic runs: the password is in a 0600 file in a 0700 folder, not in the environment.
+        folders = list(private_tmp.glob("spd-restic-*"))
+        assert len(folders) == 1
+        assert folders[0].stat().st_mode & 0o777 == 0o700
+        assert (folders[0] / "password").stat().st_mode & 0o777 == 0o600
+        try:
+            assert PASSWORD.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+        except FileNotFoundError:
+            pass  # that restic (cat config) already finished
+        stack.wait_for("INITIALIZED", "ERROR")
+        snap = stack.api.get("/services/restic/backup/list").json()[0]["short_id"]
+        (root / "var" / "domain").unlink()
+        assert stack.api.put("/services/restic/backup/restore", json={"backupId": snap}).status_code == 200
+        assert stack.wait_for("INITIALIZED", "ERROR")["status"] == "INITIALIZED"
+        assert (root / "var" / "domain").read_text() == "example.org\n"
+    finally:
+        sampler.stop()
+    assert sampler.saw_restic and sampler.samples > 10
+    assert sampler.found == []
+    assert list(private_tmp.iterdir()) == []  # the password file is gone
+    assert PASSWORD not in stack.log()
+
+
+def test_no_key_then_backblaze_config_key_never_in_argv_log_or_error(bus, root, tmp_path):
+    s = Stack(bus, root, tmp_path, {})  # no SPD_RESTIC_REPOSITORY: the B2 bucket from userdata
+    userdata = root / "etc/nixos/userdata/userdata.json"
+    try:
+        assert s.wait_for("NO_KEY") == {"status": "NO_KEY", "progress": 0.0, "error_message": None}
+        assert s.api.put("/services/restic/backup/create").status_code == 400
+        assert s.api.put("/services/restic/backup/restore", json={"backupId": "abcd1234"}).status_code == 400
+        assert s.api.get("/services/restic/backup/list").json() == []
+        assert s.api.get("/services/restic/backup/reload").status_code == 200
+        before = userdata.read_text()
+        for bad in ({"accountId": "005abc", "accountKey": FAKE_B2_KEY},
+                    {"accountId": "005abc", "accountKey": FAKE_B2_KEY, "bucket": ""},
+                    {"accountId": "005abc", "accountKey": FAKE_B2_KEY, "bucket": "no:colons"},
+                    {"accountId": 5, "accountKey": FAKE_B2_KEY, "bucket": "my-bucket"}):
+            r = s.api.put("/services/restic/backblaze/config", json=bad)
+            assert r.status_code == 400, (bad, r.text)
+            assert FAKE_B2_KEY not in r.text
+        assert userdata.read_text() == before
+        assert s.status()["status"] == "NO_KEY"
+
+        sampler = CmdlineSampler(FAKE_B2_KEY, PASSWORD)
+        sampler.start()
+        try:
+            r = s.api.put("/services/restic/backblaze/config",
+                          json={"accountId": "005abc", "accountKey": FAKE_B2_KEY, "bucket": "my-bucket"})
+            assert r.status_code == 200, r.text
+            assert r.json()["status"] == 0
+            data = json.loads(userdata.read_text())
+            assert data["backblaze"] == {"accountId": "005abc", "accountKey": FAKE_B2_KEY, "bucket": "my-bucket"}
+            assert data["cloudflare"] == {"apiKey": "DEMO-CLOUDFLARE-KEY"}  # the rest is untouched
+            # The daemon now looks at b2:my-bucket:sfbackup. Without network restic keeps retrying (or,
+            # with network, fails fast); either way the key must show nowhere.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                st = s.status()
+                assert st["status"] in ("INITIALIZING", "ERROR", "NOT_INITIALIZED"), st
+                assert FAKE_B2_KEY not in json.dumps(st) and PASSWORD not in json.dumps(st)
+                time.sleep(0.1)
+        finally:
+            sampler.stop()
+        assert sampler.saw_restic and sampler.found == []
+    finally:
+        s.close()  # restic is interrupted; the daemon exits cleanly
+    assert FAKE_B2_KEY not in s.log() and PASSWORD not in s.log()
+    assert "Backblaze credentials set (bucket my-bucket)" in s.log()
