@@ -25,7 +25,7 @@ import tempfile
 
 from . import restic
 from .config import Config
-from .errors import Busy, InvalidArgument, NotFound, NotReady
+from .errors import Busy, InvalidArgument, NotFound, NotReady, SpdError
 from .jsonfile import JsonFile
 from .restic import Repository, ResticError
 
@@ -42,6 +42,8 @@ ERROR = "ERROR"
 OWN_STATE = "var/lib/spd"  # excluded from backups and restores
 B2_PATH = "sfbackup"  # where 1.2 servers kept their repository in the bucket
 CHECK_TIMEOUT = 120.0  # seconds for a look at the repository (B2 may be unreachable)
+RESTORE_WRITTEN = 0.9  # progress once restic wrote everything; moving it into place is the rest
+RESTORE_POLL = 0.5  # seconds between looks at what restore wrote
 BUCKET = re.compile(r"^[A-Za-z0-9-]{1,63}$")
 CREDENTIAL = re.compile(r"^[\x21-\x7e]{1,256}$")  # printable ASCII, no spaces
 
@@ -152,7 +154,7 @@ class Backups:
         """Run one operation; whatever goes wrong becomes the ERROR state."""
         try:
             await work
-        except ResticError as e:
+        except (ResticError, SpdError) as e:  # SpdError: e.g. userdata.json unreadable
             log.warning("backup operation failed: %s", e.message)
             self._set(ERROR, error=e.message)
         except OSError as e:
@@ -291,8 +293,14 @@ class Backups:
         self.own_state.mkdir(parents=True, exist_ok=True, mode=0o700)
         staging = tempfile.mkdtemp(prefix="restore-", dir=self.own_state)
         try:
-            await restic.run(repo, ["restore", snapshot["id"], "--target", staging])
-            self._set(progress=0.5)
+            # restic 0.14 restore reports no progress: measure what it wrote against the snapshot's size.
+            watch = asyncio.get_running_loop().create_task(self._watch_restore(repo, snapshot, staging))
+            try:
+                await restic.run(repo, ["restore", snapshot["id"], "--target", staging])
+            finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+            self._set(progress=RESTORE_WRITTEN)
             restored = os.path.join(staging, origin.lstrip("/"))
             if os.path.isdir(restored):
                 await asyncio.to_thread(_merge, restored, str(self.source), {str(self.own_state)})
@@ -300,6 +308,29 @@ class Backups:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         log.info("restore of snapshot %s finished", snapshot["short_id"])
         self._set(INITIALIZED, 1.0)
+
+
+    async def _watch_restore(self, repo: Repository, snapshot: dict, staging: str) -> None:
+        try:
+            stats = json.loads(await restic.run(repo, ["stats", "--json", snapshot["id"]], timeout=CHECK_TIMEOUT))
+            total = int(stats["total_size"])
+        except (ResticError, ValueError, KeyError, TypeError):
+            return  # no progress then, the restore goes on
+        while total > 0:
+            written = await asyncio.to_thread(_bytes_under, staging)
+            self._set(progress=round(min(RESTORE_WRITTEN * written / total, RESTORE_WRITTEN), 3))
+            await asyncio.sleep(RESTORE_POLL)
+
+
+def _bytes_under(folder: str) -> int:
+    total = 0
+    for path, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(path, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _merge(src: str, dst: str, skip: set) -> None:

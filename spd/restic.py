@@ -8,7 +8,6 @@ the daemon stops or dies.
 """
 
 import asyncio
-import ctypes
 import logging
 import os
 import shutil
@@ -80,8 +79,8 @@ async def _run_once(repo: Repository, args: list, on_line, timeout) -> str:
         env.setdefault("RESTIC_PROGRESS_FPS", PROGRESS_FPS)
         env.update(repo.env, RESTIC_REPOSITORY=repo.location, RESTIC_PASSWORD_FILE=password_file)
         proc = await asyncio.create_subprocess_exec(
-            exe, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, preexec_fn=_die_with_parent, limit=1 << 20)
+            *_with_parent(exe), *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env, limit=1 << 20)
         try:
             out, err = await asyncio.wait_for(_communicate(proc, on_line), timeout)
         except asyncio.TimeoutError:
@@ -156,11 +155,9 @@ def _password_file(password: str):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    """In the child before exec: get SIGINT when the daemon dies, even by SIGKILL, so no restic
-    outlives the daemon that would report on it."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+def _with_parent(exe: str) -> list:
+    """restic, set to get SIGINT when the daemon dies (even by SIGKILL), so that no restic outlives
+    the daemon that would report on it. setpriv (util-linux) sets that and execs restic; a preexec_fn
+    would do the same but is unsafe in a process with threads (asyncio's child watchers are threads)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "INT", "--", exe] if setpriv else [exe]

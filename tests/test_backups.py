@@ -38,7 +38,8 @@ def private_tmp(tmp_path):
 
 @pytest.fixture
 def daemon_env(repo, private_tmp):
-    return {"SPD_RESTIC_REPOSITORY": repo, "RESTIC_PROGRESS_FPS": "30", "TMPDIR": private_tmp}
+    return {"SPD_RESTIC_REPOSITORY": repo, "RESTIC_PROGRESS_FPS": "30", "TMPDIR": private_tmp,
+            "XDG_CACHE_HOME": repo.parent / "cache"}  # restic's cache stays with the test
 
 
 @pytest.fixture
@@ -287,13 +288,28 @@ def test_progress_rises_live_and_one_operation_at_a_time(stack, root, bus, repo)
             time.sleep(0.05)
         assert busy
         monitor.wait_for_state("INITIALIZED")
+        states, progress = list(monitor.states), list(monitor.progress)
+        # A restore reports progress too (what restic wrote against the snapshot's size, then the move).
+        shutil.rmtree(root / "var" / "lib" / "data")
+        snap = stack.api.get("/services/restic/backup/list").json()[0]["short_id"]
+        assert stack.api.put("/services/restic/backup/restore", json={"backupId": snap}).status_code == 200
+        monitor.wait_for_state("RESTORING")
+        while monitor.states[-1] != "INITIALIZED":
+            assert monitor.states[-1] == "RESTORING", monitor.states
+            assert stack.api.put("/services/restic/backup/create").status_code == 409
+            time.sleep(0.05)
+        time.sleep(0.2)
+        restore_states, restore_progress = monitor.states[len(states):], monitor.progress[len(progress):]
     finally:
         monitor.stop()
-    states, progress = monitor.states, monitor.progress
     assert states == ["BACKING_UP", "INITIALIZED"], states
     assert progress == sorted(progress), progress
     assert progress[-1] == 1.0
     assert len([p for p in progress if 0 < p < 1]) >= 2, progress
+    assert restore_states == ["RESTORING", "INITIALIZED"]
+    assert restore_progress[0] == 0.0 and restore_progress[-2:] == [0.9, 1.0], restore_progress
+    assert restore_progress == sorted(restore_progress), restore_progress
+    assert len(list((root / "var" / "lib" / "data").iterdir())) == 48
     # The properties themselves.
     got = _busctl_get(bus, "State", "Progress", "ErrorMessage")
     assert got == ["INITIALIZED", 1.0, ""]
