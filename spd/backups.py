@@ -132,6 +132,9 @@ class Backups:
 
     def _ready_for(self, what: str, restore: bool = False) -> None:
         if self.state == NO_KEY:
+            if not self._busy() and self._repository() is not None:
+                self._check()  # userdata got a key behind our back: look at it first
+                raise NotReady("The backup repository is being checked; try again shortly")
             raise NotReady(f"No backup key: set the Backblaze credentials before {what}")
         if self.state == INITIALIZING:
             raise NotReady("The backup repository is being initialized; try again shortly")
