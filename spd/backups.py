@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 
 from . import restic
 from .config import Config
@@ -54,6 +53,7 @@ class Backups:
         self.userdata = userdata
         self.source = config.path("var")
         self.own_state = config.path(OWN_STATE)
+        self.staging = self.own_state / "restore"  # restic restores here, then files move into var
         self.state = INITIALIZING
         self.progress = 0.0
         self.error_message = ""
@@ -198,6 +198,8 @@ class Backups:
         self._begin(self._check_repository())
 
     async def _check_repository(self) -> None:
+        if self.staging.exists():  # a restore was killed with the daemon
+            await asyncio.to_thread(shutil.rmtree, self.staging, True)
         repo = self._repository()
         if repo is None:
             self._set(NO_KEY)
@@ -272,7 +274,8 @@ class Backups:
                 summary.update(message)
 
         args = ["backup", "--json", "--exclude", str(self.own_state), str(self.source)]
-        await restic.run(repo, args, on_line=on_line)
+        # Exit code 3: the snapshot was made, but some files could not be read (logged as a warning).
+        await restic.run(repo, args, on_line=on_line, ok=(0, 3))
         log.info("backup finished: snapshot %s, %s files, %s bytes added", summary.get("snapshot_id"),
                  summary.get("total_files_processed"), summary.get("data_added"))
         self._set(progress=1.0)
@@ -293,8 +296,9 @@ class Backups:
         origin = next((p for p in paths if os.path.basename(p.rstrip("/")) == "var"), None)
         if origin is None or not os.path.isabs(origin):
             raise ResticError(restic.FAILED, "This snapshot does not hold a var folder to restore")
-        self.own_state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        staging = tempfile.mkdtemp(prefix="restore-", dir=self.own_state)
+        staging = str(self.staging)
+        await asyncio.to_thread(shutil.rmtree, staging, True)  # what a killed restore left
+        os.makedirs(staging, mode=0o700)
         try:
             # restic 0.14 restore reports no progress: measure what it wrote against the snapshot's size.
             watch = asyncio.get_running_loop().create_task(self._watch_restore(repo, snapshot, staging))

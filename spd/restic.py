@@ -56,21 +56,22 @@ class ResticError(Exception):
         self.message = message
 
 
-async def run(repo: Repository, args: list, on_line=None, timeout: float | None = None) -> str:
-    """restic ARGS against `repo`; returns stdout (or "" when on_line took each line). A stale lock is
-    removed with `restic unlock` (which only removes locks whose process is gone) and the command
-    retried once."""
+async def run(repo: Repository, args: list, on_line=None, timeout: float | None = None,
+              ok: tuple = (0,)) -> str:
+    """restic ARGS against `repo`; returns stdout (or "" when on_line took each line). `ok`: the exit
+    codes that count as success. A stale lock is removed with `restic unlock` (which only removes locks
+    whose process is gone) and the command retried once."""
     try:
-        return await _run_once(repo, args, on_line, timeout)
+        return await _run_once(repo, args, on_line, timeout, ok)
     except ResticError as e:
         if e.kind != LOCKED:
             raise
         log.warning("restic %s: the repository is locked; removing stale locks and retrying once", args[0])
-    await _run_once(repo, ["unlock"], None, timeout)
-    return await _run_once(repo, args, on_line, timeout)
+    await _run_once(repo, ["unlock"], None, timeout, (0,))
+    return await _run_once(repo, args, on_line, timeout, ok)
 
 
-async def _run_once(repo: Repository, args: list, on_line, timeout) -> str:
+async def _run_once(repo: Repository, args: list, on_line, timeout, ok) -> str:
     exe = shutil.which("restic")
     if exe is None:
         raise ResticError(ABSENT, "restic is not installed (not found in PATH)")
@@ -89,7 +90,10 @@ async def _run_once(repo: Repository, args: list, on_line, timeout) -> str:
         except BaseException:  # cancelled: the daemon is stopping
             await _stop(proc)
             raise
-    if proc.returncode == 0:
+    if proc.returncode in ok:
+        if proc.returncode:
+            log.warning("restic %s exited with %d: %s", args[0], proc.returncode,
+                        _error(repo, args[0], proc.returncode, err).message)
         return out
     raise _error(repo, args[0], proc.returncode, err)
 
@@ -144,7 +148,8 @@ def _error(repo: Repository, command: str, code: int, stderr: str) -> ResticErro
 
 @contextmanager
 def _password_file(password: str):
-    folder = tempfile.mkdtemp(prefix="spd-restic-")  # mode 0700
+    # systemd's RuntimeDirectory= (a tmpfs under /run, emptied when the daemon stops) when there is one.
+    folder = tempfile.mkdtemp(prefix="spd-restic-", dir=os.environ.get("RUNTIME_DIRECTORY") or None)  # 0700
     try:
         path = os.path.join(folder, "password")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

@@ -59,7 +59,9 @@ class Stack:
                                 timeout=30)
 
     def restart(self, sig=signal.SIGKILL):
-        self.daemon.stop(sig)
+        code = self.daemon.stop(sig)
+        if sig == signal.SIGTERM:
+            assert code == 0 and "Traceback" not in self.log(), self.log()
         self.daemon = Daemon(self.bus, self.root, self.tmp, env=self.env)
 
     def status(self) -> dict:
@@ -260,7 +262,7 @@ def test_backup_list_change_restore_byte_for_byte(stack, root, bus):
     assert kept == {k: v for k, v in before.items() if not k.startswith("lib/spd")}
     assert after["created-later.txt"][2] == b"newer than the backup"  # a restore never deletes newer data
     assert stack.api.get("/auth/tokens").status_code == 200  # the new token still works
-    assert not list((var / "lib" / "spd").glob("restore-*"))  # the staging folder is gone
+    assert not (var / "lib" / "spd" / "restore").exists()  # the staging folder is gone
 
 
 def test_progress_rises_live_and_one_operation_at_a_time(stack, root, bus, repo):
@@ -431,6 +433,28 @@ def test_daemon_killed_mid_backup_comes_back_truthful(stack, root):
     assert len(stack.api.get("/services/restic/backup/list").json()) == 1
     backup(stack)
     assert len(stack.api.get("/services/restic/backup/list").json()) == 2
+
+    # The same for a restore: its half-written staging folder is removed when the daemon comes back.
+    snap = stack.api.get("/services/restic/backup/list").json()[-1]["short_id"]
+    assert stack.api.put("/services/restic/backup/restore", json={"backupId": snap}).status_code == 200
+    wait_for_restic(stack.daemon)
+    staging = root / "var" / "lib" / "spd" / "restore"
+    assert staging.is_dir()
+    stack.restart(signal.SIGKILL)
+    assert stack.wait_for("INITIALIZED", "ERROR")["status"] == "INITIALIZED"
+    assert not staging.exists()
+
+
+def test_daemon_stopped_mid_backup_stops_restic_cleanly(stack, root, repo):
+    stack.wait_for("NOT_INITIALIZED")
+    backup(stack)
+    add_random_files(root, 64)
+    assert stack.api.put("/services/restic/backup/create").status_code == 200
+    pid = wait_for_restic(stack.daemon)
+    stack.restart(signal.SIGTERM)  # Stack.restart -> Daemon.stop: the old daemon exits 0
+    assert not Path(f"/proc/{pid}").exists() or b"restic" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert list((repo / "locks").iterdir()) == []  # restic got SIGINT and removed its lock
+    assert stack.wait_for("INITIALIZED", "ERROR")["status"] == "INITIALIZED"
 
 
 # --- secrets ---------------------------------------------------------------------------------
