@@ -103,12 +103,14 @@ class Backups:
 
     def start_backup(self) -> None:
         self._ready_for("a backup")
+        self._set(BACKING_UP, 0.0, "")  # before the reply: a status asked right after must not say idle
         self._begin(self._backup())
         log.info("backup started")
 
     def start_restore(self, snapshot_id: str) -> None:
         self._ready_for("a restore", restore=True)
         snapshot = self._find(snapshot_id)
+        self._set(RESTORING, 0.0, "")
         self._begin(self._restore(snapshot))
         log.info("restore of snapshot %s started", snapshot["short_id"])
 

@@ -119,32 +119,49 @@ def restic(repo: Path, password: str, *args) -> subprocess.CompletedProcess:
     return subprocess.run(["restic", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
-def restic_children(daemon) -> list[int]:
+def restic_children(daemon, command: bytes | None = None) -> list[int]:
+    """restic processes whose parent is the daemon (running `restic COMMAND ...` when given)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                exe = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
             except (OSError, IndexError, ValueError):
                 continue
-            if ppid == daemon.process.pid and exe.endswith(b"restic"):
+            if ppid == daemon.process.pid and argv[0].endswith(b"restic") and (
+                    command is None or argv[1:2] == [command]):
                 pids.append(int(entry.name))
     return pids
 
 
-def wait_for_restic(daemon, timeout=WAIT) -> int:
+def wait_for_restic(daemon, command: bytes | None = None, timeout=WAIT) -> int:
     deadline = time.monotonic() + timeout
-    while not (pids := restic_children(daemon)):
+    while not (pids := restic_children(daemon, command)):
         assert time.monotonic() < deadline, "restic never started"
-        time.sleep(0.01)
+        time.sleep(0.005)
     return pids[0]
+
+
+class paused:
+    """restic stopped (SIGSTOP) for a while: the operation is surely still running meanwhile."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __enter__(self):
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def __exit__(self, *exc):
+        os.kill(self.pid, signal.SIGCONT)
 
 
 def backup(stack) -> dict:
     r = stack.api.put("/services/restic/backup/create")
     assert r.status_code == 200, r.text
     assert r.json() == {"status": 0, "message": "Backup creation has started"}
+    # The state changes before the reply: a status asked right after never says idle.
+    assert stack.status()["status"] in ("BACKING_UP", "INITIALIZING")
     done = stack.wait_for("INITIALIZED", "ERROR")
     assert done == {"status": "INITIALIZED", "progress": 1.0, "error_message": None}, stack.log()
     return done
@@ -201,9 +218,11 @@ class BusMonitor(threading.Thread):
             if "Progress" in changed:
                 self.progress.append(changed["Progress"]["data"])
 
-    def wait_for_state(self, state, timeout=WAIT):
+    def wait_for_state(self, state, timeout=WAIT, after=None):
+        """Until `state` was signalled (after the first `after`, when given)."""
         deadline = time.monotonic() + timeout
-        while state not in self.states:
+        while state not in self.states[self.states.index(after) if after in self.states else
+                                        (0 if after is None else len(self.states)):]:
             assert time.monotonic() < deadline, self.states
             time.sleep(0.05)
 
@@ -254,6 +273,7 @@ def test_backup_list_change_restore_byte_for_byte(stack, root, bus):
     r = stack.api.put("/services/restic/backup/restore", json={"backupId": snap["short_id"]})
     assert r.status_code == 200, r.text
     assert r.json()["status"] == 0
+    assert stack.status()["status"] == "RESTORING"
     done = stack.wait_for("INITIALIZED", "ERROR")
     assert done == {"status": "INITIALIZED", "progress": 1.0, "error_message": None}, stack.log()
 
@@ -274,33 +294,27 @@ def test_progress_rises_live_and_one_operation_at_a_time(stack, root, bus, repo)
     monitor = BusMonitor(bus)
     try:
         assert stack.api.put("/services/restic/backup/create").status_code == 200
-        wait_for_restic(stack.daemon)
-        busy = 0
-        while (s := stack.status())["status"] != "INITIALIZED":
-            assert s["status"] == "BACKING_UP", stack.log()
+        with paused(wait_for_restic(stack.daemon, b"backup")):
+            assert stack.status()["status"] == "BACKING_UP"
             second = stack.api.put("/services/restic/backup/create")
-            if stack.status()["status"] == "BACKING_UP":
-                assert second.status_code == 409, second.text
-                assert second.json() == {"error": "A backup is in progress"}
-                r = stack.api.put("/services/restic/backup/restore", json={"backupId": "whatever"})
-                assert r.status_code == 409, r.text
-                busy += 1
-            # Other routes keep answering while restic runs.
+            assert second.status_code == 409 and second.json() == {"error": "A backup is in progress"}
+            r = stack.api.put("/services/restic/backup/restore", json={"backupId": "whatever"})
+            assert r.status_code == 409, r.text
+            # The daemon keeps answering other calls while restic runs.
             assert stack.api.get("/auth/tokens").status_code == 200
-            time.sleep(0.05)
-        assert busy
+            assert _busctl_get(bus, "State") == ["BACKING_UP"]
         monitor.wait_for_state("INITIALIZED")
         states, progress = list(monitor.states), list(monitor.progress)
         # A restore reports progress too (what restic wrote against the snapshot's size, then the move).
         shutil.rmtree(root / "var" / "lib" / "data")
         snap = stack.api.get("/services/restic/backup/list").json()[0]["short_id"]
         assert stack.api.put("/services/restic/backup/restore", json={"backupId": snap}).status_code == 200
-        monitor.wait_for_state("RESTORING")
-        while monitor.states[-1] != "INITIALIZED":
-            assert monitor.states[-1] == "RESTORING", monitor.states
-            assert stack.api.put("/services/restic/backup/create").status_code == 409
-            time.sleep(0.05)
-        time.sleep(0.2)
+        with paused(wait_for_restic(stack.daemon, b"restore")):
+            assert stack.status()["status"] == "RESTORING"
+            r = stack.api.put("/services/restic/backup/create")
+            assert r.status_code == 409 and r.json() == {"error": "A restore is in progress"}, r.text
+            assert stack.api.get("/auth/tokens").status_code == 200
+        monitor.wait_for_state("INITIALIZED", after="RESTORING")
         restore_states, restore_progress = monitor.states[len(states):], monitor.progress[len(progress):]
     finally:
         monitor.stop()
@@ -359,16 +373,7 @@ def test_restic_killed_mid_backup_then_next_backup_works(stack, root):
     backup(stack)  # creates the repository
     add_random_files(root, 64)
     assert stack.api.put("/services/restic/backup/create").status_code == 200
-    deadline = time.monotonic() + WAIT
-    while True:  # kill the `restic backup`, not the `cat config` before it
-        pid = wait_for_restic(stack.daemon)
-        try:
-            if b"backup" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline
-    os.kill(pid, signal.SIGKILL)
+    os.kill(wait_for_restic(stack.daemon, b"backup"), signal.SIGKILL)  # not the `cat config` before it
     s = stack.wait_for("ERROR", "INITIALIZED")
     assert s == {"status": "ERROR", "progress": s["progress"],
                  "error_message": "restic backup was stopped by SIGKILL"}, s
