@@ -285,6 +285,32 @@ def test_backup_list_change_restore_byte_for_byte(stack, root, bus):
     assert not (var / "lib" / "spd" / "restore").exists()  # the staging folder is gone
 
 
+def test_restore_of_a_snapshot_made_on_another_root(stack, root, repo, tmp_path):
+    """A 1.2 server's snapshot holds /var; ours hold <root>/var: either lands in this root's var."""
+    stack.wait_for("NOT_INITIALIZED")
+    backup(stack)
+    old_var = tmp_path / "old-server" / "var"
+    (old_var / "lib" / "gitea").mkdir(parents=True)
+    (old_var / "lib" / "gitea" / "repo.git").write_bytes(b"\x00\x01 from the old server")
+    (old_var / "domain").write_text("old.example\n")
+    assert restic(repo, PASSWORD, "backup", str(old_var)).returncode == 0
+    stack.api.get("/services/restic/backup/reload")
+    deadline = time.monotonic() + WAIT
+    while len(snapshots := stack.api.get("/services/restic/backup/list").json()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (old_snap,) = [s for s in snapshots if s["paths"] == [str(old_var)]]
+    shutil.rmtree(old_var)
+    r = stack.api.put("/services/restic/backup/restore", json={"backupId": old_snap["id"]})  # full ids work
+    assert r.status_code == 200, r.text
+    assert stack.wait_for("INITIALIZED", "ERROR")["status"] == "INITIALIZED", stack.log()
+    var = root / "var"
+    assert (var / "lib" / "gitea" / "repo.git").read_bytes() == b"\x00\x01 from the old server"
+    assert (var / "domain").read_text() == "old.example\n"
+    assert (var / "lib" / "nextcloud" / "readme.txt").exists()  # not in that snapshot: kept
+    assert not old_var.exists()  # nothing was written to the snapshot's original place
+
+
 def test_progress_rises_live_and_one_operation_at_a_time(stack, root, bus, repo):
     stack.wait_for("NOT_INITIALIZED")
     assert restic(repo, PASSWORD, "init").returncode == 0
