@@ -78,6 +78,8 @@ async def _run_once(repo: Repository, args: list, on_line, timeout, ok) -> str:
     with _password_file(repo.password) as password_file:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.setdefault("RESTIC_PROGRESS_FPS", PROGRESS_FPS)
+        if "CACHE_DIRECTORY" in os.environ and "RESTIC_CACHE_DIR" not in env:  # systemd's CacheDirectory=
+            env["RESTIC_CACHE_DIR"] = os.environ["CACHE_DIRECTORY"].split(":")[0]
         env.update(repo.env, RESTIC_REPOSITORY=repo.location, RESTIC_PASSWORD_FILE=password_file)
         proc = await asyncio.create_subprocess_exec(
             *_with_parent(exe), *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
