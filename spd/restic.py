@@ -97,7 +97,7 @@ async def _run_once(repo: Repository, args: list, on_line, timeout, ok) -> str:
             log.warning("restic %s exited with %d: %s", args[0], proc.returncode,
                         _error(repo, args[0], proc.returncode, err).message)
         return out
-    raise _error(repo, args[0], proc.returncode, err)
+    raise _error(repo, "cat config" if args[:2] == ["cat", "config"] else args[0], proc.returncode, err)
 
 
 async def _communicate(proc, on_line):

@@ -566,3 +566,21 @@ def test_no_key_then_backblaze_config_key_never_in_argv_log_or_error(bus, root, 
         s.close()  # restic is interrupted; the daemon exits cleanly
     assert FAKE_B2_KEY not in s.log() and PASSWORD not in s.log()
     assert "Backblaze credentials set (bucket my-bucket)" in s.log()
+
+
+def test_restic_output_is_scrubbed_of_the_password(bus, root, tmp_path):
+    """restic echoes the repository location in its errors; here that location holds the password."""
+    blocker = tmp_path / f"file-{PASSWORD}"
+    blocker.write_text("a file where restic wants a folder")
+    s = Stack(bus, root, tmp_path, {"SPD_RESTIC_REPOSITORY": blocker / "repo",
+                                    "XDG_CACHE_HOME": tmp_path / "cache"})
+    try:
+        s.wait_for("NOT_INITIALIZED", "ERROR")
+        assert s.api.put("/services/restic/backup/create").status_code == 200
+        st = s.wait_for("ERROR", "INITIALIZED")
+        assert st["status"] == "ERROR"
+        assert st["error_message"].startswith("restic cat config failed: Fatal: unable to open repository"), st
+        assert "file-***" in st["error_message"] and PASSWORD not in st["error_message"]
+    finally:
+        s.close()
+    assert PASSWORD not in s.log()
