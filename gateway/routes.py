@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from dbus_fast import Variant
 
-from spd.dbus.names import PROPERTIES, SERVICES, SSH, SYSTEM, TOKENS, USERS
+from spd.dbus.names import BACKUPS, PROPERTIES, SERVICES, SSH, SYSTEM, TOKENS, USERS
 
 from .errors import HTTPError
 
@@ -259,6 +259,43 @@ SERVICE_ROUTES = tagged("services", [
           reply=first, response=STR),
 ])
 
+# --- backups (restic) ---------------------------------------------------------------------
+
+def _backup_status(out, ctx):
+    state, progress, error = out
+    return {"status": state, "progress": progress, "error_message": error or None}
+
+
+def _snapshots(out, ctx):
+    """Each snapshot as restic printed it (the D-Bus variants unwrapped)."""
+    return [{k: v.value for k, v in snapshot.items()} for snapshot in out[0]]
+
+
+SNAPSHOT = {"type": "object", "properties": {"short_id": STR, "time": STR, "id": STR},
+            "required": ["short_id", "time"]}
+
+BACKUP_ROUTES = tagged("backups", [
+    Route("GET", "/services/restic/backup/status", "Backup status", BACKUPS, "GetStatus",
+          reply=_backup_status,
+          response=obj(status=STR, progress=NUMBER, error_message=nullable(STR))),
+    Route("GET", "/services/restic/backup/list", "List the backups (as last loaded)", BACKUPS,
+          "ListSnapshots", reply=_snapshots, response=arr(SNAPSHOT)),
+    Route("PUT", "/services/restic/backup/create", "Start a backup", BACKUPS, "StartBackup",
+          reply={"status": 0, "message": "Backup creation has started"}, response=STATUS_MESSAGE),
+    Route("GET", "/services/restic/backup/reload", "Reload the backup list in the background", BACKUPS,
+          "Reload", reply={"status": 0, "message": "Snapshots reload started"}, response=STATUS_MESSAGE),
+    Route("PUT", "/services/restic/backup/restore", "Start restoring a backup", BACKUPS, "StartRestore",
+          "s", args=(body("backupId"),), fields={"backupId": Field(str, description="short_id of the backup",
+                                                                   max_length=64)},
+          reply={"status": 0, "message": "Backup restoration procedure started"}, response=STATUS_MESSAGE),
+    Route("PUT", "/services/restic/backblaze/config", "Set the Backblaze B2 credentials", BACKUPS,
+          "SetBackblazeConfig", "sss", args=(body("accountId"), body("accountKey"), body("bucket")),
+          fields={"accountId": Field(str, description="B2 key ID", max_length=256),
+                  "accountKey": Field(str, description="B2 application key", max_length=256),
+                  "bucket": Field(str, description="B2 bucket name", max_length=63)},
+          reply={"status": 0, "message": "New Backblaze settings saved"}, response=STATUS_MESSAGE),
+])
+
 # --- system --------------------------------------------------------------------------------
 
 
@@ -316,4 +353,5 @@ COMMON_ROUTES = [
 ]
 
 
-ROUTES = [*TOKEN_ROUTES, *USER_ROUTES, *SSH_ROUTES, *SERVICE_ROUTES, *SYSTEM_ROUTES, *COMMON_ROUTES]
+ROUTES = [*TOKEN_ROUTES, *USER_ROUTES, *SSH_ROUTES, *SERVICE_ROUTES, *SYSTEM_ROUTES, *BACKUP_ROUTES,
+          *COMMON_ROUTES]

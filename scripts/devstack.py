@@ -30,7 +30,8 @@ def main():
     for unit, state in DEV_UNITS.items():
         systemd.add_unit(unit, state)
     logind = LogindMock(bus, work)
-    daemon = Daemon(bus, root, work)
+    # Backups go to a local restic repository (created by the first backup), not to Backblaze.
+    daemon = Daemon(bus, root, work, env={"SPD_RESTIC_REPOSITORY": work / "restic-repo"})
     gateway = Gateway(bus, work, port=a.port)
     print(f"""
 spd is running on a demo server.
@@ -38,11 +39,14 @@ spd is running on a demo server.
   bus:         {bus.address}
   logs:        {work}/spd.log {work}/gateway.log {work}/dbusmock-*.log
   systemd and logind are python-dbusmock stand-ins (reboot and rebuilds are only recorded)
+  backups:     {work}/restic-repo (restic password: resticPassword in userdata)
   token:       {TOKEN}
 
 Try:
   curl -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/auth/tokens
   curl -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/services/status
+  curl -X PUT -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/services/restic/backup/create
+  busctl --address={bus.address} monitor org.selfprivacy.Daemon   # follow a backup live
   busctl --address={bus.address} introspect org.selfprivacy.Daemon /org/selfprivacy/Daemon
 
 Ctrl-C stops everything.""", flush=True)

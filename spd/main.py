@@ -11,7 +11,9 @@ from dbus_fast.constants import NameFlag
 
 from . import config as configuration
 from .bus import message_bus
+from .backups import Backups
 from .dbus.access import Access, CheckedBus
+from .dbus.backups import BackupsInterface
 from .dbus.names import BUS_NAME, PATH
 from .dbus.services import ServicesInterface
 from .dbus.system import SystemInterface
@@ -43,6 +45,7 @@ def build(config, bus):
         SystemInterface(System(config, userdata, systemd, Logind(bus))),
         UsersInterface(Users(userdata)),
         SSHInterface(SSH(userdata)),
+        BackupsInterface(Backups(config, userdata)),
     ]
 
 

@@ -29,7 +29,7 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface
 
-from .names import SERVICES, SSH, SYSTEM, TOKENS, USERS
+from .names import BACKUPS, SERVICES, SSH, SYSTEM, TOKENS, USERS
 
 log = logging.getLogger("spd.access")
 
@@ -92,6 +92,17 @@ TABLE: dict[str, dict[str, Rule | Prop]] = {
         "AddRootKey": changes(*ADMIN),
         "AddKey": changes(*ADMIN),
         "RemoveKey": changes(*ADMIN),
+    },
+    BACKUPS: {
+        "State": prop(write=()),
+        "Progress": prop(write=()),
+        "ErrorMessage": prop(write=()),
+        "GetStatus": reads(*ADMIN),
+        "ListSnapshots": reads(*ADMIN),
+        "Reload": changes(*ADMIN),
+        "StartBackup": changes(*ADMIN),
+        "StartRestore": changes(*ADMIN),
+        "SetBackblazeConfig": changes(*ADMIN),
     },
     SERVICES: {
         "Enabled": prop(write=()),

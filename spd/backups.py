@@ -1,0 +1,385 @@
+"""Backups of `var` under the root with restic: a state machine whose every change (state, progress,
+error message) is reported through `on_change`, so the D-Bus adapter can emit PropertiesChanged.
+
+States, named as the app expects: NO_KEY (no repository configured or no resticPassword),
+NOT_INITIALIZED, INITIALIZING (the repository is being checked at start or created), INITIALIZED (idle,
+ready), BACKING_UP, RESTORING, ERROR (the last operation failed; error_message says why; the next
+start tries again). One operation runs at a time; a failure becomes state, never a crash.
+
+Restore writes the snapshot back into `var`: restic restores into a private folder next to it, then
+every file of the snapshot is moved over the live one (a rename: each file is either the old or the
+restored one, never half-written). Files created after the snapshot are kept, as `restic restore
+--target /` (what the 1.2 server ran) keeps them: a restore brings back what was lost or changed and
+never deletes newer data. The daemon's own state (var/lib/spd: device tokens) is neither backed up
+nor restored, so a restore cannot bring back a revoked token.
+"""
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+
+from . import restic
+from .config import Config
+from .errors import Busy, InvalidArgument, NotFound, NotReady, SpdError
+from .jsonfile import JsonFile
+from .restic import Repository, ResticError
+
+log = logging.getLogger("spd.backups")
+
+NO_KEY = "NO_KEY"
+NOT_INITIALIZED = "NOT_INITIALIZED"
+INITIALIZING = "INITIALIZING"
+INITIALIZED = "INITIALIZED"
+BACKING_UP = "BACKING_UP"
+RESTORING = "RESTORING"
+ERROR = "ERROR"
+
+OWN_STATE = "var/lib/spd"  # excluded from backups and restores
+B2_PATH = "sfbackup"  # where 1.2 servers kept their repository in the bucket
+CHECK_TIMEOUT = 120.0  # seconds for a look at the repository (B2 may be unreachable)
+RESTORE_WRITTEN = 0.9  # progress once restic wrote everything; moving it into place is the rest
+RESTORE_POLL = 0.5  # seconds between looks at what restore wrote
+BUCKET = re.compile(r"^[A-Za-z0-9-]{1,63}$")
+CREDENTIAL = re.compile(r"^[\x21-\x7e]{1,256}$")  # printable ASCII, no spaces
+
+
+class Backups:
+    def __init__(self, config: Config, userdata: JsonFile):
+        self.config = config
+        self.userdata = userdata
+        self.source = config.path("var")
+        self.own_state = config.path(OWN_STATE)
+        self.staging = self.own_state / "restore"  # restic restores here, then files move into var
+        self.state = INITIALIZING
+        self.progress = 0.0
+        self.error_message = ""
+        self.snapshots: list[dict] = []
+        self.on_change = None  # callable(dict of changed fields: state, progress, error_message)
+        self._operation: asyncio.Task | None = None  # the one running check, backup or restore
+        self._reloading: asyncio.Task | None = None
+        self._recheck = False  # the credentials changed while an operation ran
+
+    # --- what callers ask -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Find out the repository's state (at daemon start)."""
+        self._check()
+
+    def status(self) -> tuple[str, float, str]:
+        return self.state, self.progress, self.error_message
+
+    def list(self) -> list[dict]:
+        """The snapshots as last loaded (at start, after each backup, on reload)."""
+        return self.snapshots
+
+    def set_backblaze(self, account_id: str, account_key: str, bucket: str) -> None:
+        for name, value, rule in (("accountId", account_id, CREDENTIAL), ("accountKey", account_key, CREDENTIAL),
+                                  ("bucket", bucket, BUCKET)):
+            if not value:
+                raise InvalidArgument(f"{name} is required")
+            if not rule.match(value):
+                raise InvalidArgument(f"{name} is not a valid Backblaze {name}")
+        self.userdata.update(lambda data: data.update(
+            backblaze={"accountId": account_id, "accountKey": account_key, "bucket": bucket}))
+        log.info("Backblaze credentials set (bucket %s)", bucket)
+        if self.busy():
+            self._recheck = True
+        else:
+            self._check()
+
+    def reload(self) -> None:
+        """Reload the snapshot list in the background. Its outcome also corrects the state when
+        nothing else runs (an ERROR that went away, a repository that vanished)."""
+        if self.state == NO_KEY:
+            if not self.busy():
+                self._check()  # the key may have been set since
+            return
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self._reload_list())
+
+    def start_backup(self) -> None:
+        self._ready_for("a backup")
+        self._set(BACKING_UP, 0.0, "")  # before the reply: a status asked right after must not say idle
+        self._begin(self._backup())
+        log.info("backup started")
+
+    def start_restore(self, snapshot_id: str) -> None:
+        self._ready_for("a restore", restore=True)
+        snapshot = self._find(snapshot_id)
+        self._set(RESTORING, 0.0, "")
+        self._begin(self._restore(snapshot))
+        log.info("restore of snapshot %s started", snapshot["short_id"])
+
+    # --- the state machine ------------------------------------------------------------------
+
+    def _set(self, state: str | None = None, progress: float | None = None, error: str | None = None):
+        changed = {}
+        if state is not None and state != self.state:
+            self.state = changed["state"] = state
+        if progress is not None and progress != self.progress:
+            self.progress = changed["progress"] = progress
+        if error is not None and error != self.error_message:
+            self.error_message = changed["error_message"] = error
+        if changed and self.on_change is not None:
+            self.on_change(changed)
+        if "state" in changed:
+            log.info("backup state: %s%s", state, f" ({self.error_message})" if state == ERROR else "")
+
+    def busy(self) -> bool:
+        """A check, backup or restore is running (the daemon must not idle-exit meanwhile)."""
+        return self._operation is not None and not self._operation.done()
+
+    def _ready_for(self, what: str, restore: bool = False) -> None:
+        if self.state == NO_KEY:
+            if not self.busy() and self._repository() is not None:
+                self._check()  # userdata got a key behind our back: look at it first
+                raise NotReady("The backup repository is being checked; try again shortly")
+            raise NotReady(f"No backup key: set the Backblaze credentials before {what}")
+        if self.state == INITIALIZING:
+            raise NotReady("The backup repository is being initialized; try again shortly")
+        if restore and self.state == NOT_INITIALIZED:
+            raise NotReady("The backup repository is not initialized: there is nothing to restore")
+        if self.busy():
+            raise Busy("A restore is in progress" if self.state == RESTORING else "A backup is in progress")
+
+    def _find(self, snapshot_id: str) -> dict:
+        if snapshot_id:
+            for snapshot in self.snapshots:
+                if snapshot_id in (snapshot.get("short_id"), snapshot.get("id")):
+                    return snapshot
+        raise NotFound(f"No backup with id {snapshot_id[:64]!r}")
+
+    def _begin(self, work) -> None:
+        self._operation = asyncio.get_running_loop().create_task(self._guarded(work))
+
+    async def _guarded(self, work) -> None:
+        """Run one operation; whatever goes wrong becomes the ERROR state."""
+        try:
+            await work
+        except (ResticError, SpdError) as e:  # SpdError: e.g. userdata.json unreadable
+            log.warning("backup operation failed: %s", e.message)
+            self._set(ERROR, error=e.message)
+        except OSError as e:
+            log.warning("backup operation failed: %s", e)
+            self._set(ERROR, error=f"{e.strerror or 'I/O error'}: {e.filename or ''}".rstrip(": "))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("backup operation failed")
+            self._set(ERROR, error="Internal error; see the daemon's log")
+        if self._recheck:
+            self._recheck = False
+            self._check()
+
+    def _repository(self) -> Repository | None:
+        """Where backups go, from SPD_RESTIC_REPOSITORY or userdata's backblaze block; None = NO_KEY."""
+        data = self.userdata.read()
+        password = data.get("resticPassword")
+        if not isinstance(password, str) or not password.strip():
+            return None
+        if self.config.restic_repository:
+            return Repository(self.config.restic_repository, password, secrets=(password,))
+        b2 = data.get("backblaze")
+        if not isinstance(b2, dict):
+            return None
+        account_id, key, bucket = (b2.get(k) for k in ("accountId", "accountKey", "bucket"))
+        if not all(isinstance(v, str) and v for v in (account_id, key, bucket)):
+            return None
+        return Repository(f"b2:{bucket}:{B2_PATH}", password,
+                          env={"B2_ACCOUNT_ID": account_id, "B2_ACCOUNT_KEY": key}, secrets=(password, key))
+
+    def _check(self) -> None:
+        if self._repository() is None:
+            self.snapshots = []
+            self._set(NO_KEY, 0.0, "")
+            return
+        self._set(INITIALIZING, 0.0, "")
+        self._begin(self._check_repository())
+
+    async def _check_repository(self) -> None:
+        if self.staging.exists():  # a restore was killed with the daemon
+            await asyncio.to_thread(shutil.rmtree, self.staging, True)
+        repo = self._repository()
+        if repo is None:
+            self._set(NO_KEY)
+            return
+        try:
+            await self._load_snapshots(repo)
+        except ResticError as e:
+            if e.kind != restic.MISSING:
+                raise
+            self.snapshots = []
+            self._set(NOT_INITIALIZED, error="")
+            return
+        self._set(INITIALIZED, error="")
+
+    async def _load_snapshots(self, repo: Repository) -> None:
+        out = await restic.run(repo, ["snapshots", "--json"], timeout=CHECK_TIMEOUT)
+        try:
+            snapshots = json.loads(out or "[]")
+        except ValueError:
+            raise ResticError(restic.FAILED, "restic snapshots printed something that is not JSON") from None
+        self.snapshots = [s for s in snapshots or [] if isinstance(s, dict) and s.get("short_id")]
+
+    async def _reload_list(self) -> None:
+        repo = self._repository()
+        if repo is None:
+            if not self.busy():
+                self._check()
+            return
+        try:
+            await self._load_snapshots(repo)
+        except ResticError as e:
+            log.warning("reloading the snapshot list failed: %s", e.message)
+            if not self.busy():
+                if e.kind == restic.MISSING:
+                    self.snapshots = []
+                    self._set(NOT_INITIALIZED, error="")
+                else:
+                    self._set(ERROR, error=e.message)
+            return
+        if not self.busy() and self.state in (ERROR, NOT_INITIALIZED):
+            self._set(INITIALIZED, error="")
+
+    async def _backup(self) -> None:
+        repo = self._repository()
+        if repo is None:
+            self._set(NO_KEY)
+            return
+        self._set(BACKING_UP, 0.0, "")
+        try:
+            await restic.run(repo, ["cat", "config"], timeout=CHECK_TIMEOUT)
+        except ResticError as e:
+            if e.kind != restic.MISSING:
+                raise
+            self._set(INITIALIZING)
+            await restic.run(repo, ["init"], timeout=CHECK_TIMEOUT)
+            log.info("restic repository initialized at %s", repo.location)
+            self._set(BACKING_UP)
+        summary = {}
+
+        def on_line(line: str) -> None:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                return
+            if not isinstance(message, dict):
+                return
+            if message.get("message_type") == "status":
+                done = message.get("percent_done")
+                if isinstance(done, (int, float)):
+                    self._set(progress=round(min(max(float(done), 0.0), 1.0), 4))
+            elif message.get("message_type") == "summary":
+                summary.update(message)
+
+        args = ["backup", "--json", "--exclude", str(self.own_state), str(self.source)]
+        # Exit code 3: the snapshot was made, but some files could not be read (logged as a warning).
+        await restic.run(repo, args, on_line=on_line, ok=(0, 3))
+        log.info("backup finished: snapshot %s, %s files, %s bytes added", summary.get("snapshot_id"),
+                 summary.get("total_files_processed"), summary.get("data_added"))
+        self._set(progress=1.0)
+        try:
+            await self._load_snapshots(repo)
+        except ResticError as e:
+            log.warning("loading the snapshot list after the backup failed: %s", e.message)
+        self._set(INITIALIZED)
+
+    async def _restore(self, snapshot: dict) -> None:
+        repo = self._repository()
+        if repo is None:
+            self._set(NO_KEY)
+            return
+        self._set(RESTORING, 0.0, "")
+        paths = snapshot.get("paths") or []
+        # Our snapshots hold one path, `var` under the root they were made on (maybe another root).
+        origin = next((p for p in paths if os.path.basename(p.rstrip("/")) == "var"), None)
+        if origin is None or not os.path.isabs(origin):
+            raise ResticError(restic.FAILED, "This snapshot does not hold a var folder to restore")
+        staging = str(self.staging)
+        await asyncio.to_thread(shutil.rmtree, staging, True)  # what a killed restore left
+        os.makedirs(staging, mode=0o700)
+        try:
+            # restic 0.14 restore reports no progress: measure what it wrote against the snapshot's size.
+            watch = asyncio.get_running_loop().create_task(self._watch_restore(repo, snapshot, staging))
+            try:
+                await restic.run(repo, ["restore", snapshot["id"], "--target", staging])
+            finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+            self._set(progress=RESTORE_WRITTEN)
+            restored = os.path.join(staging, origin.lstrip("/"))
+            if os.path.isdir(restored):
+                await asyncio.to_thread(_merge, restored, str(self.source), {str(self.own_state)})
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        log.info("restore of snapshot %s finished", snapshot["short_id"])
+        self._set(INITIALIZED, 1.0)
+
+
+    async def _watch_restore(self, repo: Repository, snapshot: dict, staging: str) -> None:
+        try:
+            stats = json.loads(await restic.run(repo, ["stats", "--json", snapshot["id"]], timeout=CHECK_TIMEOUT))
+            total = int(stats["total_size"])
+        except (ResticError, ValueError, KeyError, TypeError):
+            return  # no progress then, the restore goes on
+        while total > 0:
+            written = await asyncio.to_thread(_bytes_under, staging)
+            self._set(progress=round(min(RESTORE_WRITTEN * written / total, RESTORE_WRITTEN), 3))
+            await asyncio.sleep(RESTORE_POLL)
+
+
+def _bytes_under(folder: str) -> int:
+    total = 0
+    for path, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(path, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _merge(src: str, dst: str, skip: set) -> None:
+    """Move the restored tree `src` over `dst`: every entry of src replaces its namesake in dst (a
+    rename, atomic per file); entries only in dst stay. Folders get the snapshot's owner, mode and
+    times back after their content moved."""
+    if not os.path.isdir(dst) or os.path.islink(dst):
+        _remove(dst)
+        _move(src, dst)
+        return
+    with os.scandir(src) as entries:
+        for entry in entries:
+            target = os.path.join(dst, entry.name)
+            if target in skip:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                _merge(entry.path, target, skip)
+            else:
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                _move(entry.path, target)
+    st = os.lstat(src)
+    os.chown(dst, st.st_uid, st.st_gid)
+    os.chmod(dst, st.st_mode & 0o7777)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _move(src: str, dst: str) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        if e.errno != errno.EXDEV:  # the staging folder is on another file system
+            raise
+        _remove(dst)
+        shutil.move(src, dst)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
