@@ -8,19 +8,9 @@ from typing import Any, Callable
 from spd.dbus.names import TOKENS
 
 from .errors import HTTPError
+from .fields import Field  # noqa: F401  (routes are declared with it)
 
 API_VERSION = "1.2.7"
-
-
-@dataclass(frozen=True)
-class Field:
-    """A JSON body field. Optional fields that are absent (or null) take `default`."""
-
-    type: type
-    required: bool = True
-    default: Any = None
-    description: str = ""
-    max_length: int = 4096
 
 
 @dataclass
@@ -70,6 +60,10 @@ class Route:
     check: Callable[[Ctx], None] | None = None  # a rule of the HTTP API checked before the call
     tag: str = ""
     response: dict | None = None  # JSON Schema of the success body (for OpenAPI and the fuzz tests)
+    # Error statuses the daemon can answer for this route beyond those the OpenAPI document derives
+    # from the route itself (see gateway/openapi.py): e.g. (404, 409), or (status, JSON Schema) pairs
+    # when that status has a body other than {"error"}.
+    errors: tuple = ()
 
 
 # JSON Schema shorthands for `response`.
@@ -126,15 +120,6 @@ def _recovery_status(out, ctx):
             "expiration": expiration or None, "uses_left": uses if uses >= 0 else None}
 
 
-def _recovery_uses(ctx):
-    uses = ctx.body.get("uses")
-    if uses is None:
-        return 0
-    if not 1 <= uses <= 2**31 - 1:
-        raise HTTPError(400, "uses must be at least 1")
-    return uses
-
-
 def _token(out, ctx):
     return {"token": out[0]}
 
@@ -147,7 +132,7 @@ TOKEN_ROUTES = tagged("tokens", [
     Route("GET", "/auth/tokens", "List device tokens", TOKENS, "List", reply=_token_list,
           response=arr(obj(name=STR, date=STR, is_caller=BOOL))),
     Route("DELETE", "/auth/tokens", "Delete a device token", TOKENS, "Delete", "s",
-          args=(_token_to_delete,), reply={"message": "Token deleted"}, response=MESSAGE,
+          args=(_token_to_delete,), reply={"message": "Token deleted"}, response=MESSAGE, errors=(404,),
           fields={"token_name": Field(str, False, description="the device name of the token"),
                   "token": Field(str, False, description="same as token_name (API 1.2 document)")}),
     Route("POST", "/auth/tokens", "Replace the caller's token", TOKENS, "Refresh", "s",
@@ -160,26 +145,34 @@ TOKEN_ROUTES = tagged("tokens", [
           "AuthorizeNewDevice", "ss", args=(body("token"), body("device")), fields=MNEMONIC,
           reply=lambda out, ctx: {"message": "Device authorized", "token": out[0]},
           response=obj(message=STR, token=STR),
-          public=True, limited=True),
+          public=True, limited=True, errors=(404,)),
     Route("GET", "/auth/recovery_token", "Recovery token status", TOKENS, "GetRecoveryStatus",
           reply=_recovery_status,
           response=obj(exists=BOOL, valid=BOOL, date=nullable(STR), expiration=nullable(STR),
                        uses_left=nullable(INT))),
     Route("POST", "/auth/recovery_token", "Create a recovery mnemonic", TOKENS, "CreateRecovery", "si",
-          args=(lambda ctx: ctx.body.get("expiration") or "", _recovery_uses), reply=_token,
-          response=TOKEN,
+          args=(lambda ctx: ctx.body["expiration"] or "", lambda ctx: ctx.body["uses"] or 0),
+          reply=_token, response=TOKEN,
           fields={"expiration": Field(str, False, description="ISO-8601 date-time", max_length=64),
-                  "uses": Field(int, False, description="how many devices it may authorize")}),
+                  "uses": Field(int, False, minimum=1, description="how many devices it may authorize")}),
     Route("POST", "/auth/recovery_token/use", "Redeem the recovery mnemonic", TOKENS, "UseRecovery",
           "ss", args=(body("token"), body("device")), fields=MNEMONIC, reply=_token, response=TOKEN,
-          public=True, limited=True),
+          public=True, limited=True, errors=(404,)),
 ])
 
 # --- system --------------------------------------------------------------------------------
 
+def _openapi_document(out, ctx):
+    from .openapi import cached_document  # it reads this table: import once the table exists
+    return cached_document()
+
+
 COMMON_ROUTES = [
     Route("GET", "/api/version", "API version", reply={"version": API_VERSION}, public=True,
           tag="system", response=obj(version=STR)),
+    Route("GET", "/api/swagger.json", "This API as an OpenAPI 3 document (browsable at /api/docs)",
+          reply=_openapi_document, public=True, tag="system",
+          response={"type": "object", "required": ["openapi", "info", "paths"]}),
 ]
 
 
