@@ -1,16 +1,17 @@
 """The Sanic app factory: one handler per row of the route table."""
 
 import logging
+import re
 
 from sanic import Sanic
-from sanic.exceptions import SanicException
+from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import html
 from sanic.response import json as json_response
 
 from . import docs as docs_page
 from .daemon import Daemon
 from .errors import HTTPError
-from .fields import parse_body, text
+from .fields import MAX_PATH_PARAM, parse_body, text
 from .limits import FailureLimiter, client_address
 from .routes import ROUTES, Ctx, Reply, Route
 
@@ -60,10 +61,21 @@ def _on_exception(request, exception):
     """Sanic's own errors (unknown route, wrong method, body too large, ...) as {"error"}; anything
     unexpected is logged here and answered without its insides."""
     if isinstance(exception, SanicException):
-        # its headers matter: Allow on a 405
-        return _error(exception.status_code, str(exception) or "Request error", exception.headers or None)
+        headers = dict(exception.headers or {})
+        if isinstance(exception, MethodNotAllowed) and not headers.get("Allow"):
+            # Sanic leaves Allow out for routes with parameters; a 405 must carry it (RFC 9110)
+            headers["Allow"] = ", ".join(_allowed_methods(request.path))
+        return _error(exception.status_code, str(exception) or "Request error", headers or None)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return _error(500, "Internal error")
+
+
+_PATTERNS = [(re.compile("^" + "[^/]+".join(map(re.escape, re.split(r"<[^>]+>", r.path))) + "$"), r.method)
+             for r in ROUTES]
+
+
+def _allowed_methods(path: str) -> list[str]:
+    return sorted({method for pattern, method in _PATTERNS if pattern.match(path)})
 
 
 def _handler(app, route: Route):
@@ -73,7 +85,7 @@ def _handler(app, route: Route):
     async def handle(request, **path_params):
         address = ctx = None
         try:
-            ctx = Ctx(path={k: text(k, v) for k, v in path_params.items()}, body={})
+            ctx = Ctx(path={k: text(k, v, MAX_PATH_PARAM) for k, v in path_params.items()}, body={})
             if not route.public:
                 ctx.token = _bearer(request)
                 ctx.device = await daemon.authenticate(ctx.token)

@@ -10,6 +10,9 @@ from .errors import HTTPError
 # D-Bus "i" is 32-bit: a larger int would make the daemon call fail, so int fields are bounded.
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_TEXT = 4096
+# A path parameter names something (a user): short, and its URL (percent-encoded, up to 12 bytes a
+# character) stays well under Sanic's 8 KiB request-line limit, past which it answers 413.
+MAX_PATH_PARAM = 255
 
 _TYPES = {str: ("string", "a string"), int: ("integer", "an integer"), bool: ("boolean", "a boolean")}
 

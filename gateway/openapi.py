@@ -2,12 +2,12 @@
 
 Besides the statuses a route declares (`status`, `errors`), each operation documents the errors the
 gateway itself can answer for it: 400 for a body or path parameter it checks, 401 when a token is
-needed, 404 when a path parameter names something, 413 for a body too large, 429 for routes with a
+needed, 404 when a path parameter names something, 413 for a body or URL too large, 429 for routes with a
 failed-attempt limit, and 503 for any route that calls the daemon (which may be down)."""
 
 import re
 
-from .fields import MAX_TEXT, body_schema
+from .fields import MAX_PATH_PARAM, body_schema
 from .routes import API_VERSION, ROUTES, Route
 
 OPENAPI_VERSION = "3.0.3"
@@ -16,7 +16,7 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 _PARAM = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>")
 _REASONS = {
     200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or invalid token",
-    403: "Refused", 404: "Not found", 409: "Conflict", 413: "Body too large",
+    403: "Refused", 404: "Not found", 409: "Conflict", 413: "Body or URL too large",
     429: "Too many failed attempts", 500: "Internal error", 503: "The daemon or a backend is unreachable",
 }
 
@@ -40,7 +40,7 @@ def error_statuses(route: Route) -> dict[int, dict]:
     derived = set()
     if route.fields or path_params(route.path) or route.check:
         derived.add(400)
-    if route.fields:
+    if route.fields or path_params(route.path):
         derived.add(413)
     if not route.public:
         derived.add(401)
@@ -72,7 +72,7 @@ def operation(route: Route) -> dict:
     params = path_params(route.path)
     if params:
         op["parameters"] = [{"name": name, "in": "path", "required": True,
-                             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}}
+                             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_PARAM}}
                             for name in params]
     if route.fields:
         op["requestBody"] = {

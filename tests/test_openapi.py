@@ -183,3 +183,10 @@ def test_docs_page_works_offline(anon):
     assert r.headers["content-type"].startswith("text/html")
     assert 'fetch("swagger.json")' in r.text
     assert "http://" not in r.text and "https://" not in r.text  # nothing from a CDN
+
+
+def test_allow_lists_the_methods_of_the_route_table():
+    from gateway.app import _allowed_methods
+    assert _allowed_methods("/auth/tokens") == ["DELETE", "GET", "POST"]
+    assert _allowed_methods("/api/swagger.json") == ["GET"]
+    assert _allowed_methods("/api/swaggerXjson") == []  # the dot is not a wildcard
