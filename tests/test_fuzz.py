@@ -1,7 +1,8 @@
 """Property-based fuzzing of every route in the OpenAPI document (so every row of the route table),
 with schemathesis against the real gateway and daemon, with a valid token: no 5xx, no response
-outside the documented statuses and schemas, invalid bodies rejected, and the state files still
-sound afterwards.
+outside the documented statuses and schemas, invalid input refused with a 4xx, a refusal changing no
+file under the state root, and afterwards every file sound and every userdata.json key that spd
+does not manage as it was.
 
 One stack serves the whole module (the last test checks what the fuzzing left behind). systemd and
 logind are python-dbusmock processes with the units the API touches; /etc/nixos is a git checkout
@@ -67,6 +68,13 @@ class Fuzz:
         return {"Authorization": f"Bearer {self.token}",
                 "X-Real-IP": f"10.{self.requests >> 16 & 255}.{self.requests >> 8 & 255}.{self.requests & 255}"}
 
+    def files(self) -> dict:
+        """Every file under the state root -> its bytes; not git's insides, not the (empty) lock
+        files that a refused change may leave."""
+        return {p: p.read_bytes() for p in self.root.rglob("*")
+                if p.is_file() and ".git" not in p.relative_to(self.root).parts
+                and not (p.name.startswith(".") and p.name.endswith(".lock"))}
+
     def stop(self):
         self.gateway.stop()
         self.daemon.stop()
@@ -100,7 +108,13 @@ schema = schemathesis.openapi.from_dict(openapi.document(), config=CONFIG)
           suppress_health_check=list(HealthCheck))
 def test_every_route(case, fuzz):
     headers = fuzz.headers()
+    before = fuzz.files()
     response = case.call(base_url=fuzz.gateway.url, headers=headers, timeout=30)
+    if response.status_code >= 400:  # a refusal changes nothing
+        after = fuzz.files()
+        changed = sorted(str(p.relative_to(fuzz.root)) for p in before.keys() | after.keys()
+                         if before.get(p) != after.get(p))
+        assert not changed, f"{case.method} {case.path} answered {response.status_code} and changed {changed}"
     if case.method == "POST" and case.path == "/auth/tokens" and response.status_code == 200:
         fuzz.token = response.json()["token"]
     case.validate_response(response, headers=headers)
