@@ -2,6 +2,7 @@
 field definitions."""
 
 import json
+import re
 
 import pytest
 from openapi_schema_validator import OAS30Validator
@@ -190,3 +191,14 @@ def test_allow_lists_the_methods_of_the_route_table():
     assert _allowed_methods("/auth/tokens") == ["DELETE", "GET", "POST"]
     assert _allowed_methods("/api/swagger.json") == ["GET"]
     assert _allowed_methods("/api/swaggerXjson") == []  # the dot is not a wildcard
+
+
+def test_with_the_daemon_down_every_route_answers_a_documented_status(api, daemon, document):
+    daemon.stop()
+    for route in ROUTES:
+        path = re.sub(r"<[^>]+>", "x", route.path)
+        r = api.request(route.method, path, json={})
+        documented = document["paths"][openapi.openapi_path(route.path)][route.method.lower()]["responses"]
+        assert str(r.status_code) in documented, (route.method, route.path, r.status_code, r.text)
+        if route.member and not route.fields:
+            assert r.status_code == 503 and "error" in r.json(), (route.method, route.path, r.text)
