@@ -1,16 +1,19 @@
 """The Sanic app factory: one handler per row of the route table."""
 
-import json
 import logging
+import re
 
 from sanic import Sanic
-from sanic.exceptions import SanicException
+from sanic.exceptions import MethodNotAllowed, SanicException
+from sanic.response import html
 from sanic.response import json as json_response
 
 from spd.idle import Activity
 
+from . import docs as docs_page
 from .daemon import Daemon
 from .errors import HTTPError
+from .fields import MAX_PATH_PARAM, parse_body, text
 from .limits import FailureLimiter, client_address
 from .routes import ROUTES, Ctx, Reply, Route
 
@@ -44,21 +47,38 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
     for i, route in enumerate(ROUTES):
         app.add_route(_handler(app, route), route.path, methods=[route.method], name=f"route{i}")
 
+    async def docs(request):
+        return html(docs_page.PAGE)
+
+    app.add_route(docs, "/api/docs", methods=["GET"], name="docs")
+
     app.error_handler.add(Exception, _on_exception)
     return app
 
 
-def _error(status: int, message: str):
-    return json_response({"error": message}, status=status)
+def _error(status: int, message: str, headers=None):
+    return json_response({"error": message}, status=status, headers=headers)
 
 
 def _on_exception(request, exception):
     """Sanic's own errors (unknown route, wrong method, body too large, ...) as {"error"}; anything
     unexpected is logged here and answered without its insides."""
     if isinstance(exception, SanicException):
-        return _error(exception.status_code, str(exception) or "Request error")
+        headers = dict(exception.headers or {})
+        if isinstance(exception, MethodNotAllowed) and not headers.get("Allow"):
+            # Sanic leaves Allow out for routes with parameters; a 405 must carry it (RFC 9110)
+            headers["Allow"] = ", ".join(_allowed_methods(request.path))
+        return _error(exception.status_code, str(exception) or "Request error", headers or None)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return _error(500, "Internal error")
+
+
+_PATTERNS = [(re.compile("^" + "[^/]+".join(map(re.escape, re.split(r"<[^>]+>", r.path))) + "$"), r.method)
+             for r in ROUTES]
+
+
+def _allowed_methods(path: str) -> list[str]:
+    return sorted({method for pattern, method in _PATTERNS if pattern.match(path)})
 
 
 def _handler(app, route: Route):
@@ -70,12 +90,12 @@ def _handler(app, route: Route):
         address = ctx = None
         activity.begin()
         try:
-            ctx = Ctx(path={k: _text(k, v) for k, v in path_params.items()}, body={})
+            ctx = Ctx(path={k: text(k, v, MAX_PATH_PARAM) for k, v in path_params.items()}, body={})
             if not route.public:
                 ctx.token = _bearer(request)
                 ctx.device = await daemon.authenticate(ctx.token)
             if route.fields:
-                ctx.body = _parse_body(request.body, route.fields)
+                ctx.body = parse_body(request.body, route.fields)
             if route.limited:
                 address = client_address(request)
                 if limiter.blocked(address):
@@ -111,52 +131,3 @@ def _bearer(request) -> str:
             or not token.isprintable():
         raise HTTPError(401, "Invalid token")
     return token
-
-
-def _text(name: str, value: str, max_length: int = 4096) -> str:
-    """A string that can travel over D-Bus: UTF-8, no NUL, bounded."""
-    if len(value) > max_length:
-        raise HTTPError(400, f"{name} is longer than {max_length} characters")
-    if "\0" in value:
-        raise HTTPError(400, f"{name} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise HTTPError(400, f"{name} is not valid UTF-8") from None
-    return value
-
-
-def _parse_body(raw: bytes, fields: dict) -> dict:
-    if raw is None or not raw.strip():
-        data = {}
-    else:
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise HTTPError(400, "The body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise HTTPError(400, "The body must be a JSON object")
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise HTTPError(400, f"Unknown field: {unknown[0][:64]}")
-    body = {}
-    for name, spec in fields.items():
-        value = data.get(name)
-        if value is None:
-            if spec.required:
-                raise HTTPError(400, f"{name} is required")
-            body[name] = spec.default
-            continue
-        if spec.type is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, spec.type)
-        if not ok:
-            raise HTTPError(400, f"{name} must be {_TYPE_NAMES[spec.type]}")
-        if isinstance(value, str):
-            value = _text(name, value, spec.max_length)
-        body[name] = value
-    return body
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean"}

@@ -64,7 +64,8 @@ class Daemon:
         msg = Message(destination=BUS_NAME, path=PATH, interface=interface, member=member,
                       signature=signature, body=list(body))
         try:
-            reply = await asyncio.wait_for(bus.call(msg), CALL_TIMEOUT)
+            async with asyncio.timeout(CALL_TIMEOUT):  # no extra task per call, unlike wait_for
+                reply = await bus.call(msg)
         except (asyncio.TimeoutError, EOFError, OSError):
             raise _UNREACHABLE from None
         if reply.message_type == MessageType.ERROR:

@@ -10,19 +10,9 @@ from dbus_fast import Variant
 from spd.dbus.names import BACKUPS, PROPERTIES, SERVICES, SSH, SYSTEM, TOKENS, USERS
 
 from .errors import HTTPError
+from .fields import Field  # noqa: F401  (routes are declared with it)
 
 API_VERSION = "1.2.7"
-
-
-@dataclass(frozen=True)
-class Field:
-    """A JSON body field. Optional fields that are absent (or null) take `default`."""
-
-    type: type
-    required: bool = True
-    default: Any = None
-    description: str = ""
-    max_length: int = 4096
 
 
 @dataclass
@@ -76,6 +66,10 @@ class Route:
     check: Callable[[Ctx], None] | None = None  # a rule of the HTTP API checked before the call
     tag: str = ""
     response: dict | None = None  # JSON Schema of the success body (for OpenAPI and the fuzz tests)
+    # Error statuses the daemon can answer for this route beyond those the OpenAPI document derives
+    # from the route itself (see gateway/openapi.py): e.g. (404, 409), or (status, JSON Schema) pairs
+    # when that status has a body other than {"error"}.
+    errors: tuple = ()
 
 
 # JSON Schema shorthands for `response`.
@@ -132,15 +126,6 @@ def _recovery_status(out, ctx):
             "expiration": expiration or None, "uses_left": uses if uses >= 0 else None}
 
 
-def _recovery_uses(ctx):
-    uses = ctx.body.get("uses")
-    if uses is None:
-        return 0
-    if not 1 <= uses <= 2**31 - 1:
-        raise HTTPError(400, "uses must be at least 1")
-    return uses
-
-
 def _token(out, ctx):
     return {"token": out[0]}
 
@@ -153,7 +138,7 @@ TOKEN_ROUTES = tagged("tokens", [
     Route("GET", "/auth/tokens", "List device tokens", TOKENS, "List", reply=_token_list,
           response=arr(obj(name=STR, date=STR, is_caller=BOOL))),
     Route("DELETE", "/auth/tokens", "Delete a device token", TOKENS, "Delete", "s",
-          args=(_token_to_delete,), reply={"message": "Token deleted"}, response=MESSAGE,
+          args=(_token_to_delete,), reply={"message": "Token deleted"}, response=MESSAGE, errors=(404,),
           fields={"token_name": Field(str, False, description="the device name of the token"),
                   "token": Field(str, False, description="same as token_name (API 1.2 document)")}),
     Route("POST", "/auth/tokens", "Replace the caller's token", TOKENS, "Refresh", "s",
@@ -166,19 +151,19 @@ TOKEN_ROUTES = tagged("tokens", [
           "AuthorizeNewDevice", "ss", args=(body("token"), body("device")), fields=MNEMONIC,
           reply=lambda out, ctx: {"message": "Device authorized", "token": out[0]},
           response=obj(message=STR, token=STR),
-          public=True, limited=True),
+          public=True, limited=True, errors=(404,)),
     Route("GET", "/auth/recovery_token", "Recovery token status", TOKENS, "GetRecoveryStatus",
           reply=_recovery_status,
           response=obj(exists=BOOL, valid=BOOL, date=nullable(STR), expiration=nullable(STR),
                        uses_left=nullable(INT))),
     Route("POST", "/auth/recovery_token", "Create a recovery mnemonic", TOKENS, "CreateRecovery", "si",
-          args=(lambda ctx: ctx.body.get("expiration") or "", _recovery_uses), reply=_token,
-          response=TOKEN,
+          args=(lambda ctx: ctx.body["expiration"] or "", lambda ctx: ctx.body["uses"] or 0),
+          reply=_token, response=TOKEN,
           fields={"expiration": Field(str, False, description="ISO-8601 date-time", max_length=64),
-                  "uses": Field(int, False, description="how many devices it may authorize")}),
+                  "uses": Field(int, False, minimum=1, description="how many devices it may authorize")}),
     Route("POST", "/auth/recovery_token/use", "Redeem the recovery mnemonic", TOKENS, "UseRecovery",
           "ss", args=(body("token"), body("device")), fields=MNEMONIC, reply=_token, response=TOKEN,
-          public=True, limited=True),
+          public=True, limited=True, errors=(404,)),
 ])
 
 # --- users ---------------------------------------------------------------------------------
@@ -198,7 +183,7 @@ USER_ROUTES = tagged("users", [
                                     max_length=256),
                   "password": Field(str, description="the user's password (no line breaks)",
                                     max_length=1024)},
-          reply=_user_result(body("username")), response=USER_RESULT),
+          reply=_user_result(body("username")), response=USER_RESULT, errors=(409,)),
     Route("DELETE", "/users/<username>", "Delete a user", USERS, "Delete", "s",
           args=(path("username"),), reply=_user_result(path("username")), response=USER_RESULT),
 ])
@@ -231,12 +216,12 @@ SSH_ROUTES = tagged("ssh", [
           reply={"status": 0, "message": "SSH enabled"}, response=STATUS_MESSAGE),
     Route("PUT", "/services/ssh/key/send", "Add a root SSH key", SSH, "AddRootKey", "s",
           args=(body("public_key"),), fields=PUBLIC_KEY, status=201,
-          reply={"status": 0, "message": KEY_WRITTEN}, response=STATUS_MESSAGE),
+          reply={"status": 0, "message": KEY_WRITTEN}, response=STATUS_MESSAGE, errors=(409,)),
     Route("GET", "/services/ssh/keys/<username>", "List a user's SSH keys", SSH, "ListKeys", "s",
           args=(path("username"),), reply=first, response=arr(STR)),
     Route("POST", "/services/ssh/keys/<username>", "Add an SSH key to a user (not root)", SSH, "AddKey",
           "ss", args=(path("username"), body("public_key")), fields=PUBLIC_KEY, status=201,
-          reply={"message": KEY_WRITTEN}, response=MESSAGE),
+          reply={"message": KEY_WRITTEN}, response=MESSAGE, errors=(409,)),
     Route("DELETE", "/services/ssh/keys/<username>", "Remove a user's SSH key", SSH, "RemoveKey", "ss",
           args=(path("username"), body("public_key")), fields=PUBLIC_KEY,
           reply={"message": "SSH key deleted"}, response=MESSAGE),
@@ -256,7 +241,7 @@ SERVICE_ROUTES = tagged("services", [
     Route("GET", "/services/status", "Running state of the services (0 running, 3 stopped, 4 missing)",
           SERVICES, "GetStatus", reply=first, response=obj(**{k: INT for k in STATUS_KEYS})),
     Route("GET", "/services/mailserver/dkim", "The DKIM record, base64", SERVICES, "GetDkim",
-          reply=first, response=STR),
+          reply=first, response=STR, errors=(404,)),
 ])
 
 # --- backups (restic) ---------------------------------------------------------------------
@@ -281,13 +266,15 @@ BACKUP_ROUTES = tagged("backups", [
     Route("GET", "/services/restic/backup/list", "List the backups (as last loaded)", BACKUPS,
           "ListSnapshots", reply=_snapshots, response=arr(SNAPSHOT)),
     Route("PUT", "/services/restic/backup/create", "Start a backup", BACKUPS, "StartBackup",
-          reply={"status": 0, "message": "Backup creation has started"}, response=STATUS_MESSAGE),
+          reply={"status": 0, "message": "Backup creation has started"}, response=STATUS_MESSAGE,
+          errors=(400, 409)),
     Route("GET", "/services/restic/backup/reload", "Reload the backup list in the background", BACKUPS,
           "Reload", reply={"status": 0, "message": "Snapshots reload started"}, response=STATUS_MESSAGE),
     Route("PUT", "/services/restic/backup/restore", "Start restoring a backup", BACKUPS, "StartRestore",
           "s", args=(body("backupId"),), fields={"backupId": Field(str, description="short_id of the backup",
                                                                    max_length=64)},
-          reply={"status": 0, "message": "Backup restoration procedure started"}, response=STATUS_MESSAGE),
+          reply={"status": 0, "message": "Backup restoration procedure started"}, response=STATUS_MESSAGE,
+          errors=(404, 409)),
     Route("PUT", "/services/restic/backblaze/config", "Set the Backblaze B2 credentials", BACKUPS,
           "SetBackblazeConfig", "sss", args=(body("accountId"), body("accountKey"), body("bucket")),
           fields={"accountId": Field(str, description="B2 key ID", max_length=256),
@@ -308,6 +295,9 @@ def _property(name):
 def _auto_upgrade(out, ctx):
     props = out[0]
     return {"enable": props["AutoUpgrade"].value, "allowReboot": props["AllowReboot"].value}
+
+
+PULL = obj(status=INT, message=STR, data=STR)
 
 
 def _pull(out, ctx):
@@ -344,12 +334,20 @@ SYSTEM_ROUTES = tagged("system", [
     Route("GET", "/system/pythonVersion", "The daemon's Python version", SYSTEM, "GetPythonVersion",
           reply=first, response=STR),
     Route("GET", "/system/configuration/pull", "git pull the NixOS configuration", SYSTEM, "Pull",
-          reply=_pull, response=obj(status=INT, message=STR, data=STR)),
+          reply=_pull, response=PULL, errors=((500, PULL),)),
 ])
+
+def _openapi_document(out, ctx):
+    from .openapi import cached_document  # it reads this table: import once the table exists
+    return cached_document()
+
 
 COMMON_ROUTES = [
     Route("GET", "/api/version", "API version", reply={"version": API_VERSION}, public=True,
           tag="system", response=obj(version=STR)),
+    Route("GET", "/api/swagger.json", "This API as an OpenAPI 3 document (browsable at /api/docs)",
+          reply=_openapi_document, public=True, tag="system",
+          response={"type": "object", "required": ["openapi", "info", "paths"]}),
 ]
 
 

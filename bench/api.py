@@ -1,0 +1,171 @@
+"""The whole-API benchmark behind bench/run.
+
+Starts a private bus, spd on a copy of the demo server (tests/data/root), the gateway, and — when the
+route table has /services/status — python-dbusmock's systemd with the units it reads. Then wrk runs
+against every GET route of the route table that is a cheap read (not the ones that start a job,
+reboot, pull or rescan), the write routes below that exist, and prints req/s, p50, p99 per route and
+the RSS of the daemon and the gateway afterwards. Numbers are only comparable on the same machine.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+import mocks  # noqa: E402
+from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
+
+from gateway.routes import ROUTES  # noqa: E402
+
+# GET routes that are not reads: they start jobs, reboot, pull from git or rescan the repository.
+NOT_READS = {
+    "/system/reboot", "/system/configuration/apply", "/system/configuration/upgrade",
+    "/system/configuration/rollback", "/system/configuration/pull", "/services/restic/backup/reload",
+}
+# Values for path parameters, from the demo server.
+PARAMS = {"username": "tester"}
+# Write routes to measure when they exist: (method, path, bodies sent in turn so each one changes).
+WRITES = [
+    ("PUT", "/system/configuration/timezone", [{"timezone": "Europe/Berlin"}, {"timezone": "Europe/Moscow"}]),
+    ("POST", "/auth/recovery_token", [{"uses": 5}]),
+]
+ACTIVE_UNITS = ("dovecot2.service", "postfix.service", "nginx.service", "vaultwarden.service",
+                "gitea.service", "phpfpm-nextcloud.service")
+
+LUA = """
+local bodies = {%s}
+local i = 0
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("%s", nil, nil, bodies[i])
+end
+"""
+
+
+def read_routes():
+    """(label, path) of every cheap GET route, with path parameters filled in."""
+    out = []
+    for r in ROUTES:
+        if r.method != "GET" or r.path in NOT_READS:
+            continue
+        names = re.findall(r"<([A-Za-z_]\w*)(?::[^>]*)?>", r.path)
+        if any(n not in PARAMS for n in names):
+            print(f"skipped {r.path}: no demo value for its parameter", file=sys.stderr)
+            continue
+        path = re.sub(r"<([A-Za-z_]\w*)(?::[^>]*)?>", lambda m: PARAMS[m.group(1)], r.path)
+        out.append((f"GET {r.path}" + (" (public)" if r.public else ""), path, None))
+    return out
+
+
+def write_routes(work: Path):
+    existing = {(r.method, r.path) for r in ROUTES}
+    out = []
+    for method, path, bodies in WRITES:
+        if (method, path) in existing:
+            script = work / f"write{len(out)}.lua"
+            script.write_text(LUA % (", ".join(json.dumps(json.dumps(b)) for b in bodies), method))
+            out.append((f"{method} {path}", path, script))
+    return out
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def wrk(url: str, seconds: int, connections: int, threads: int, script: Path | None) -> dict:
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+            "-H", f"Authorization: Bearer {TOKEN}", url]
+    if script:
+        argv[1:1] = ["-s", str(script)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: (.*)$", out, re.M)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": _ms(latency["50"]), "p99": _ms(latency["99"]),
+            "errors": int(errors.group(1)) if errors else 0,
+            "socket": sockets.group(1) if sockets else ""}
+
+
+def memory(pid: int) -> dict:
+    """VmRSS (resident), VmHWM (its peak), RssAnon (private: what the process itself allocated) and
+    RssFile (mapped files: the interpreter, libcrypto, extension modules; shared with other
+    processes that map them), in MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())
+    return (f"{model}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", "--duration", type=int, default=5, help="seconds per route (default 5)")
+    p.add_argument("-c", "--connections", type=int, default=16, help="wrk connections (default 16)")
+    p.add_argument("-t", "--threads", type=int, default=2, help="wrk threads (default 2)")
+    p.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per route (default 1)")
+    p.add_argument("-k", "--only", help="only routes whose label contains this text")
+    a = p.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench/run needs wrk (apt-get install wrk; scripts/setup installs it)")
+
+    work = Path(tempfile.mkdtemp(prefix="spd-bench-"))
+    bus = Bus(work / "bus")
+    started = []
+    try:
+        root = make_root(work / "root")
+        if any(r.path == "/services/status" for r in ROUTES):
+            started.append(mocks.systemd(bus, work, active=ACTIVE_UNITS))
+        daemon = Daemon(bus, root, work)
+        started.append(daemon)
+        gateway = Gateway(bus, work)
+        started.append(gateway)
+
+        routes = read_routes() + write_routes(work)
+        if a.only:
+            routes = [r for r in routes if a.only in r[0]]
+        print(f"machine: {machine()}")
+        print(f"wrk -t{a.threads} -c{a.connections} -d{a.duration:g}s per route, after {a.warmup:g}s of warm-up\n")
+        print(f"{'route':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        for label, path, script in routes:
+            url = gateway.url + path
+            if a.warmup:
+                wrk(url, a.warmup, a.connections, a.threads, script)
+            r = wrk(url, a.duration, a.connections, a.threads, script)
+            note = f"  socket errors: {r['socket']}" if r["socket"] else ""
+            print(f"{label:<44} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['errors']:>8}{note}",
+                  flush=True)
+        print(f"\n{'memory after the run (MiB)':<44} {'VmRSS':>8} {'peak':>8} {'anon':>8} {'file':>8}")
+        total = 0.0
+        for name, pid in (("spd", daemon.process.pid), ("spd-gateway", gateway.process.pid)):
+            m = memory(pid)
+            total += m["VmRSS"]
+            print(f"{name:<44} {m['VmRSS']:>8.1f} {m['VmHWM']:>8.1f} {m['RssAnon']:>8.1f} {m['RssFile']:>8.1f}")
+        print(f"{'together':<44} {total:>8.1f}")
+        for name, proc in (("spd", daemon.process), ("gateway", gateway.process)):
+            if "Traceback" in proc.log():
+                print(f"warning: {name} logged a traceback, see {proc.log_path}", file=sys.stderr)
+    finally:
+        for thing in reversed(started):
+            thing.stop()
+        bus.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
