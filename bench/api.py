@@ -13,16 +13,13 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
-import mocks  # noqa: E402
+from common import wrk
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
+from systemd_helpers import demo_systemd  # noqa: E402
 
 from gateway.routes import ROUTES  # noqa: E402
 
@@ -38,8 +35,6 @@ WRITES = [
     ("PUT", "/system/configuration/timezone", [{"timezone": "Europe/Berlin"}, {"timezone": "Europe/Moscow"}]),
     ("POST", "/auth/recovery_token", [{"uses": 5}]),
 ]
-ACTIVE_UNITS = ("dovecot2.service", "postfix.service", "nginx.service", "vaultwarden.service",
-                "gitea.service", "phpfpm-nextcloud.service")
 
 LUA = """
 local bodies = {%s}
@@ -78,26 +73,6 @@ def write_routes(work: Path):
     return out
 
 
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
-
-
-def wrk(url: str, seconds: int, connections: int, threads: int, script: Path | None) -> dict:
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-            "-H", f"Authorization: Bearer {TOKEN}", url]
-    if script:
-        argv[1:1] = ["-s", str(script)]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sockets = re.search(r"Socket errors: (.*)$", out, re.M)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": _ms(latency["50"]), "p99": _ms(latency["99"]),
-            "errors": int(errors.group(1)) if errors else 0,
-            "socket": sockets.group(1) if sockets else ""}
-
-
 def memory(pid: int) -> dict:
     """VmRSS (resident), VmHWM (its peak), RssAnon (private: what the process itself allocated) and
     RssFile (mapped files: the interpreter, libcrypto, extension modules; shared with other
@@ -130,7 +105,7 @@ def main():
     try:
         root = make_root(work / "root")
         if any(r.path == "/services/status" for r in ROUTES):
-            started.append(mocks.systemd(bus, work, active=ACTIVE_UNITS))
+            started.append(demo_systemd(bus, work))
         daemon = Daemon(bus, root, work)
         started.append(daemon)
         gateway = Gateway(bus, work)
@@ -145,8 +120,8 @@ def main():
         for label, path, script in routes:
             url = gateway.url + path
             if a.warmup:
-                wrk(url, a.warmup, a.connections, a.threads, script)
-            r = wrk(url, a.duration, a.connections, a.threads, script)
+                wrk(url, a.warmup, a.connections, a.threads, script, TOKEN)
+            r = wrk(url, a.duration, a.connections, a.threads, script, TOKEN)
             note = f"  socket errors: {r['socket']}" if r["socket"] else ""
             print(f"{label:<44} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['errors']:>8}{note}",
                   flush=True)

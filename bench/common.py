@@ -1,53 +1,34 @@
-"""Shared by the benchmarks: start a stack on a private bus, run wrk, read its numbers."""
+"""Shared by the benchmarks: the test stack's processes, and wrk with its numbers parsed."""
 
 import re
 import subprocess
 import sys
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402,F401
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
 
-@contextmanager
-def stack(daemon_env=None):
-    """(bus, root, daemon, gateway) on a fresh demo root; stopped on exit."""
-    work = Path(tempfile.mkdtemp(prefix="spd-bench-"))
-    bus = Bus(work / "bus")
-    root = make_root(work / "root")
-    daemon = Daemon(bus, root, work, env=daemon_env)
-    gateway = Gateway(bus, work)
-    try:
-        yield bus, root, daemon, gateway
-    finally:
-        gateway.stop()
-        daemon.stop()
-        bus.stop()
-
-
-def wrk(url: str, connections: int = 16, seconds: int = 10, script: str | None = None,
-        token: str | None = TOKEN) -> dict:
-    """Run wrk and return req/s, p50 and p99 (ms), and the count of non-2xx/3xx answers."""
-    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+def wrk(url: str, seconds: float, connections: int = 16, threads: int = 2, script: Path | None = None,
+        token: str | None = None) -> dict:
+    """Run wrk; returns req/s, request count, p50 and p99 in ms, non-2xx/3xx answers, socket errors."""
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     if token:
         argv += ["-H", f"Authorization: Bearer {token}"]
     if script:
-        argv += ["-s", script]
+        argv += ["-s", str(script)]
     out = subprocess.run(argv + [url], capture_output=True, text=True, check=True).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: (.*)$", out, re.M)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": _ms(re.search(r"50%\s+(\S+)", out).group(1)),
-            "p99": _ms(re.search(r"99%\s+(\S+)", out).group(1)),
-            "errors": int(errors.group(1)) if errors else 0}
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "p50": _ms(latency["50"]), "p99": _ms(latency["99"]),
+            "errors": int(errors.group(1)) if errors else 0,
+            "socket": sockets.group(1) if sockets else ""}
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-
-
-def row(name: str, r: dict) -> str:
-    return f"{name:<40} {r['rps']:>10.0f} req/s   p50 {r['p50']:6.2f} ms   p99 {r['p99']:6.2f} ms" + (
-        f"   ({r['errors']} errors)" if r["errors"] else "")
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]

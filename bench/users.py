@@ -8,14 +8,11 @@ one mkpasswd). Numbers depend on the machine and on what else runs on it.
 
 import argparse
 import json
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import wrk
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 
 # Each wrk thread posts distinct usernames: b<thread>x<counter>.
@@ -37,29 +34,9 @@ end
 """
 
 
-def wrk(url: str, threads: int, connections: int, duration: int, script: Path | None = None) -> dict:
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-            "-H", f"Authorization: Bearer {TOKEN}"]
-    if script:
-        argv += ["-s", str(script)]
-    out = subprocess.run(argv + [url], capture_output=True, text=True, check=True).stdout
-
-    def latency(pct):
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        value, unit = float(m.group(1)), m.group(2)
-        return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "p50": latency(50), "p99": latency(99),
-            "non_2xx": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(1) if errors else "none"}
-
-
 def report(name: str, r: dict, target: str) -> None:
     print(f"{name:12} {r['rps']:8.0f} req/s   p50 {r['p50']:6.2f} ms   p99 {r['p99']:6.2f} ms   "
-          f"({r['requests']} requests, {r['non_2xx']} non-2xx, socket errors: {r['socket_errors']})   "
+          f"({r['requests']} requests, {r['errors']} non-2xx, socket errors: {r['socket'] or 'none'})   "
           f"target {target}")
 
 
@@ -75,10 +52,10 @@ def main():
     daemon = Daemon(bus, root, work)
     gateway = Gateway(bus, work)
     try:
-        get = wrk(gateway.url + "/users", a.threads, a.connections, a.duration)
+        get = wrk(gateway.url + "/users", a.duration, a.connections, a.threads, token=TOKEN)
         script = work / "post.lua"
         script.write_text(POST_SCRIPT % TOKEN)
-        post = wrk(gateway.url + "/users", a.threads, a.connections, a.duration, script)
+        post = wrk(gateway.url + "/users", a.duration, a.connections, a.threads, script)
         users = json.loads((root / "etc/nixos/userdata/userdata.json").read_text())["users"]
     finally:
         gateway.stop()

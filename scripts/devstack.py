@@ -8,17 +8,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
-from systemd_helpers import LogindMock, SystemdMock  # noqa: E402
+from systemd_helpers import LogindMock, demo_systemd  # noqa: E402
 
 # Stand-ins for systemd and logind: the units behind GET /services/status (some running) and the
 # ones the rebuild / upgrade / rollback routes start.
-DEV_UNITS = {"dovecot2.service": "active", "postfix.service": "active", "nginx.service": "active",
-             "vaultwarden.service": "active", "gitea.service": "inactive",
-             "phpfpm-nextcloud.service": "active", "ocserv.service": "failed", "pleroma.service": "inactive",
-             "sp-nixos-rebuild.service": "inactive", "sp-nixos-upgrade.service": "inactive",
-             "sp-nixos-rollback.service": "inactive"}
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, default=5050)
@@ -26,9 +19,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="spd-dev-"))
     bus = Bus(work / "bus")
     root = make_root(work / "root")
-    systemd = SystemdMock(bus, work)
-    for unit, state in DEV_UNITS.items():
-        systemd.add_unit(unit, state)
+    systemd = demo_systemd(bus, work)
     logind = LogindMock(bus, work)
     # Backups go to a local restic repository (created by the first backup), not to Backblaze.
     daemon = Daemon(bus, root, work, env={"SPD_RESTIC_REPOSITORY": work / "restic-repo"})

@@ -23,6 +23,14 @@ STATUS_UNITS = ("dovecot2.service", "postfix.service", "nginx.service", "vaultwa
                 "bitwarden_rs.service", "gitea.service", "phpfpm-nextcloud.service", "ocserv.service",
                 "pleroma.service")
 
+# A realistic server for the dev stack, the fuzz tests and bench/run: the units behind
+# GET /services/status (some running) and the sp-nixos-* units the system routes start.
+DEMO_UNITS = {"dovecot2.service": "active", "postfix.service": "active", "nginx.service": "active",
+              "vaultwarden.service": "active", "gitea.service": "inactive",
+              "phpfpm-nextcloud.service": "active", "ocserv.service": "failed", "pleroma.service": "inactive",
+              "sp-nixos-rebuild.service": "inactive", "sp-nixos-upgrade.service": "inactive",
+              "sp-nixos-rollback.service": "inactive"}
+
 
 class Mock:
     """`python -m dbusmock --system --template NAME` on `bus`, ready once it owns its name."""
@@ -81,6 +89,13 @@ class SystemdMock(Mock):
     def active_state(self, name: str) -> str:
         out = busctl(self.bus, "get-property", SYSTEMD, self.unit_path(name), UNIT, "ActiveState")
         return out["data"]
+
+
+def demo_systemd(bus: Bus, workdir) -> "SystemdMock":
+    systemd = SystemdMock(bus, workdir)
+    for unit, state in DEMO_UNITS.items():
+        systemd.add_unit(unit, state)
+    return systemd
 
 
 class LogindMock(Mock):

@@ -18,7 +18,7 @@ from deploy_helpers import (ACTIVATION_FILE, AS_GATEWAY_GROUP, AS_NOBODY, AS_ROO
                             every_call, installed_units, label, policy_copy, run_client)
 from spd.config import Config
 from stack import (BUS_NAME, PYTHON, REPO, TOKEN, Bus, Daemon, Gateway, Process, busctl, call,
-                   env_for_children, free_port, make_root)
+                   env_for_children, free_port)
 
 TOKENS = "org.selfprivacy.Tokens1"
 ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"

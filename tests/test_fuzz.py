@@ -22,9 +22,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-import mocks
 from gateway import openapi
 from stack import TOKEN, Bus, Daemon, Gateway, make_root
+from systemd_helpers import LogindMock, demo_systemd
 
 # Examples per route and phase: enough to find the edge cases of every field, small enough that
 # the whole module runs in about a minute with the full route table.
@@ -52,7 +52,7 @@ class Fuzz:
         self.bus = Bus(work / "bus")
         self.root = make_root(work / "root")
         _git_checkout(self.root / "etc" / "nixos", work / "nixos-config.git")
-        self.mocks = [mocks.systemd(self.bus, work), mocks.logind(self.bus, work)]
+        self.mocks = [demo_systemd(self.bus, work), LogindMock(self.bus, work)]
         self.daemon = Daemon(self.bus, self.root, work, env={"SPD_RESTIC_REPOSITORY": work / "restic"})
         self.gateway = Gateway(self.bus, work)
         self.token = TOKEN
