@@ -69,6 +69,10 @@ class Services:
         log.info("%s %s", service, "enabled" if enable else "disabled")
         return True
 
+    def on_units_changed(self, listener) -> None:
+        """listener() when systemd says a unit may have changed state (status() may differ now)."""
+        self.systemd.add_change_listener(listener)
+
     async def status(self) -> dict[str, int]:
         states = await self.systemd.unit_states(ALL_UNITS)
         result = {}

@@ -2,10 +2,11 @@
 
 import base64
 import json
+import time
 
 import pytest
 
-from stack import call
+from stack import BUS_NAME, PATH, busctl, call
 from systemd_helpers import MOCK, STATUS_UNITS, SystemdMock, signals, systemd  # noqa: F401
 
 SERVICES = "org.selfprivacy.Services1"
@@ -42,6 +43,22 @@ def test_status_maps_running_stopped_and_missing_units(systemd, api, bus):
     systemd.add_unit("ocserv.service", "active")
     r = api.get("/services/status")
     assert r.json() == {**expected, "imap": 3, "smtp": 0, "bitwarden": 3, "ocserv": 0}
+
+
+def test_status_property_signals_changes_systemd_reports(systemd, signals, bus):
+    systemd.add_unit("dovecot2.service", "active")
+    systemd.add_unit("postfix.service", "inactive")
+    (first,) = call(bus, SERVICES, "GetStatus")
+    assert (first["imap"], first["smtp"], first["ocserv"]) == (0, 3, 4)
+    assert busctl(bus, "get-property", BUS_NAME, PATH, SERVICES, "Status")["data"] == first
+    systemd.set_state("postfix.service", "active")
+    got = signals.wait_for(lambda r: any(i == SERVICES and "Status" in c for i, c in r))
+    changed = [c["Status"] for i, c in got if i == SERVICES and "Status" in c]
+    assert changed == [{**first, "smtp": 0}]
+    # A unit change that leaves the answer as it was (reloading counts as running) is not signalled.
+    systemd.set_state("postfix.service", "reloading")
+    time.sleep(1)  # well past the daemon's settle time
+    assert [c["Status"] for i, c in signals.received if i == SERVICES and "Status" in c] == changed
 
 
 def test_bitwarden_is_running_when_either_unit_is(systemd, api):

@@ -106,6 +106,7 @@ TABLE: dict[str, dict[str, Rule | Prop]] = {
     },
     SERVICES: {
         "Enabled": prop(write=()),
+        "Status": prop(write=()),
         "Enable": changes(*ADMIN),
         "Disable": changes(*ADMIN),
         "GetStatus": reads(*ADMIN),

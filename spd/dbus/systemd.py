@@ -68,6 +68,7 @@ class Systemd:
         self._owner = None  # systemd's unique name: only its signals are believed
         self._watching = None  # the task that set up our match rules
         self._job_listeners = []
+        self._change_listeners = []
         self._generation = 0  # bumped by every signal that may change a unit's state
         self._cache = {}  # names -> (generation, time, states)
         self._inflight = {}  # names -> (generation, task)
@@ -78,6 +79,15 @@ class Systemd:
     def call(self, member: str, signature: str = "", body=(), path: str = SYSTEMD_PATH,
              interface: str = MANAGER):
         return _call(self.bus, SYSTEMD, "systemd", path, interface, member, signature, body)
+
+    def add_change_listener(self, listener) -> None:
+        """listener() whenever systemd signals something that may change a unit's state."""
+        self._change_listeners.append(listener)
+
+    def _changed(self) -> None:
+        self._generation += 1
+        for listener in self._change_listeners:
+            listener()
 
     def add_job_listener(self, listener) -> None:
         """listener(unit, job_path, result) for every JobRemoved systemd sends."""
@@ -171,7 +181,7 @@ class Systemd:
             return None
         if msg.sender == DBUS and msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == SYSTEMD:
             self._owner = msg.body[2] or None
-            self._generation += 1
+            self._changed()
             if self._owner:
                 task = asyncio.ensure_future(self._subscribe())
                 self._tasks.add(task)
@@ -183,9 +193,9 @@ class Systemd:
                     for listener in self._job_listeners:
                         listener(unit, job, result)
                 elif msg.member in ("UnitNew", "UnitRemoved", "Reloading"):
-                    self._generation += 1
+                    self._changed()
             elif msg.interface == PROPERTIES and msg.member == "PropertiesChanged":
-                self._generation += 1
+                self._changed()
         return None
 
 
