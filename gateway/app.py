@@ -87,7 +87,8 @@ def _handler(app, route: Route):
     activity: Activity = app.ctx.activity
 
     async def handle(request, **path_params):
-        address = ctx = None
+        address = ctx = attempt = None
+        status = 500
         activity.begin()
         try:
             ctx = Ctx(path={k: text(k, v, MAX_PATH_PARAM) for k, v in path_params.items()}, body={})
@@ -98,7 +99,8 @@ def _handler(app, route: Route):
                 ctx.body = parse_body(request.body, route.fields)
             if route.limited:
                 address = client_address(request)
-                if limiter.blocked(address):
+                attempt = limiter.begin(address)  # counted as failed until it is known not to be
+                if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
             if route.check:
                 route.check(ctx)
@@ -109,11 +111,11 @@ def _handler(app, route: Route):
             if isinstance(result, Reply):
                 status, result = result.status, result.body
         except HTTPError as e:
-            if address is not None and e.status == 404:
-                limiter.failed(address)
             status, result = e.status, {"error": e.message}
         finally:
             activity.end()
+            if attempt is not None and status != 404:  # only wrong words count
+                limiter.release(address, attempt)
         if route.method != "GET":
             log.info("%s %s %s by %s", route.method, request.path, status, (ctx and ctx.device) or "-")
         return json_response(result, status=status)

@@ -333,6 +333,21 @@ def test_failed_redeems_are_limited_per_client(api, anon):
     assert other.status_code == 200
 
 
+def test_concurrent_failed_redeems_cannot_outrun_the_limit(anon):
+    wrong = {"token": Mnemonic("english").generate(128), "device": "x"}
+    nginx = {"X-Real-IP": "203.0.113.9"}
+    barrier = threading.Barrier(30)
+
+    def attempt(_):
+        with httpx.Client(base_url=str(anon.base_url), timeout=30) as client:
+            barrier.wait()
+            return client.post("/auth/recovery_token/use", json=wrong, headers=nginx).status_code
+
+    with ThreadPoolExecutor(30) as pool:
+        codes = list(pool.map(attempt, range(30)))
+    assert codes.count(404) == 10 and codes.count(429) == 20, codes
+
+
 # --- malformed requests ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw", [b"{", b"[]", b'"x"', b"null", b"\xff\xfe", b'{"token": "\\ud800", "device": "x"}',
