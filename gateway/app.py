@@ -21,6 +21,9 @@ log = logging.getLogger("spd-gateway")
 
 MAX_BODY = 64 * 1024
 MAX_TOKEN = 512
+# Every answer may carry a token or private settings: no cache (a proxy's, the app's HTTP stack's)
+# may keep it, and no browser may guess it is something other than JSON.
+HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
@@ -48,7 +51,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
         app.add_route(_handler(app, route), route.path, methods=[route.method], name=f"route{i}")
 
     async def docs(request):
-        return html(docs_page.PAGE)
+        return html(docs_page.PAGE, headers={"X-Content-Type-Options": "nosniff"})
 
     app.add_route(docs, "/api/docs", methods=["GET"], name="docs")
 
@@ -57,7 +60,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
 
 
 def _error(status: int, message: str, headers=None):
-    return json_response({"error": message}, status=status, headers=headers)
+    return json_response({"error": message}, status=status, headers={**HEADERS, **(headers or {})})
 
 
 def _on_exception(request, exception):
@@ -118,7 +121,7 @@ def _handler(app, route: Route):
                 limiter.release(address, attempt)
         if route.method != "GET":
             log.info("%s %s %s by %s", route.method, request.path, status, (ctx and ctx.device) or "-")
-        return json_response(result, status=status)
+        return json_response(result, status=status, headers=HEADERS)
 
     return handle
 

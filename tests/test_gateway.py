@@ -28,3 +28,10 @@ def test_daemon_gone_gives_503_and_coming_back_works(api, daemon, bus, root, tmp
         assert api.get("/auth/tokens").status_code == 200
     finally:
         assert again.stop() == 0
+
+
+def test_answers_are_never_cached_nor_sniffed(api, anon):
+    for r in (api.post("/auth/new_device"), api.get("/auth/tokens"), anon.get("/auth/tokens"),
+              anon.get("/no/such/route"), anon.post("/auth/recovery_token/use", content=b"{")):
+        assert r.headers["cache-control"] == "no-store", (r.request.url, r.headers)
+        assert r.headers["x-content-type-options"] == "nosniff"
