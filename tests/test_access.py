@@ -195,6 +195,13 @@ def test_table_decides_property_reads_and_writes():
     assert _prop("GetAll", None, GATEWAY_CALLER) == "denied"
 
 
+def test_refusals_cannot_forge_log_lines(caplog):
+    forged = "Open\nspd.access: INFO: uid=0 call=org.selfprivacy.Users1.Create result=ok"
+    with caplog.at_level("INFO", logger="spd.access"):
+        assert _prop("Get", forged, NOBODY) == "denied"
+    assert caplog.messages and all("\n" not in m for m in caplog.messages), caplog.messages
+
+
 def test_caller_kinds_come_from_uid_and_groups():
     checker = Access(None, [], "root")  # gid 0 stands in for the gateway's group here
     creds = lambda uid, gids: {"UnixUserID": Variant("u", uid), "UnixGroupIDs": Variant("au", gids)}

@@ -335,8 +335,13 @@ class Access:
 
 
 def _label(msg: Message) -> str:
+    """What a call is about, for the log. Interface and member names are checked by the bus; the
+    property names in a Properties call are any text a caller chose: escaped, so they cannot forge
+    log lines."""
     if msg.interface == PROPERTIES and msg.body and isinstance(msg.body[0], str):
-        target = ".".join(str(x) for x in msg.body[:2])
+        target = ".".join(str(x)[:255] for x in msg.body[:2])
+        if not target.isprintable():
+            target = target.encode("unicode_escape").decode("ascii")
         return f"{msg.member} {target}"
     return f"{msg.interface}.{msg.member}"
 
