@@ -71,9 +71,11 @@ def _on_exception(request, exception):
         if isinstance(exception, MethodNotAllowed) and not headers.get("Allow"):
             # Sanic leaves Allow out for routes with parameters; a 405 must carry it (RFC 9110)
             headers["Allow"] = ", ".join(_allowed_methods(request.path))
-        return _error(exception.status_code, str(exception) or "Request error", headers or None)
+        if exception.status_code < 500:
+            return _error(exception.status_code, str(exception) or "Request error", headers or None)
+    # Our bug, or one of Sanic's own 5xx errors: their text may describe our insides.
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return _error(500, "Internal error")
+    return _error(getattr(exception, "status_code", 500), "Internal error")
 
 
 _PATTERNS = [(re.compile("^" + "[^/]+".join(map(re.escape, re.split(r"<[^>]+>", r.path))) + "$"), r.method)

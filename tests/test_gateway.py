@@ -1,3 +1,5 @@
+import json
+
 from stack import TOKEN, call
 
 
@@ -35,3 +37,19 @@ def test_answers_are_never_cached_nor_sniffed(api, anon):
               anon.get("/no/such/route"), anon.post("/auth/recovery_token/use", content=b"{")):
         assert r.headers["cache-control"] == "no-store", (r.request.url, r.headers)
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_server_errors_never_describe_the_insides():
+    from types import SimpleNamespace
+
+    from sanic.exceptions import NotFound, ServerError
+
+    from gateway.app import _on_exception
+
+    request = SimpleNamespace(method="GET", path="/x")
+    r = _on_exception(request, ServerError("Invalid response type <coroutine at 0x7f> in /opt/x.py"))
+    assert r.status == 500 and json.loads(r.body) == {"error": "Internal error"}
+    r = _on_exception(request, KeyError("secret"))
+    assert r.status == 500 and json.loads(r.body) == {"error": "Internal error"}
+    r = _on_exception(request, NotFound("Requested URL /x not found"))
+    assert r.status == 404 and json.loads(r.body) == {"error": "Requested URL /x not found"}
