@@ -21,6 +21,9 @@ log = logging.getLogger("spd-gateway")
 
 MAX_BODY = 64 * 1024
 MAX_TOKEN = 512
+# Every answer may carry a token or private settings: no cache (a proxy's, the app's HTTP stack's)
+# may keep it, and no browser may guess it is something other than JSON.
+HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
@@ -48,7 +51,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
         app.add_route(_handler(app, route), route.path, methods=[route.method], name=f"route{i}")
 
     async def docs(request):
-        return html(docs_page.PAGE)
+        return html(docs_page.PAGE, headers={"X-Content-Type-Options": "nosniff"})
 
     app.add_route(docs, "/api/docs", methods=["GET"], name="docs")
 
@@ -57,7 +60,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
 
 
 def _error(status: int, message: str, headers=None):
-    return json_response({"error": message}, status=status, headers=headers)
+    return json_response({"error": message}, status=status, headers={**HEADERS, **(headers or {})})
 
 
 def _on_exception(request, exception):
@@ -68,9 +71,11 @@ def _on_exception(request, exception):
         if isinstance(exception, MethodNotAllowed) and not headers.get("Allow"):
             # Sanic leaves Allow out for routes with parameters; a 405 must carry it (RFC 9110)
             headers["Allow"] = ", ".join(_allowed_methods(request.path))
-        return _error(exception.status_code, str(exception) or "Request error", headers or None)
+        if exception.status_code < 500:
+            return _error(exception.status_code, str(exception) or "Request error", headers or None)
+    # Our bug, or one of Sanic's own 5xx errors: their text may describe our insides.
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return _error(500, "Internal error")
+    return _error(getattr(exception, "status_code", 500), "Internal error")
 
 
 _PATTERNS = [(re.compile("^" + "[^/]+".join(map(re.escape, re.split(r"<[^>]+>", r.path))) + "$"), r.method)
@@ -87,7 +92,8 @@ def _handler(app, route: Route):
     activity: Activity = app.ctx.activity
 
     async def handle(request, **path_params):
-        address = ctx = None
+        address = ctx = attempt = None
+        status = 500
         activity.begin()
         try:
             ctx = Ctx(path={k: text(k, v, MAX_PATH_PARAM) for k, v in path_params.items()}, body={})
@@ -98,7 +104,8 @@ def _handler(app, route: Route):
                 ctx.body = parse_body(request.body, route.fields)
             if route.limited:
                 address = client_address(request)
-                if limiter.blocked(address):
+                attempt = limiter.begin(address)  # counted as failed until it is known not to be
+                if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
             if route.check:
                 route.check(ctx)
@@ -109,14 +116,14 @@ def _handler(app, route: Route):
             if isinstance(result, Reply):
                 status, result = result.status, result.body
         except HTTPError as e:
-            if address is not None and e.status == 404:
-                limiter.failed(address)
             status, result = e.status, {"error": e.message}
         finally:
             activity.end()
+            if attempt is not None and status != 404:  # only wrong words count
+                limiter.release(address, attempt)
         if route.method != "GET":
             log.info("%s %s %s by %s", route.method, request.path, status, (ctx and ctx.device) or "-")
-        return json_response(result, status=status)
+        return json_response(result, status=status, headers=HEADERS)
 
     return handle
 

@@ -2,7 +2,8 @@
 
 A request costs one D-Bus round trip when its token is cached. The cache is emptied by the daemon's
 Tokens1.Changed signal (sent before the reply of the call that changed tokens, and the bus keeps
-their order) and when the daemon's name changes owner. A generation counter stops an Authenticate
+their order) and when the daemon's name changes owner; when the bus refuses to send us those
+signals, nothing is cached. A generation counter stops an Authenticate
 reply that raced with such a signal from re-filling the cache with a stale entry.
 """
 
@@ -32,6 +33,7 @@ class Daemon:
         self._connecting = asyncio.Lock()
         self._auth: dict[bytes, str] = {}
         self._generation = 0
+        self._cache = False  # whether the signals that empty the cache reach us
 
     async def connect(self):
         async with self._connecting:
@@ -44,12 +46,19 @@ class Daemon:
                 log.error("cannot connect to the bus %s: %s", self.address, e)
                 raise _UNREACHABLE from None
             bus.add_message_handler(self._on_message)
+            watched = True
             for rule in (f"type='signal',sender='{BUS_NAME}',interface='{TOKENS}',member='Changed'",
                          "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
                          f"arg0='{BUS_NAME}'"):
-                await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                       interface="org.freedesktop.DBus", member="AddMatch",
-                                       signature="s", body=[rule]))
+                reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                               interface="org.freedesktop.DBus", member="AddMatch",
+                                               signature="s", body=[rule]))
+                if reply.message_type == MessageType.ERROR:
+                    watched = False
+                    log.warning("cannot watch token changes (%s): every request will be authenticated "
+                                "by the daemon", reply.error_name)
+            # Without the signals a cached token would outlive its deletion: cache only with them.
+            self._cache = watched
             self.bus = bus
             return bus
 
@@ -86,7 +95,7 @@ class Daemon:
             if e.status == 404:
                 raise HTTPError(401, "Invalid token") from None
             raise
-        if generation == self._generation:
+        if generation == self._generation and self._cache:
             if len(self._auth) >= CACHE_MAX:
                 self._auth.clear()
             self._auth[key] = name

@@ -23,20 +23,40 @@ def client_address(request) -> str:
 
 
 class FailureLimiter:
+    """Recent failures per address, least recently touched first. An attempt counts as a failure
+    from the moment it starts (`begin`) until it is known to have succeeded (`release`): attempts
+    sent all at once cannot slip past the limit while their answers are pending. At most
+    MAX_CLIENTS addresses are remembered; beyond that the least recently touched are forgotten, so
+    many addresses cannot make the table (or the time to keep it) grow without bound."""
+
     def __init__(self, max_failures: int = MAX_FAILURES, window: float = WINDOW):
         self.max_failures = max_failures
         self.window = window
         self._failures: dict[str, list[float]] = {}
 
-    def blocked(self, address: str) -> bool:
-        recent = self._recent(address)
-        return len(recent) >= self.max_failures
+    def __len__(self) -> int:
+        return len(self._failures)
 
-    def failed(self, address: str) -> None:
-        if len(self._failures) >= MAX_CLIENTS:
-            now = time.monotonic()
-            self._failures = {a: t for a, t in self._failures.items() if t and t[-1] > now - self.window}
-        self._failures[address] = self._recent(address) + [time.monotonic()]
+    def begin(self, address: str) -> float | None:
+        """Count an attempt as failed now; its stamp for `release`, or None when blocked."""
+        recent = self._recent(address)
+        if len(recent) >= self.max_failures:
+            return None
+        stamp = time.monotonic()
+        self._store(address, recent + [stamp])
+        return stamp
+
+    def release(self, address: str, stamp: float) -> None:
+        """The attempt begun at `stamp` did not fail: it no longer counts."""
+        recent = self._failures.get(address)
+        if recent and stamp in recent:
+            recent.remove(stamp)
+
+    def _store(self, address: str, recent: list[float]) -> None:
+        self._failures.pop(address, None)  # re-inserted last: the dict's order is recency
+        while len(self._failures) >= MAX_CLIENTS:
+            del self._failures[next(iter(self._failures))]
+        self._failures[address] = recent
 
     def _recent(self, address: str) -> list[float]:
         cutoff = time.monotonic() - self.window

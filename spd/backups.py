@@ -343,29 +343,44 @@ def _bytes_under(folder: str) -> int:
     return total
 
 
-def _merge(src: str, dst: str, skip: set) -> None:
+def _merge(src: str, dst: str, skip: set, at: str | None = None) -> None:
     """Move the restored tree `src` over `dst`: every entry of src replaces its namesake in dst (a
     rename, atomic per file); entries only in dst stay. Folders get the snapshot's owner, mode and
-    times back after their content moved."""
-    if not os.path.isdir(dst) or os.path.islink(dst):
-        _remove(dst)
-        _move(src, dst)
+    times back after their content moved.
+
+    The folders of `var` belong to the services' users, who could swap one for a symlink while we
+    work in it. So each folder is opened once without following a symlink and everything in it is
+    reached through that descriptor (`at`: /proc/self/fd/N/name): a swapped folder can no longer
+    redirect a restored file, a chown or a chmod elsewhere."""
+    at = at or dst
+    try:
+        fd = os.open(at, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno not in (errno.ENOTDIR, errno.ELOOP, errno.ENOENT):
+            raise
+        _remove(at)  # not a folder (a file, a symlink) or gone: the snapshot's one replaces it
+        _move(src, at)
         return
-    with os.scandir(src) as entries:
-        for entry in entries:
-            target = os.path.join(dst, entry.name)
-            if target in skip:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                _merge(entry.path, target, skip)
-            else:
-                if os.path.isdir(target) and not os.path.islink(target):
-                    shutil.rmtree(target)
-                _move(entry.path, target)
-    st = os.lstat(src)
-    os.chown(dst, st.st_uid, st.st_gid)
-    os.chmod(dst, st.st_mode & 0o7777)
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    try:
+        here = f"/proc/self/fd/{fd}"
+        with os.scandir(src) as entries:
+            for entry in entries:
+                target = os.path.join(dst, entry.name)
+                if target in skip:
+                    continue
+                pinned = os.path.join(here, entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    _merge(entry.path, target, skip, pinned)
+                else:
+                    if os.path.isdir(pinned) and not os.path.islink(pinned):
+                        shutil.rmtree(pinned)
+                    _move(entry.path, pinned)
+        st = os.lstat(src)
+        os.fchown(fd, st.st_uid, st.st_gid)
+        os.fchmod(fd, st.st_mode & 0o7777)
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    finally:
+        os.close(fd)
 
 
 def _move(src: str, dst: str) -> None:

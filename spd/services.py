@@ -87,8 +87,10 @@ class Services:
             domain = self.config.path("var/domain").read_text().strip()
         except FileNotFoundError:
             raise NotFound("The server's domain (var/domain) is not set") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise Failed(f"Cannot read var/domain: {e}") from None
+        except OSError as e:  # its strerror only: the full text names the path under the root
+            raise Failed(f"Cannot read var/domain: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise Failed("Cannot read var/domain: not UTF-8 text") from None
         # The domain names a file: anything but a plain DNS name could lead elsewhere.
         if not DOMAIN.fullmatch(domain):
             raise Failed("var/domain does not hold a valid domain name")

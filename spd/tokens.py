@@ -69,6 +69,13 @@ def _find(entries, digest: str):
     return found
 
 
+def _uses_left(rec) -> bool:
+    """Whether a recovery token may be used again: unlimited (None) or a count above zero. Anything
+    else (0, negative or not a number, e.g. from an imported 1.2 file) means no."""
+    uses = rec.get("uses_left")
+    return uses is None or (isinstance(uses, int) and not isinstance(uses, bool) and uses > 0)
+
+
 def _expired(entry, now: datetime) -> bool:
     exp = entry.get("expiration")
     return bool(exp) and parse_date(exp) <= now
@@ -116,16 +123,14 @@ class Tokens:
             data["tokens"] = kept
 
         self.store.update(change)
-        log.info("token deleted: %s", name)
+        log.info("token deleted: %s", name)  # it matched a stored name: only [a-zA-Z0-9_]
 
-    def _issue(self, data, device: str) -> str:
-        """Add a device token to `data` (inside an update) and return it."""
+    def _issue(self, data, device: str) -> tuple[str, str]:
+        """Add a device token to `data` (inside an update): (the token, its device name)."""
         token = secrets.token_urlsafe(32)
-        data["tokens"].append(
-            {"name": _unique_name(device, data["tokens"]), "hash": _digest(token.encode()),
-             "date": format_date(_now())}
-        )
-        return token
+        name = _unique_name(device, data["tokens"])
+        data["tokens"].append({"name": name, "hash": _digest(token.encode()), "date": format_date(_now())})
+        return token, name
 
     # --- new device --------------------------------------------------------------------
 
@@ -156,8 +161,8 @@ class Tokens:
             data["new_device"] = None  # one use
             return self._issue(data, device)
 
-        token = self.store.update(change)
-        log.info("new device authorized: %s", device)
+        token, name = self.store.update(change)
+        log.info("new device authorized: %s", name)  # the stored name: the raw one could forge log lines
         return token
 
     # --- recovery ----------------------------------------------------------------------
@@ -168,8 +173,9 @@ class Tokens:
         if rec is None:
             return False, False, "", "", -1
         uses = rec.get("uses_left")
-        valid = not _expired(rec, _now()) and (uses is None or uses > 0)
-        return True, valid, rec["date"], rec.get("expiration") or "", -1 if uses is None else uses
+        valid = not _expired(rec, _now()) and _uses_left(rec)
+        left = -1 if uses is None else uses if _uses_left(rec) else 0
+        return True, valid, rec["date"], rec.get("expiration") or "", left
 
     def recovery_create(self, expiration: str, uses: int) -> str:
         """expiration: ISO-8601 or "" for never; uses: at least 1, or 0 for unlimited."""
@@ -178,11 +184,11 @@ class Tokens:
         if expiration:
             try:
                 when = parse_date(expiration)
-            except ValueError:
+                exp = format_date(when)  # OverflowError: a date near year 1 or 9999 that UTC cannot hold
+            except (ValueError, OverflowError):
                 raise InvalidArgument("expiration is not an ISO-8601 date-time") from None
             if when <= now:
                 raise InvalidArgument("expiration is in the past")
-            exp = format_date(when)
         if uses < 0:
             raise InvalidArgument("uses must be at least 1")
         entropy = secrets.token_bytes(24)
@@ -202,14 +208,14 @@ class Tokens:
         def change(data):
             rec = data.get("recovery_token")
             if (entropy is None or rec is None or _find([rec], _digest(entropy)) is None
-                    or _expired(rec, _now()) or rec.get("uses_left") == 0):
+                    or _expired(rec, _now()) or not _uses_left(rec)):
                 raise NotFound(NO_SUCH_MNEMONIC)
             if rec.get("uses_left") is not None:
                 rec["uses_left"] -= 1
             return self._issue(data, device)
 
-        token = self.store.update(change)
-        log.info("recovery token used by device %s", device)
+        token, name = self.store.update(change)
+        log.info("recovery token used by device %s", name)
         return token
 
     # --- the 1.2 server's files --------------------------------------------------------
@@ -269,7 +275,9 @@ def _merge_legacy(data, old) -> None:
         new = {"hash": _digest(secret), "date": _legacy_date(entry.get("date")),
                "expiration": _legacy_date(entry["expiration"]) if entry.get("expiration") else None}
         if key == "recovery_token":
-            new["uses_left"] = entry.get("uses_left")
+            uses = entry.get("uses_left")
+            # 1.2 wrote an int or null; anything else must not become unlimited uses
+            new["uses_left"] = uses if uses is None or _uses_left({"uses_left": uses}) else 0
         data[key] = new
 
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from dbus_fast import Message, Variant
+from dbus_fast import Message, MessageFlag, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, dbus_property, method
 from dbus_fast.constants import PropertyAccess
@@ -15,7 +15,7 @@ import introspection
 from spd.dbus import access
 from spd.dbus.access import ACCESS_DENIED, GATEWAY, ROOT, Access, Caller, Prop, Rule
 from spd.idle import Activity, busy, until_idle
-from stack import TOKEN, call
+from stack import BUS_NAME, PATH, TOKEN, call
 
 TOKENS = "org.selfprivacy.Tokens1"
 
@@ -86,6 +86,25 @@ def test_changes_are_logged_with_the_callers_uid(daemon, bus):
             "result=org.selfprivacy.Error.NotFound") in lines
     assert not [line for line in lines if ".List" in line], "reads are not logged"
     assert TOKEN not in daemon.process.log()
+
+
+def test_changes_that_ask_for_no_reply_are_logged_too(daemon, bus):
+    async def run():
+        client = await MessageBus(bus_address=bus.address).connect()
+        try:
+            await client.send(Message(destination=BUS_NAME, path=PATH, interface=TOKENS, member="Delete",
+                                      signature="s", body=["second_token"],
+                                      flags=MessageFlag.NO_REPLY_EXPECTED))
+            deadline = time.monotonic() + 5
+            while any(name == "second_token" for name, _ in call(bus, TOKENS, "List")[0]):
+                assert time.monotonic() < deadline, "the call was not dispatched"
+                await asyncio.sleep(0.05)
+        finally:
+            client.disconnect()
+
+    asyncio.run(run())
+    assert ("spd.access: INFO: uid=0 call=org.selfprivacy.Tokens1.Delete result=(no reply requested)"
+            in daemon.process.log().splitlines())
 
 
 # --- the decision itself, in-process, with a table of its own ---------------------------------
@@ -174,6 +193,13 @@ def test_table_decides_property_reads_and_writes():
     # GetAll returns Secret too: only for who may read every property.
     assert _prop("GetAll", None, ROOT_CALLER) == "allowed"
     assert _prop("GetAll", None, GATEWAY_CALLER) == "denied"
+
+
+def test_refusals_cannot_forge_log_lines(caplog):
+    forged = "Open\nspd.access: INFO: uid=0 call=org.selfprivacy.Users1.Create result=ok"
+    with caplog.at_level("INFO", logger="spd.access"):
+        assert _prop("Get", forged, NOBODY) == "denied"
+    assert caplog.messages and all("\n" not in m for m in caplog.messages), caplog.messages
 
 
 def test_caller_kinds_come_from_uid_and_groups():

@@ -584,3 +584,31 @@ def test_restic_output_is_scrubbed_of_the_password(bus, root, tmp_path):
     finally:
         s.close()
     assert PASSWORD not in s.log()
+
+
+def test_restore_merge_is_not_redirected_by_a_folder_swapped_for_a_symlink(tmp_path, monkeypatch):
+    """A service's user owns folders under var: swapping one for a symlink while the restore works
+    in it must not send restored files, a chown or a chmod to the link's target."""
+    from spd import backups
+
+    src, dst, outside = tmp_path / "restored", tmp_path / "var", tmp_path / "etc"
+    for folder in (src / "d", dst / "d", outside):
+        folder.mkdir(parents=True)
+    (src / "d" / "one").write_text("1")
+    (src / "d" / "two").write_text("2")
+    (src / "d").chmod(0o777)
+    outside.chmod(0o700)
+    real_move, swapped = backups._move, []
+
+    def move_then_swap(a, b):
+        real_move(a, b)
+        if not swapped:  # the attacker's move, between two of ours
+            (dst / "d").rename(dst / "d.old")
+            (dst / "d").symlink_to(outside)
+            swapped.append(True)
+
+    monkeypatch.setattr(backups, "_move", move_then_swap)
+    backups._merge(str(src), str(dst), set())
+    assert swapped and list(outside.iterdir()) == []
+    assert outside.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in (dst / "d.old").iterdir()) == ["one", "two"]

@@ -21,8 +21,32 @@ def test_limit_counts_failures_within_the_window(monkeypatch):
     monkeypatch.setattr("gateway.limits.time.monotonic", lambda: clock[0])
     limiter = FailureLimiter(max_failures=3, window=60)
     for _ in range(3):
-        assert not limiter.blocked("a")
-        limiter.failed("a")
-    assert limiter.blocked("a") and not limiter.blocked("b")
+        assert limiter.begin("a") is not None
+        clock[0] += 1
+    assert limiter.begin("a") is None and limiter.begin("b") is not None
     clock[0] += 61
-    assert not limiter.blocked("a")
+    assert limiter.begin("a") is not None
+
+
+def test_attempts_count_while_pending_and_successes_are_released(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("gateway.limits.time.monotonic", lambda: clock[0])
+    limiter = FailureLimiter(max_failures=3, window=60)
+    pending = []
+    for _ in range(3):  # three at once, none answered yet: a fourth must wait
+        pending.append(limiter.begin("a"))
+        clock[0] += 0.001
+    assert None not in pending and limiter.begin("a") is None
+    limiter.release("a", pending[0])  # that one succeeded
+    assert limiter.begin("a") is not None
+
+
+def test_many_addresses_keep_the_table_bounded(monkeypatch):
+    monkeypatch.setattr("gateway.limits.MAX_CLIENTS", 50)
+    limiter = FailureLimiter(max_failures=2, window=600)
+    for i in range(500):
+        limiter.begin(f"2001:db8::{i:x}")
+    assert len(limiter) <= 50
+    limiter.begin("a")
+    limiter.begin("a")
+    assert limiter.begin("a") is None  # the latest addresses are still remembered

@@ -186,3 +186,11 @@ def test_dkim_refuses_a_domain_that_is_not_one(api, root):
         assert "var/domain" in r.json()["error"]
         assert "not for the app" not in r.text
         assert base64.b64encode(b"not for the app").decode() not in r.text
+
+
+def test_dkim_errors_do_not_show_where_the_root_is(api, root):
+    (root / "var/domain").unlink()
+    (root / "var/domain").mkdir()  # unreadable as a file
+    r = api.get("/services/mailserver/dkim")
+    assert r.status_code == 500 and "var/domain" in r.json()["error"]
+    assert str(root) not in r.text

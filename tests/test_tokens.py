@@ -83,6 +83,22 @@ def test_legacy_pending_mnemonics_are_imported(bus, root, tmp_path):
         assert d.stop() == 0
 
 
+@pytest.mark.parametrize("uses", [-1, "2", 0])
+def test_legacy_recovery_token_with_odd_uses_cannot_be_used(bus, root, tmp_path, uses):
+    """A negative or non-numeric count must not mean "unlimited" (nor crash the redeem)."""
+    recovery = bytes(range(24))
+    legacy = {"tokens": [], "recovery_token": {"token": recovery.hex(), "date": "2022-11-11 11:48:54.228038",
+                                               "expiration": None, "uses_left": uses}}
+    (root / "etc/nixos/userdata/tokens.json").write_text(json.dumps(legacy))
+    d = Daemon(bus, root, tmp_path)
+    try:
+        assert call(bus, TOKENS, "GetRecoveryStatus")[1:2] == [False]
+        error, _ = dbus_call(bus, TOKENS, "UseRecovery", "ss", Mnemonic("english").to_mnemonic(recovery), "x")
+        assert error == "org.selfprivacy.Error.NotFound"
+    finally:
+        assert d.stop() == 0
+
+
 def test_second_daemon_on_the_same_bus_refuses_to_start(bus, daemon, root, tmp_path):
     (tmp_path / "second").mkdir()
     with pytest.raises(RuntimeError, match="already owned"):
@@ -227,6 +243,8 @@ def test_recovery_expired(api, anon, root):
 @pytest.mark.parametrize("body", [
     {"expiration": "2020-01-01T00:00:00.000Z"},
     {"expiration": "next tuesday"},
+    {"expiration": "9999-12-31T23:59:59-12:00"},  # after year 9999 in UTC: no date can hold it
+    {"expiration": "0001-01-01T00:30:00+01:00"},
     {"expiration": 5},
     {"uses": 0},
     {"uses": -3},
@@ -293,6 +311,15 @@ def test_redeem_rejects_bad_input(anon, root, route, body):
     assert store_bytes(root) == before
 
 
+def test_device_names_cannot_forge_log_lines(api, anon, daemon):
+    words = api.post("/auth/new_device").json()["token"]
+    device = "pc\nspd.access: INFO: uid=0 call=forged result=ok"
+    r = anon.post("/auth/new_device/authorize", json={"token": words, "device": device})
+    assert r.status_code == 200
+    assert "\nspd.access: INFO: uid=0 call=forged" not in daemon.process.log()
+    assert "new device authorized: pc_spd_access" in daemon.process.log()
+
+
 def test_failed_redeems_are_limited_per_client(api, anon):
     words = api.post("/auth/new_device").json()["token"]
     wrong = {"token": Mnemonic("english").generate(128), "device": "x"}
@@ -304,6 +331,21 @@ def test_failed_redeems_are_limited_per_client(api, anon):
     other = anon.post("/auth/new_device/authorize", json={"token": words, "device": "x"},
                       headers={"X-Real-IP": "198.51.100.1"})
     assert other.status_code == 200
+
+
+def test_concurrent_failed_redeems_cannot_outrun_the_limit(anon):
+    wrong = {"token": Mnemonic("english").generate(128), "device": "x"}
+    nginx = {"X-Real-IP": "203.0.113.9"}
+    barrier = threading.Barrier(30)
+
+    def attempt(_):
+        with httpx.Client(base_url=str(anon.base_url), timeout=30) as client:
+            barrier.wait()
+            return client.post("/auth/recovery_token/use", json=wrong, headers=nginx).status_code
+
+    with ThreadPoolExecutor(30) as pool:
+        codes = list(pool.map(attempt, range(30)))
+    assert codes.count(404) == 10 and codes.count(429) == 20, codes
 
 
 # --- malformed requests ---------------------------------------------------------------------

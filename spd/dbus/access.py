@@ -12,7 +12,8 @@ credentials are fetched, then it (and whatever the same caller sent meanwhile, i
 dispatched or refused. A failed lookup, or a caller that disconnected meanwhile, is refused.
 
 Every call that changes something leaves one log line with the caller's uid, the member and the
-result. The log line is written when the reply leaves (so the result is known), by `CheckedBus.send`.
+result. The log line is written when the reply leaves (so the result is known), by `CheckedBus.send`;
+a call that asks for no reply is logged when it is dispatched.
 
 To add an interface: add its rows to TABLE (one per method and per property) and its introspection
 XML to data/dbus-1/interfaces/. tests/test_access.py fails while either is missing.
@@ -262,6 +263,8 @@ class Access:
             return _denied(msg, f"{_label(msg)} is not allowed for uid {who.uid}")
         if _expects_reply(msg):
             self._in_flight[(msg.sender, msg.serial)] = (who, _label(msg) if rule.change else None)
+        elif rule.change:  # no reply will leave to log it by: log it now, or it would leave no trace
+            log.info("uid=%d call=%s result=(no reply requested)", who.uid, _label(msg))
         caller.set(who)
         return None
 
@@ -332,8 +335,13 @@ class Access:
 
 
 def _label(msg: Message) -> str:
+    """What a call is about, for the log. Interface and member names are checked by the bus; the
+    property names in a Properties call are any text a caller chose: escaped, so they cannot forge
+    log lines."""
     if msg.interface == PROPERTIES and msg.body and isinstance(msg.body[0], str):
-        target = ".".join(str(x) for x in msg.body[:2])
+        target = ".".join(str(x)[:255] for x in msg.body[:2])
+        if not target.isprintable():
+            target = target.encode("unicode_escape").decode("ascii")
         return f"{msg.member} {target}"
     return f"{msg.interface}.{msg.member}"
 
