@@ -7,7 +7,7 @@ from dbus_fast.service import ServiceInterface, dbus_property
 
 from ..errors import SpdError
 from ..services import Services
-from .base import method
+from .base import getter, method
 from .names import SERVICES
 
 SETTLE = 0.1  # seconds: a burst of unit signals from systemd costs one look at the units
@@ -22,6 +22,7 @@ class ServicesInterface(ServiceInterface):
         services.on_units_changed(self._units_changed)
 
     @dbus_property(access=PropertyAccess.READ)
+    @getter
     def Enabled(self) -> "a{sb}":
         """service -> enabled in userdata (applied by the next rebuild); changes are signalled."""
         return self.services.enabled()
