@@ -66,8 +66,12 @@ class Backups:
     # --- what callers ask -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Find out the repository's state (at daemon start)."""
-        self._check()
+        """Find out the repository's state (at daemon start). An unreadable userdata.json is the
+        ERROR state (the daemon still starts); Reload looks again once it is fixed."""
+        try:
+            self._check()
+        except SpdError as e:
+            self._set(ERROR, 0.0, e.message)
 
     def status(self) -> tuple[str, float, str]:
         return self.state, self.progress, self.error_message
@@ -226,10 +230,15 @@ class Backups:
         self.snapshots = [s for s in snapshots or [] if isinstance(s, dict) and s.get("short_id")]
 
     async def _reload_list(self) -> None:
-        repo = self._repository()
-        if repo is None:
+        try:
+            repo = self._repository()
+            if repo is None:
+                if not self.busy():
+                    self._check()
+                return
+        except SpdError as e:  # userdata.json unreadable: that is the state until it is fixed
             if not self.busy():
-                self._check()
+                self._set(ERROR, error=e.message)
             return
         try:
             await self._load_snapshots(repo)

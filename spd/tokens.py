@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from mnemonic import Mnemonic
 
 from .config import Config
-from .errors import InvalidArgument, NotFound
+from .errors import Failed, InvalidArgument, NotFound
 from .jsonfile import JsonFile
 
 log = logging.getLogger("spd.tokens")
@@ -219,7 +219,11 @@ class Tokens:
 
         tokens.json wins; the older userdata `api.token` is imported only where no tokens.json
         ever replaced it (a token deleted from tokens.json must not come back from there)."""
-        ud = self.userdata.read() if self.userdata.exists() else {}
+        try:
+            ud = self.userdata.read() if self.userdata.exists() else {}
+        except Failed as e:  # corrupt: its api.token is taken over at a start where it can be read
+            log.error("%s; its api.token is not imported now", e.message)
+            ud = {}
         api = ud.get("api") if isinstance(ud.get("api"), dict) else {}
         if self.legacy.exists():
             old = JsonFile(self.legacy).read()

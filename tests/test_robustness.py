@@ -130,3 +130,45 @@ def test_a_folder_that_cannot_be_written_is_a_clear_error(api, root):
     assert (root / USERDATA).read_bytes() == before
     assert sorted(x.name for x in folder.iterdir()) == files
 
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_the_daemon_starts_without_a_usable_userdata(bus, root, tmp_path, damage):
+    """A corrupt or missing userdata.json: the daemon starts and says so in its log, device tokens
+    keep working (the app can log in and see the error), every call that needs userdata answers the
+    same clear error, and once the file is fixed everything works again without a restart."""
+    path = root / USERDATA
+    good = path.read_bytes()
+    if damage == "corrupt":
+        path.write_text('{"users": [')
+    else:
+        path.unlink()
+    message = "not valid JSON" if damage == "corrupt" else "userdata.json is missing"
+    daemon = Daemon(bus, root, tmp_path)
+    gateway = Gateway(bus, tmp_path)
+    try:
+        assert message in daemon.process.log()
+        with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=30) as api:
+            assert api.get("/auth/tokens").status_code == 200
+            for url in ("/users", "/services/ssh", "/system/configuration/timezone",
+                        "/system/configuration/autoUpgrade"):
+                r = api.get(url)
+                assert r.status_code == 500 and message in r.json()["error"], (url, r.text)
+            status = api.get("/services/restic/backup/status").json()
+            assert status["status"] == "ERROR" and message in status["error_message"], status
+            assert api.get("/services/restic/backup/reload").status_code == 200
+            path.write_bytes(good)
+            assert api.get("/users").json() == ["user1", "user2"]
+            assert api.get("/system/configuration/timezone").json() == "Europe/Moscow"
+            assert api.get("/services/restic/backup/reload").status_code == 200
+            for _ in range(100):
+                if api.get("/services/restic/backup/status").json()["status"] != "ERROR":
+                    break
+                time.sleep(0.1)
+            assert api.get("/services/restic/backup/status").json()["status"] == "NO_KEY"
+        assert path.read_bytes() == good
+    finally:
+        gateway.stop()
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.process.log(), daemon.process.log()
+    assert "Traceback" not in gateway.process.log(), gateway.process.log()
