@@ -161,7 +161,9 @@ class System:
         async with self._pulling:
             # No prompts: a question nobody can answer would hang until the timeout.
             env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
-                   "GIT_SSH_COMMAND": "ssh -o BatchMode=yes", "LC_ALL": "C"}
+                   "GIT_SSH_COMMAND": "ssh -o BatchMode=yes", "LC_ALL": "C",
+                   # etc/nixos itself or nothing: never a repository above it (an etckeeper /etc)
+                   "GIT_CEILING_DIRECTORIES": str(repo.parent)}
             try:
                 proc = await asyncio.create_subprocess_exec(
                     "git", "pull", cwd=repo, env=env, stdin=asyncio.subprocess.DEVNULL,

@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+import ssh_helpers as keys
 from stack import REPO, TOKEN, Daemon, Gateway
 
 from spd import jsonfile
@@ -172,3 +173,64 @@ def test_the_daemon_starts_without_a_usable_userdata(bus, root, tmp_path, damage
         assert daemon.stop() == 0
     assert "Traceback" not in daemon.process.log(), daemon.process.log()
     assert "Traceback" not in gateway.process.log(), gateway.process.log()
+
+
+# --- userdata of other shapes -----------------------------------------------------------------
+
+def _rewrite(root, change):
+    path = root / USERDATA
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=4))
+
+
+@pytest.mark.parametrize("shape", ["bare", "odd types"])
+def test_read_routes_answer_for_userdata_of_other_shapes(api, root, shape):
+    """A 1.2 server with no users, no ssh block, no keys anywhere; or the same keys holding other
+    types: the read routes answer (defaults or a clear error), never a traceback or a generic 500."""
+    def bare(data):
+        for key in ("users", "ssh", "sshKeys", "timezone", "autoUpgrade", "gitea", "backblaze"):
+            data.pop(key)
+
+    def odd(data):
+        data.update(users=5, ssh=None, sshKeys=None, timezone=3, autoUpgrade=[], gitea="yes", backblaze=1)
+
+    _rewrite(root, bare if shape == "bare" else odd)
+    assert api.get("/users").json() == []
+    assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": True}
+    assert api.get("/services/ssh/keys/root").json() == []
+    assert api.get("/services/ssh/keys/tester").json() == []
+    assert api.get("/services/ssh/keys/user1").status_code == 404
+    assert api.get("/system/configuration/timezone").json() == "Europe/Uzhgorod"
+    assert api.get("/system/configuration/autoUpgrade").json() == {"enable": True, "allowReboot": False}
+    assert api.get("/services/restic/backup/status").json()["status"] == "NO_KEY"
+    r = api.post("/services/ssh/keys/user1", json={"public_key": keys.ed25519()})
+    assert r.status_code == 404, r.text
+
+
+def test_user_entry_without_keys(api, root):
+    """user2 of the demo server has no sshKeys: listed as none, and a key can be added."""
+    assert api.get("/services/ssh/keys/user2").json() == []
+    key = keys.ed25519("k")
+    assert api.post("/services/ssh/keys/user2", json={"public_key": key}).status_code == 201
+    assert api.get("/services/ssh/keys/user2").json() == [key]
+
+
+def test_pull_never_uses_a_repository_above_etc_nixos(api, root, tmp_path):
+    """etc/nixos is not a git checkout but etc is one (etckeeper): git must not pull etc."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@e", "-c", "init.defaultBranch=main"]
+    upstream = tmp_path / "upstream"
+    subprocess.run(git + ["init", "-q", str(upstream)], check=True)
+    (upstream / "new-file").write_text("from upstream\n")
+    subprocess.run(git + ["-C", str(upstream), "add", "-A"], check=True)
+    subprocess.run(git + ["-C", str(upstream), "commit", "-qm", "one"], check=True)
+    subprocess.run(git + ["clone", "-q", str(upstream), str(tmp_path / "etc-clone")], check=True)
+    shutil.move(str(tmp_path / "etc-clone" / ".git"), str(root / "etc" / ".git"))
+    subprocess.run(git + ["-C", str(root / "etc"), "reset", "-q", "--mixed", "HEAD"], check=True)
+    (upstream / "newer-file").write_text("from upstream\n")
+    subprocess.run(git + ["-C", str(upstream), "add", "-A"], check=True)
+    subprocess.run(git + ["-C", str(upstream), "commit", "-qm", "two"], check=True)
+    r = api.get("/system/configuration/pull")
+    assert r.status_code == 500 and r.json()["status"] != 0, r.text
+    assert "not a git repository" in r.json()["data"], r.text
+    assert not (root / "etc" / "newer-file").exists()
