@@ -58,6 +58,8 @@ class Backups:
         self.progress = 0.0
         self.error_message = ""
         self.snapshots: list[dict] = []
+        self._lists_started = 0  # snapshot lists asked of restic (or cleared), in order
+        self._list_shown = 0  # which of them self.snapshots is: an older one never replaces a newer
         self.on_change = None  # callable(dict of changed fields: state, progress, error_message)
         self._operation: asyncio.Task | None = None  # the one running check, backup or restore
         self._reloading: asyncio.Task | None = None
@@ -198,7 +200,7 @@ class Backups:
 
     def _check(self) -> None:
         if self._repository() is None:
-            self.snapshots = []
+            self._show([])
             self._set(NO_KEY, 0.0, "")
             return
         self._set(INITIALIZING, 0.0, "")
@@ -216,18 +218,33 @@ class Backups:
         except ResticError as e:
             if e.kind != restic.MISSING:
                 raise
-            self.snapshots = []
+            self._show([])
             self._set(NOT_INITIALIZED, error="")
             return
         self._set(INITIALIZED, error="")
 
     async def _load_snapshots(self, repo: Repository) -> None:
+        """Load the list. A Reload may run alongside a backup's own reload: whichever was asked
+        last wins, not whichever restic answered last (a slow older list would hide the new
+        snapshot)."""
+        self._lists_started += 1
+        ticket = self._lists_started
         out = await restic.run(repo, ["snapshots", "--json"], timeout=CHECK_TIMEOUT)
         try:
             snapshots = json.loads(out or "[]")
         except ValueError:
             raise ResticError(restic.FAILED, "restic snapshots printed something that is not JSON") from None
-        self.snapshots = [s for s in snapshots or [] if isinstance(s, dict) and s.get("short_id")]
+        if not isinstance(snapshots, (list, type(None))):
+            raise ResticError(restic.FAILED, "restic snapshots printed something that is not a list")
+        self._show([s for s in snapshots or [] if isinstance(s, dict) and s.get("short_id")], ticket)
+
+    def _show(self, snapshots: list, ticket: int | None = None) -> None:
+        if ticket is None:  # cleared: newer than any list under way
+            self._lists_started += 1
+            ticket = self._lists_started
+        if ticket > self._list_shown:
+            self._list_shown = ticket
+            self.snapshots = snapshots
 
     async def _reload_list(self) -> None:
         try:
@@ -246,7 +263,7 @@ class Backups:
             log.warning("reloading the snapshot list failed: %s", e.message)
             if not self.busy():
                 if e.kind == restic.MISSING:
-                    self.snapshots = []
+                    self._show([])
                     self._set(NOT_INITIALIZED, error="")
                 else:
                     self._set(ERROR, error=e.message)
