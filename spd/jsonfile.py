@@ -256,12 +256,15 @@ class JsonFile:
         """Delete temp files that a killed writer left behind (under the lock, so never a live one)."""
         if not self.path.parent.is_dir():
             return
-        with self._locked():
-            for p in self.path.parent.glob("." + self.path.name + ".*.tmp"):
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
+        try:
+            with self._locked():
+                for p in self.path.parent.glob("." + self.path.name + ".*.tmp"):
+                    try:
+                        p.unlink()
+                    except FileNotFoundError:
+                        pass
+        except OSError as e:  # e.g. a read-only folder
+            raise Failed(f"Cannot remove temp files next to {self.path.name}: {e.strerror or e}") from None
 
     def _read_text(self) -> str:
         try:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import ssh_helpers as keys
-from stack import REPO, TOKEN, Daemon, Gateway
+from stack import REPO, TOKEN, Daemon, Gateway, call
 
 from spd import jsonfile
 from spd.errors import Failed
@@ -292,3 +292,42 @@ def test_a_slow_reload_never_hides_a_newer_backup(bus, root, tmp_path):
     finally:
         (gate / "hold").unlink(missing_ok=True)
         stack.close()
+
+
+# --- start-up -----------------------------------------------------------------------------------
+
+def test_a_corrupt_legacy_tokens_file_does_not_stop_the_daemon(bus, root, tmp_path):
+    """The 1.2 server's tokens.json cannot be read: spd starts, says so, and keeps the file and
+    userdata's api.token for the operator (nothing imported, nothing lost)."""
+    legacy = root / "etc/nixos/userdata/tokens.json"
+    legacy.write_text('{"tokens": [{"token": "abc"')
+    userdata = (root / USERDATA).read_bytes()
+    daemon = Daemon(bus, root, tmp_path)
+    try:
+        assert "tokens.json is not valid JSON" in daemon.process.log()
+        assert call(bus, "org.selfprivacy.Users1", "List") == [["user1", "user2"]]
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.process.log(), daemon.process.log()
+    assert legacy.read_text() == '{"tokens": [{"token": "abc"'
+    assert (root / USERDATA).read_bytes() == userdata
+
+
+def test_a_userdata_folder_that_cannot_be_written_does_not_stop_the_daemon(bus, root, tmp_path):
+    """Nothing under etc/nixos/userdata can be created or removed: spd starts, reads still work,
+    and tokens.json, already imported, is reported as left behind."""
+    folder = (root / USERDATA).parent
+    if not _immutable(folder):
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        daemon = Daemon(bus, root, tmp_path)
+        try:
+            assert call(bus, "org.selfprivacy.Users1", "List") == [["user1", "user2"]]
+            assert call(bus, "org.selfprivacy.Tokens1", "Authenticate", "s", TOKEN) != []
+        finally:
+            assert daemon.stop() == 0
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    log = daemon.process.log()
+    assert "Traceback" not in log, log
+    assert "remove it by hand" in log and "api.token stays in userdata.json" in log, log
