@@ -18,6 +18,7 @@ import asyncio
 import copy
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -25,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import Failed
+
+log = logging.getLogger("spd.jsonfile")
 
 INDENT = "    "  # the 1.2 server wrote json.dump(data, f, indent=4); so do we
 
@@ -333,11 +336,16 @@ class JsonFile:
             except FileNotFoundError:
                 pass
             raise
-        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        # The new file is in place now: a failing folder sync must not report the change as not
+        # made (callers would be told "left unchanged" about a file that changed).
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            log.warning("%s was replaced, but syncing its folder failed: %s", self.path.name, e.strerror or e)
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # C-accelerated

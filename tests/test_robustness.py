@@ -331,3 +331,22 @@ def test_a_userdata_folder_that_cannot_be_written_does_not_stop_the_daemon(bus, 
     log = daemon.process.log()
     assert "Traceback" not in log, log
     assert "remove it by hand" in log and "api.token stays in userdata.json" in log, log
+
+
+def test_a_failing_folder_sync_after_the_rename_is_not_reported_as_no_change(tmp_path, monkeypatch):
+    """Once the new file is renamed into place the change is made: a folder fsync that fails then
+    (EIO) must not make the caller believe the file was left unchanged."""
+    import stat as st
+
+    p = tmp_path / "u.json"
+    p.write_text('{"n": 1}')
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if st.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(jsonfile.os, "fsync", fsync)
+    assert JsonFile(p).update(lambda d: d.update(n=2)) is None
+    assert json.loads(p.read_text()) == {"n": 2}
