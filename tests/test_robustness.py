@@ -350,3 +350,12 @@ def test_a_failing_folder_sync_after_the_rename_is_not_reported_as_no_change(tmp
     monkeypatch.setattr(jsonfile.os, "fsync", fsync)
     assert JsonFile(p).update(lambda d: d.update(n=2)) is None
     assert json.loads(p.read_text()) == {"n": 2}
+
+
+def test_users_null_is_no_users(api, root):
+    """`users: null` (as `sshKeys: null`) means none yet: a user can be created."""
+    _rewrite(root, lambda data: data.update(users=None))
+    assert api.get("/users").json() == []
+    assert api.post("/users", json={"username": "bob", "password": "pw"}).status_code == 201
+    assert api.get("/users").json() == ["bob"]
+    assert [u["username"] for u in json.loads((root / USERDATA).read_text())["users"]] == ["bob"]
