@@ -359,3 +359,17 @@ def test_users_null_is_no_users(api, root):
     assert api.post("/users", json={"username": "bob", "password": "pw"}).status_code == 201
     assert api.get("/users").json() == ["bob"]
     assert [u["username"] for u in json.loads((root / USERDATA).read_text())["users"]] == ["bob"]
+
+
+def test_keys_with_odd_whitespace_and_comments(api, root):
+    """Tabs and runs of spaces around the parts, a comment with inner spaces or none: stored as
+    `TYPE BLOB comment`, found again whatever the comment or spacing when removed."""
+    kind, blob = keys.ed25519("odd").split()[:2]
+    r = api.post("/services/ssh/keys/user2", json={"public_key": f" \t{kind}\t\t{blob}   my  laptop \t"})
+    assert r.status_code == 201, r.text
+    assert api.get("/services/ssh/keys/user2").json() == [f"{kind} {blob} my  laptop"]
+    r = api.post("/services/ssh/keys/user2", json={"public_key": f"{kind} {blob}"})
+    assert r.status_code == 409, r.text
+    r = api.request("DELETE", "/services/ssh/keys/user2", json={"public_key": f"{kind}  {blob} other"})
+    assert r.status_code == 200, r.text
+    assert api.get("/services/ssh/keys/user2").json() == []
