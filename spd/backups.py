@@ -82,14 +82,14 @@ class Backups:
         """The snapshots as last loaded (at start, after each backup, on reload)."""
         return self.snapshots
 
-    def set_backblaze(self, account_id: str, account_key: str, bucket: str) -> None:
+    async def set_backblaze(self, account_id: str, account_key: str, bucket: str) -> None:
         for name, value, rule in (("accountId", account_id, CREDENTIAL), ("accountKey", account_key, CREDENTIAL),
                                   ("bucket", bucket, BUCKET)):
             if not value:
                 raise InvalidArgument(f"{name} is required")
             if not rule.match(value):
                 raise InvalidArgument(f"{name} is not a valid Backblaze {name}")
-        self.userdata.update(lambda data: data.update(
+        await self.userdata.update_async(lambda data: data.update(
             backblaze={"accountId": account_id, "accountKey": account_key, "bucket": bucket}))
         log.info("Backblaze credentials set (bucket %s)", bucket)
         if self.busy():

@@ -373,3 +373,41 @@ def test_keys_with_odd_whitespace_and_comments(api, root):
     r = api.request("DELETE", "/services/ssh/keys/user2", json={"public_key": f"{kind}  {blob} other"})
     assert r.status_code == 200, r.text
     assert api.get("/services/ssh/keys/user2").json() == []
+
+
+# --- the daemon keeps answering ----------------------------------------------------------------
+
+@pytest.mark.parametrize("method, url, body", [
+    ("POST", "/services/gitea/enable", None),
+    ("PUT", "/system/configuration/timezone", {"timezone": "Europe/Paris"}),
+    ("PUT", "/system/configuration/autoUpgrade", {"enable": False}),
+    ("PUT", "/services/restic/backblaze/config", {"accountId": "id", "accountKey": "key", "bucket": "b"}),
+])
+def test_a_change_waiting_for_the_userdata_lock_blocks_nothing_else(api, root, gateway, method, url, body):
+    """Another process (an operator's script) holds userdata.json's lock: a change waits for it,
+    and meanwhile every other call is answered; once the lock is free the change is made."""
+    lock = (root / USERDATA).with_name(".userdata.json.lock")
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, os, sys
+        fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("held", flush=True)
+        sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        answers = []
+        change = threading.Thread(target=lambda: answers.append(api.request(method, url, json=body)))
+        change.start()
+        time.sleep(0.5)  # the change is waiting for the lock now
+        with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=10) as other:
+            assert other.get("/users").json() == ["user1", "user2"]
+            assert other.get("/auth/tokens").status_code == 200
+            assert other.get("/services/ssh").status_code == 200
+        assert change.is_alive() and not answers
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    change.join(30)
+    assert answers and answers[0].status_code == 200, answers and answers[0].text

@@ -28,15 +28,15 @@ class ServicesInterface(ServiceInterface):
         return self.services.enabled()
 
     @method()
-    def Enable(self, service: "s"):
-        self._set(service, True)
+    async def Enable(self, service: "s"):
+        await self._set(service, True)
 
     @method()
-    def Disable(self, service: "s"):
-        self._set(service, False)
+    async def Disable(self, service: "s"):
+        await self._set(service, False)
 
-    def _set(self, service: str, enable: bool) -> None:
-        if self.services.set_enabled(service, enable):
+    async def _set(self, service: str, enable: bool) -> None:
+        if await self.services.set_enabled(service, enable):
             self.emit_properties_changed({"Enabled": self.services.enabled()})
 
     @dbus_property(access=PropertyAccess.READ)

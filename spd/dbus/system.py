@@ -42,15 +42,15 @@ class SystemInterface(ServiceInterface):
         return {action: list(job) for action, job in self.system.jobs.items()}
 
     @method()
-    def SetTimezone(self, timezone: "s"):
+    async def SetTimezone(self, timezone: "s"):
         """An IANA zone name such as Europe/Berlin; InvalidArgument otherwise."""
-        if self.system.set_timezone(timezone):
+        if await self.system.set_timezone(timezone):
             self.emit_properties_changed({"Timezone": timezone})
 
     @method()
-    def SetAutoUpgrade(self, settings: "a{sb}"):
+    async def SetAutoUpgrade(self, settings: "a{sb}"):
         """Set any of "enable" and "allowReboot"; the others keep their value."""
-        changed = self.system.set_auto_upgrade(settings)
+        changed = await self.system.set_auto_upgrade(settings)
         names = {"enable": "AutoUpgrade", "allowReboot": "AllowReboot"}
         if changed:
             self.emit_properties_changed({names[k]: v for k, v in changed.items()})
