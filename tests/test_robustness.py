@@ -411,3 +411,36 @@ def test_a_change_waiting_for_the_userdata_lock_blocks_nothing_else(api, root, g
         holder.wait(10)
     change.join(30)
     assert answers and answers[0].status_code == 200, answers and answers[0].text
+
+
+def test_async_and_sync_changes_mixed_lose_nothing(tmp_path):
+    """Group commits on the worker thread and synchronous updates on the loop thread, interleaved:
+    every change lands once, and no read ever goes back in time."""
+    import asyncio
+
+    p = tmp_path / "u.json"
+    p.write_text('{"a": 0, "b": 0, "keep": 1.50}')
+    f = JsonFile(p)
+
+    def bump(key):
+        def change(d):
+            d[key] += 1
+        return change
+
+    async def main():
+        seen = {"a": 0, "b": 0}
+        pending = []
+        for i in range(200):
+            pending.append(asyncio.ensure_future(f.update_async(bump("a"))))
+            if i % 4 == 0:
+                f.update(bump("b"))
+            await asyncio.sleep(0)
+            data = f.read()
+            for k in seen:
+                assert data[k] >= seen[k], (k, data[k], seen[k])
+                seen[k] = data[k]
+        await asyncio.gather(*pending)
+
+    asyncio.run(main())
+    assert json.loads(p.read_text()) == {"a": 200, "b": 50, "keep": 1.5}
+    assert '"keep": 1.50' in p.read_text()
