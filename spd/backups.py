@@ -58,6 +58,8 @@ class Backups:
         self.progress = 0.0
         self.error_message = ""
         self.snapshots: list[dict] = []
+        self._lists_started = 0  # snapshot lists asked of restic (or cleared), in order
+        self._list_shown = 0  # which of them self.snapshots is: an older one never replaces a newer
         self.on_change = None  # callable(dict of changed fields: state, progress, error_message)
         self._operation: asyncio.Task | None = None  # the one running check, backup or restore
         self._reloading: asyncio.Task | None = None
@@ -66,8 +68,12 @@ class Backups:
     # --- what callers ask -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Find out the repository's state (at daemon start)."""
-        self._check()
+        """Find out the repository's state (at daemon start). An unreadable userdata.json is the
+        ERROR state (the daemon still starts); Reload looks again once it is fixed."""
+        try:
+            self._check()
+        except SpdError as e:
+            self._set(ERROR, 0.0, e.message)
 
     def status(self) -> tuple[str, float, str]:
         return self.state, self.progress, self.error_message
@@ -76,14 +82,14 @@ class Backups:
         """The snapshots as last loaded (at start, after each backup, on reload)."""
         return self.snapshots
 
-    def set_backblaze(self, account_id: str, account_key: str, bucket: str) -> None:
+    async def set_backblaze(self, account_id: str, account_key: str, bucket: str) -> None:
         for name, value, rule in (("accountId", account_id, CREDENTIAL), ("accountKey", account_key, CREDENTIAL),
                                   ("bucket", bucket, BUCKET)):
             if not value:
                 raise InvalidArgument(f"{name} is required")
             if not rule.match(value):
                 raise InvalidArgument(f"{name} is not a valid Backblaze {name}")
-        self.userdata.update(lambda data: data.update(
+        await self.userdata.update_async(lambda data: data.update(
             backblaze={"accountId": account_id, "accountKey": account_key, "bucket": bucket}))
         log.info("Backblaze credentials set (bucket %s)", bucket)
         if self.busy():
@@ -194,7 +200,7 @@ class Backups:
 
     def _check(self) -> None:
         if self._repository() is None:
-            self.snapshots = []
+            self._show([])
             self._set(NO_KEY, 0.0, "")
             return
         self._set(INITIALIZING, 0.0, "")
@@ -212,24 +218,44 @@ class Backups:
         except ResticError as e:
             if e.kind != restic.MISSING:
                 raise
-            self.snapshots = []
+            self._show([])
             self._set(NOT_INITIALIZED, error="")
             return
         self._set(INITIALIZED, error="")
 
     async def _load_snapshots(self, repo: Repository) -> None:
+        """Load the list. A Reload may run alongside a backup's own reload: whichever was asked
+        last wins, not whichever restic answered last (a slow older list would hide the new
+        snapshot)."""
+        self._lists_started += 1
+        ticket = self._lists_started
         out = await restic.run(repo, ["snapshots", "--json"], timeout=CHECK_TIMEOUT)
         try:
             snapshots = json.loads(out or "[]")
         except ValueError:
             raise ResticError(restic.FAILED, "restic snapshots printed something that is not JSON") from None
-        self.snapshots = [s for s in snapshots or [] if isinstance(s, dict) and s.get("short_id")]
+        if not isinstance(snapshots, (list, type(None))):
+            raise ResticError(restic.FAILED, "restic snapshots printed something that is not a list")
+        self._show([s for s in snapshots or [] if isinstance(s, dict) and s.get("short_id")], ticket)
+
+    def _show(self, snapshots: list, ticket: int | None = None) -> None:
+        if ticket is None:  # cleared: newer than any list under way
+            self._lists_started += 1
+            ticket = self._lists_started
+        if ticket > self._list_shown:
+            self._list_shown = ticket
+            self.snapshots = snapshots
 
     async def _reload_list(self) -> None:
-        repo = self._repository()
-        if repo is None:
+        try:
+            repo = self._repository()
+            if repo is None:
+                if not self.busy():
+                    self._check()
+                return
+        except SpdError as e:  # userdata.json unreadable: that is the state until it is fixed
             if not self.busy():
-                self._check()
+                self._set(ERROR, error=e.message)
             return
         try:
             await self._load_snapshots(repo)
@@ -237,7 +263,7 @@ class Backups:
             log.warning("reloading the snapshot list failed: %s", e.message)
             if not self.busy():
                 if e.kind == restic.MISSING:
-                    self.snapshots = []
+                    self._show([])
                     self._set(NOT_INITIALIZED, error="")
                 else:
                     self._set(ERROR, error=e.message)

@@ -18,12 +18,16 @@ import asyncio
 import copy
 import fcntl
 import json
+import logging
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import Failed
+
+log = logging.getLogger("spd.jsonfile")
 
 INDENT = "    "  # the 1.2 server wrote json.dump(data, f, indent=4); so do we
 
@@ -136,8 +140,9 @@ class JsonFile:
         self.mode = mode
         self.default = default
         self._lock_path = self.path.with_name("." + self.path.name + ".lock")
-        self._cache_key = None
-        self._cache = None
+        self._cached = (None, None)  # (stat key, parsed data), replaced as one
+        self._generation = 0  # bumped by every write of ours, on whichever thread
+        self._cache_lock = threading.Lock()  # a read stores its result only if no write came between
         self._pending = []  # (change, future) waiting for the next group commit
         self._writer = None
 
@@ -146,17 +151,26 @@ class JsonFile:
 
     def read(self):
         """The parsed file, cached while the file is unchanged. Treat it as read-only."""
+        generation = self._generation
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             if self.default is None:
                 raise Failed(f"{self.path.name} is missing") from None
             return copy.deepcopy(self.default)
+        except OSError as e:
+            raise Failed(f"Cannot read {self.path.name}: {e.strerror or e}") from None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if key != self._cache_key:
-            self._cache = self._parse(self._read_text())
-            self._cache_key = key
-        return self._cache
+        cached_key, data = self._cached
+        if key != cached_key:
+            data = self._parse(self._read_text())
+            # A write of ours (on the worker thread) between the stat and the read: the text may be
+            # newer than the key, and the next file may get this key back (a reused inode, the same
+            # size, the same clock tick), so such a read is not cached.
+            with self._cache_lock:
+                if generation == self._generation:
+                    self._cached = (key, data)
+        return data
 
     def update(self, change):
         """Run change(data) on a fresh copy under the lock and write the result atomically.
@@ -197,7 +211,15 @@ class JsonFile:
                     future.set_result(result)
 
     def _commit(self, changes) -> list:
-        """Apply changes in order under the lock and write once: [(result, exception)] per change."""
+        """Apply changes in order under the lock and write once: [(result, exception)] per change.
+        A file that cannot be written (disk full, read-only folder) is a Failed naming the cause;
+        the file is then left as it was."""
+        try:
+            return self._commit_locked(changes)
+        except OSError as e:
+            raise Failed(f"Cannot write {self.path.name}: {e.strerror or e}; it was left unchanged") from None
+
+    def _commit_locked(self, changes) -> list:
         with self._locked():
             try:
                 text = self._read_text()
@@ -225,20 +247,27 @@ class JsonFile:
             if text is not None and after is not None and after == before and list(after) == list(before):
                 return outcomes  # nothing changed: leave the file (and its mtime) alone
             raw = split_top(text) if text is not None and isinstance(data, dict) else {}
-            self._write(self._render(data, raw, before, after))
-            self._cache_key = None
+            try:
+                self._write(self._render(data, raw, before, after))
+            finally:
+                with self._cache_lock:
+                    self._generation += 1
+                    self._cached = (None, None)
             return outcomes
 
     def remove_stale_temps(self) -> None:
         """Delete temp files that a killed writer left behind (under the lock, so never a live one)."""
         if not self.path.parent.is_dir():
             return
-        with self._locked():
-            for p in self.path.parent.glob("." + self.path.name + ".*.tmp"):
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
+        try:
+            with self._locked():
+                for p in self.path.parent.glob("." + self.path.name + ".*.tmp"):
+                    try:
+                        p.unlink()
+                    except FileNotFoundError:
+                        pass
+        except OSError as e:  # e.g. a read-only folder
+            raise Failed(f"Cannot remove temp files next to {self.path.name}: {e.strerror or e}") from None
 
     def _read_text(self) -> str:
         try:
@@ -248,12 +277,17 @@ class JsonFile:
             raise Failed(f"{self.path.name} is missing") from None
         except UnicodeDecodeError:
             raise Failed(f"{self.path.name} is not valid UTF-8; refusing to change it") from None
+        except OSError as e:
+            raise Failed(f"Cannot read {self.path.name}: {e.strerror or e}") from None
 
     def _parse(self, text: str):
         try:
-            return loads(text)
+            data = loads(text)
         except ValueError:
             raise Failed(f"{self.path.name} is not valid JSON; refusing to change it") from None
+        if not isinstance(data, dict):  # every reader does data.get(...)
+            raise Failed(f"{self.path.name} does not hold a JSON object; refusing to change it")
+        return data
 
     def _render(self, data, raw, before, after) -> str:
         """The new text: untouched top-level members copied from the old text."""
@@ -302,11 +336,16 @@ class JsonFile:
             except FileNotFoundError:
                 pass
             raise
-        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        # The new file is in place now: a failing folder sync must not report the change as not
+        # made (callers would be told "left unchanged" about a file that changed).
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            log.warning("%s was replaced, but syncing its folder failed: %s", self.path.name, e.strerror or e)
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # C-accelerated

@@ -36,6 +36,12 @@ log = logging.getLogger("spd")
 def build(config, bus):
     """The domain objects and their D-Bus interfaces. `bus` also reaches systemd and logind."""
     userdata = open_userdata(config)
+    try:
+        userdata.read()
+    except SpdError as e:
+        # Start anyway: the app can still log in (tokens live elsewhere) and every call that needs
+        # userdata.json answers this message, until the file is fixed (no restart needed then).
+        log.error("%s: serving anyway; whatever needs userdata.json fails until it is fixed", e.message)
     tokens = Tokens(config, userdata)
     tokens.import_legacy()
     systemd = Systemd(bus)
@@ -56,8 +62,16 @@ async def serve(config) -> int:
     for member in access.check_table(interfaces):
         log.warning("%s has no row in spd/dbus/access.py TABLE: refused to every caller", member)
     await access.start()  # before export: no call is ever dispatched unchecked
-    for interface in interfaces:
-        bus.export(PATH, interface)
+    # export() reads every property for an InterfacesAdded signal that no one can receive yet (the
+    # name is not ours); with userdata.json unusable (logged above) each getter's error would be
+    # logged with a traceback as well.
+    quiet = _DropInterfacesAddedErrors()
+    logging.getLogger("dbus_fast.message_bus").addFilter(quiet)
+    try:
+        for interface in interfaces:
+            bus.export(PATH, interface)
+    finally:
+        logging.getLogger("dbus_fast.message_bus").removeFilter(quiet)
     reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
         log.error("%s is already owned on this bus; is another spd running?", BUS_NAME)
@@ -99,12 +113,17 @@ async def serve(config) -> int:
     return 0
 
 
+class _DropInterfacesAddedErrors(logging.Filter):
+    def filter(self, record) -> bool:
+        return "ObjectManager.InterfacesAdded" not in str(record.msg)
+
+
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(name)s: %(levelname)s: %(message)s")
     config = configuration.parse(argv)
     try:
         sys.exit(asyncio.run(serve(config)))
-    except SpdError as e:  # a state we refuse to start on, e.g. a corrupt userdata.json
+    except SpdError as e:  # a state we refuse to start on, e.g. a corrupt token store
         log.error("%s", e.message)
         sys.exit(1)

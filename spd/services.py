@@ -52,20 +52,25 @@ class Services:
         data = self.userdata.read()
         return {s: bool(_section(data, s).get("enable", False)) for s in SERVICES}
 
-    def set_enabled(self, service: str, enable: bool) -> bool:
+    async def set_enabled(self, service: str, enable: bool) -> bool:
         """Whether anything changed."""
         if service not in SERVICES:
             raise NotFound(f"No service named {service!r}; known: {', '.join(SERVICES)}")
         if self.enabled()[service] == enable and "enable" in _section(self.userdata.read(), service):
             return False
 
-        def change(data):
+        def change(data):  # decided again under the lock: a concurrent call may have done it
             section = data.setdefault(service, {})
             if not isinstance(section, dict):
                 raise Failed(f"userdata.json: {service} is not an object; refusing to change it")
+            if "enable" in section and bool(section["enable"]) == enable:
+                return False
             section["enable"] = enable
+            return True
 
-        self.userdata.update(change)
+        # Off the event loop: a lock held by another process stalls only this call.
+        if not await self.userdata.update_async(change):
+            return False
         log.info("%s %s", service, "enabled" if enable else "disabled")
         return True
 

@@ -40,8 +40,9 @@ def _key_list(data, user: str, create: bool = False) -> list:
     elif user == data.get("username"):
         owner, field = data, "sshKeys"
     else:
-        owner = next((u for u in data.get("users") or () if isinstance(u, dict) and u.get("username") == user),
-                     None)
+        users = data.get("users")
+        owner = next((u for u in (users if isinstance(users, list) else ())
+                      if isinstance(u, dict) and u.get("username") == user), None)
         if owner is None:
             raise NotFound(f"User {user} does not exist")
         field = "sshKeys"

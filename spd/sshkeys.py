@@ -127,9 +127,9 @@ def parse(text: str) -> PublicKey:
     """The key in `text`, or InvalidArgument saying what is wrong (never echoing the input)."""
     if not isinstance(text, str) or len(text) > MAX_LINE:
         raise InvalidArgument("The public key is too long")
-    if any(c in text for c in "\r\n\0"):
+    if any(c in text for c in "\r\n\0\x85\u2028\u2029"):  # the last three: Unicode line breaks
         raise InvalidArgument("The public key must be a single line")
-    if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in text):
+    if any(ord(c) < 0x20 and c != "\t" or 0x7F <= ord(c) <= 0x9F for c in text):  # C0, DEL, C1
         raise InvalidArgument("The public key contains control characters")
     parts = text.strip(" \t").split(None, 2)
     if len(parts) < 2:

@@ -72,13 +72,20 @@ class System:
         tz = self.userdata.read().get("timezone")
         return tz if isinstance(tz, str) and tz else DEFAULT_TIMEZONE
 
-    def set_timezone(self, name: str) -> bool:
+    async def set_timezone(self, name: str) -> bool:
         """Whether the timezone changed."""
         if not valid_timezone(name):
             raise InvalidArgument(f"Invalid timezone: {name[:MAX_ZONE]!r} is not an IANA time zone name")
         if self.userdata.read().get("timezone") == name:
             return False
-        self.userdata.update(lambda data: data.__setitem__("timezone", name))
+        def change(data):  # decided again under the lock: a concurrent call may have done it
+            if data.get("timezone") == name:
+                return False
+            data["timezone"] = name
+            return True
+
+        if not await self.userdata.update_async(change):
+            return False
         log.info("timezone set to %s", name)
         return True
 
@@ -87,27 +94,28 @@ class System:
         section = section if isinstance(section, dict) else {}
         return {k: bool(section.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
 
-    def set_auto_upgrade(self, changes: dict[str, bool]) -> dict[str, bool]:
+    async def set_auto_upgrade(self, changes: dict[str, bool]) -> dict[str, bool]:
         """Set the given fields; the ones whose value changed."""
         unknown = sorted(set(changes) - set(AUTO_UPGRADE_DEFAULTS))
         if unknown:
             raise InvalidArgument(f"Unknown auto-upgrade setting: {unknown[0][:64]!r}; "
                                   f"known: {', '.join(AUTO_UPGRADE_DEFAULTS)}")
-        before = self.auto_upgrade()
         stored = self.userdata.read().get("autoUpgrade")
         stored = stored if isinstance(stored, dict) else {}
         if all(stored.get(k) is v for k, v in changes.items()):
             return {}
 
-        def change(data):
+        def change(data):  # the values before are read under the lock: a concurrent call may have set some
             section = data.setdefault("autoUpgrade", {})
             if not isinstance(section, dict):
                 raise Failed("userdata.json: autoUpgrade is not an object; refusing to change it")
+            before = {k: bool(section.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
             section.update(changes)
+            return {k: v for k, v in changes.items() if before[k] != v}
 
-        self.userdata.update(change)
+        changed = await self.userdata.update_async(change)
         log.info("auto-upgrade settings set: %s", changes)
-        return {k: v for k, v in changes.items() if before[k] != v}
+        return changed
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -161,7 +169,9 @@ class System:
         async with self._pulling:
             # No prompts: a question nobody can answer would hang until the timeout.
             env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
-                   "GIT_SSH_COMMAND": "ssh -o BatchMode=yes", "LC_ALL": "C"}
+                   "GIT_SSH_COMMAND": "ssh -o BatchMode=yes", "LC_ALL": "C",
+                   # etc/nixos itself or nothing: never a repository above it (an etckeeper /etc)
+                   "GIT_CEILING_DIRECTORIES": str(repo.parent)}
             try:
                 proc = await asyncio.create_subprocess_exec(
                     "git", "pull", cwd=repo, env=env, stdin=asyncio.subprocess.DEVNULL,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from mnemonic import Mnemonic
 
 from .config import Config
-from .errors import InvalidArgument, NotFound
+from .errors import Failed, InvalidArgument, NotFound
 from .jsonfile import JsonFile
 
 log = logging.getLogger("spd.tokens")
@@ -225,20 +225,36 @@ class Tokens:
 
         tokens.json wins; the older userdata `api.token` is imported only where no tokens.json
         ever replaced it (a token deleted from tokens.json must not come back from there)."""
-        ud = self.userdata.read() if self.userdata.exists() else {}
+        try:
+            ud = self.userdata.read() if self.userdata.exists() else {}
+        except Failed as e:  # corrupt: its api.token is taken over at a start where it can be read
+            log.error("%s; its api.token is not imported now", e.message)
+            ud = {}
         api = ud.get("api") if isinstance(ud.get("api"), dict) else {}
         if self.legacy.exists():
-            old = JsonFile(self.legacy).read()
+            try:
+                old = JsonFile(self.legacy).read()
+            except Failed as e:
+                # Start anyway (the app may hold tokens we already have); keep the file and
+                # api.token for the operator to fix, and import them at the next start.
+                log.error("%s: its tokens are not imported; fix or remove it and restart spd", e.message)
+                return
             self.store.update(lambda data: _merge_legacy(data, old))
-            _shred(self.legacy)
-            log.info("imported %d device tokens from %s", len(old.get("tokens") or []), self.legacy)
+            log.info("imported %d device tokens from %s", len(_legacy_tokens(old)), self.legacy)
+            try:
+                _shred(self.legacy)
+            except OSError as e:
+                log.error("cannot remove %s (%s): remove it by hand", self.legacy, e.strerror)
         elif isinstance(api.get("token"), str) and api["token"] and not self.store.exists():
             token = api["token"]
             self.store.update(lambda data: data["tokens"].append(
                 {"name": "primary_token", "hash": _digest(token.encode()), "date": format_date(_now())}))
             log.info("imported api.token from userdata.json as primary_token")
         if "token" in api:
-            self.userdata.update(lambda data: data["api"].pop("token", None))
+            try:
+                self.userdata.update(lambda data: data["api"].pop("token", None))
+            except Failed as e:
+                log.error("%s: api.token stays in userdata.json for now", e.message)
 
 
 def _check_device(device: str) -> str:
@@ -257,8 +273,13 @@ def _unique_name(device: str, tokens) -> str:
     return name
 
 
+def _legacy_tokens(old) -> list:
+    tokens = old.get("tokens")
+    return tokens if isinstance(tokens, list) else []
+
+
 def _merge_legacy(data, old) -> None:
-    for t in old.get("tokens") or []:
+    for t in _legacy_tokens(old):
         if isinstance(t, dict) and isinstance(t.get("token"), str):
             digest = _digest(t["token"].encode())
             if _find(data["tokens"], digest) is None:

@@ -103,7 +103,9 @@ class Users:
 
         def add(data):
             self._refuse_taken(data, username)  # again: another request may have won meanwhile
-            users = data.setdefault("users", [])
+            if data.get("users") is None:  # missing or null: no users yet
+                data["users"] = []
+            users = data["users"]
             if not isinstance(users, list):
                 raise Failed("userdata.json: users is not a list")
             users.append({"username": username, "hashedPassword": hashed})

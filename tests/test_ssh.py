@@ -210,6 +210,9 @@ def invalid_keys() -> dict:
         "sk without application": "sk-ssh-ed25519@openssh.com " + base64.b64encode(
             keys.string(b"sk-ssh-ed25519@openssh.com") + keys.string(os.urandom(32))).decode(),
         "control character": f"{ed} comment\x1b[31m",
+        "C1 control character": f"{ed} comment\x9b31m",
+        "Unicode line separator": f"{ed} comment\u2028ssh-ed25519 {blob}",
+        "next line (NEL)": f"{ed} comment\x85ssh-ed25519 {blob}",
     }
 
 

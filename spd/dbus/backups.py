@@ -70,9 +70,9 @@ class BackupsInterface(ServiceInterface):
         self.backups.start_restore(snapshot_id)
 
     @method()
-    def SetBackblazeConfig(self, account_id: "s", account_key: "s", bucket: "s"):
+    async def SetBackblazeConfig(self, account_id: "s", account_key: "s", bucket: "s"):
         """Store the Backblaze B2 credentials in userdata and look at the repository again."""
-        self.backups.set_backblaze(account_id, account_key, bucket)
+        await self.backups.set_backblaze(account_id, account_key, bucket)
 
 
 def _variant(value) -> Variant:

@@ -19,6 +19,20 @@ def _as_dbus(e: SpdError) -> DBusError:
     return DBusError(error_name(e.kind), e.message)
 
 
+def getter(fn):
+    """For a property getter (under @dbus_property): SpdError becomes its D-Bus error, as @method
+    does for methods (a corrupt userdata.json is then a clear error, not a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapped(self):
+        try:
+            return fn(self)
+        except SpdError as e:
+            raise _as_dbus(e) from None
+
+    return wrapped
+
+
 def method(name: str | None = None):
     """@dbus_method that maps SpdError to its D-Bus error. Signatures come from the annotations of
     the decorated function (inspect follows functools.wraps)."""

@@ -7,7 +7,7 @@ from dbus_fast.service import ServiceInterface, dbus_property
 
 from ..errors import SpdError
 from ..services import Services
-from .base import method
+from .base import getter, method
 from .names import SERVICES
 
 SETTLE = 0.1  # seconds: a burst of unit signals from systemd costs one look at the units
@@ -22,20 +22,21 @@ class ServicesInterface(ServiceInterface):
         services.on_units_changed(self._units_changed)
 
     @dbus_property(access=PropertyAccess.READ)
+    @getter
     def Enabled(self) -> "a{sb}":
         """service -> enabled in userdata (applied by the next rebuild); changes are signalled."""
         return self.services.enabled()
 
     @method()
-    def Enable(self, service: "s"):
-        self._set(service, True)
+    async def Enable(self, service: "s"):
+        await self._set(service, True)
 
     @method()
-    def Disable(self, service: "s"):
-        self._set(service, False)
+    async def Disable(self, service: "s"):
+        await self._set(service, False)
 
-    def _set(self, service: str, enable: bool) -> None:
-        if self.services.set_enabled(service, enable):
+    async def _set(self, service: str, enable: bool) -> None:
+        if await self.services.set_enabled(service, enable):
             self.emit_properties_changed({"Enabled": self.services.enabled()})
 
     @dbus_property(access=PropertyAccess.READ)

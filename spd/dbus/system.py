@@ -5,7 +5,7 @@ from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_property
 
 from ..system import System
-from .base import method
+from .base import getter, method
 from .names import SYSTEM
 
 
@@ -18,14 +18,17 @@ class SystemInterface(ServiceInterface):
     # --- settings: read-only properties, changed by the Set methods (like timedated) ---------
 
     @dbus_property(access=PropertyAccess.READ)
+    @getter
     def Timezone(self) -> "s":
         return self.system.timezone()
 
     @dbus_property(access=PropertyAccess.READ)
+    @getter
     def AutoUpgrade(self) -> "b":
         return self.system.auto_upgrade()["enable"]
 
     @dbus_property(access=PropertyAccess.READ)
+    @getter
     def AllowReboot(self) -> "b":
         return self.system.auto_upgrade()["allowReboot"]
 
@@ -39,15 +42,15 @@ class SystemInterface(ServiceInterface):
         return {action: list(job) for action, job in self.system.jobs.items()}
 
     @method()
-    def SetTimezone(self, timezone: "s"):
+    async def SetTimezone(self, timezone: "s"):
         """An IANA zone name such as Europe/Berlin; InvalidArgument otherwise."""
-        if self.system.set_timezone(timezone):
+        if await self.system.set_timezone(timezone):
             self.emit_properties_changed({"Timezone": timezone})
 
     @method()
-    def SetAutoUpgrade(self, settings: "a{sb}"):
+    async def SetAutoUpgrade(self, settings: "a{sb}"):
         """Set any of "enable" and "allowReboot"; the others keep their value."""
-        changed = self.system.set_auto_upgrade(settings)
+        changed = await self.system.set_auto_upgrade(settings)
         names = {"enable": "AutoUpgrade", "allowReboot": "AllowReboot"}
         if changed:
             self.emit_properties_changed({names[k]: v for k, v in changed.items()})
