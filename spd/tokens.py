@@ -70,7 +70,8 @@ def _find(entries, digest: str):
 
 
 def _uses_left(rec) -> bool:
-    """Whether a recovery token may be used again: unlimited (None) or a count above zero. Anything
+    """Whether a pending mnemonic may be used again: no count (None: a new-device mnemonic, or an
+    unlimited recovery token) or a count above zero. Anything
     else (0, negative or not a number, e.g. from an imported 1.2 file) means no."""
     uses = rec.get("uses_left")
     return uses is None or (isinstance(uses, int) and not isinstance(uses, bool) and uses > 0)
@@ -150,20 +151,26 @@ class Tokens:
             self.store.update(lambda data: data.update(new_device=None))
 
     def new_device_redeem(self, words: str, device: str) -> str:
+        token, name = self._redeem("new_device", words, device,
+                                   lambda data, entry: data.update(new_device=None))  # one use
+        log.info("new device authorized: %s", name)  # the stored name: the raw one could forge log lines
+        return token
+
+    def _redeem(self, key: str, words: str, device: str, spend) -> tuple[str, str]:
+        """(token, device name) for the words of the pending mnemonic under `key`, after
+        spend(data, entry) used it up; NotFound, the same for every reason, when they are not valid."""
         device = _check_device(device)
         entropy = _mnemonic_entropy(words)
 
         def change(data):
-            pending = data.get("new_device")
-            if (entropy is None or pending is None or _find([pending], _digest(entropy)) is None
-                    or _expired(pending, _now())):
+            entry = data.get(key)
+            if (entropy is None or entry is None or _find([entry], _digest(entropy)) is None
+                    or _expired(entry, _now()) or not _uses_left(entry)):
                 raise NotFound(NO_SUCH_MNEMONIC)
-            data["new_device"] = None  # one use
+            spend(data, entry)
             return self._issue(data, device)
 
-        token, name = self.store.update(change)
-        log.info("new device authorized: %s", name)  # the stored name: the raw one could forge log lines
-        return token
+        return self.store.update(change)
 
     # --- recovery ----------------------------------------------------------------------
 
@@ -202,19 +209,11 @@ class Tokens:
         return _words.to_mnemonic(entropy)
 
     def recovery_redeem(self, words: str, device: str) -> str:
-        device = _check_device(device)
-        entropy = _mnemonic_entropy(words)
-
-        def change(data):
-            rec = data.get("recovery_token")
-            if (entropy is None or rec is None or _find([rec], _digest(entropy)) is None
-                    or _expired(rec, _now()) or not _uses_left(rec)):
-                raise NotFound(NO_SUCH_MNEMONIC)
+        def spend(data, rec):
             if rec.get("uses_left") is not None:
                 rec["uses_left"] -= 1
-            return self._issue(data, device)
 
-        token, name = self.store.update(change)
+        token, name = self._redeem("recovery_token", words, device, spend)
         log.info("recovery token used by device %s", name)
         return token
 
