@@ -107,8 +107,6 @@ def _handler(app, route: Route):
                 attempt = limiter.begin(address)  # counted as failed until it is known not to be
                 if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
-            if route.check:
-                route.check(ctx)
             args = [source(ctx) for source in route.args]
             out = await daemon.call(route.interface, route.member, route.signature, args) if route.member else []
             result = route.reply(out, ctx) if callable(route.reply) else route.reply

@@ -38,7 +38,7 @@ def operation_id(route: Route) -> str:
 def error_statuses(route: Route) -> dict[int, dict]:
     """Error status -> JSON Schema of its body, for one route."""
     derived = set()
-    if route.fields or path_params(route.path) or route.check:
+    if route.fields or path_params(route.path):
         derived.add(400)
     if route.fields or path_params(route.path):
         derived.add(413)

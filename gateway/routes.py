@@ -63,7 +63,6 @@ class Route:
     status: int = 200
     public: bool = False  # no bearer token needed
     limited: bool = False  # failed attempts are limited per client address
-    check: Callable[[Ctx], None] | None = None  # a rule of the HTTP API checked before the call
     tag: str = ""
     response: dict | None = None  # JSON Schema of the success body (for OpenAPI and the fuzz tests)
     # Error statuses the daemon can answer for this route beyond those the OpenAPI document derives
@@ -157,10 +156,11 @@ TOKEN_ROUTES = tagged("tokens", [
           response=obj(exists=BOOL, valid=BOOL, date=nullable(STR), expiration=nullable(STR),
                        uses_left=nullable(INT))),
     Route("POST", "/auth/recovery_token", "Create a recovery mnemonic", TOKENS, "CreateRecovery", "si",
-          args=(lambda ctx: ctx.body["expiration"] or "", lambda ctx: ctx.body["uses"] or 0),
+          args=(body("expiration"), body("uses")),
           reply=_token, response=TOKEN,
-          fields={"expiration": Field(str, False, description="ISO-8601 date-time", max_length=64),
-                  "uses": Field(int, False, minimum=1, description="how many devices it may authorize")}),
+          fields={"expiration": Field(str, False, "", "ISO-8601 date-time; none: never", max_length=64),
+                  "uses": Field(int, False, 0, "how many devices it may authorize; none: any number",
+                                minimum=1)}),
     Route("POST", "/auth/recovery_token/use", "Redeem the recovery mnemonic", TOKENS, "UseRecovery",
           "ss", args=(body("token"), body("device")), fields=MNEMONIC, reply=_token, response=TOKEN,
           public=True, limited=True, errors=(404,)),
@@ -206,13 +206,13 @@ PUBLIC_KEY = {"public_key": Field(str, description="one line: TYPE BASE64 [comme
 KEY_WRITTEN = "New SSH key successfully written"
 
 SSH_ROUTES = tagged("ssh", [
-    Route("GET", "/services/ssh", "SSH settings", PROPERTIES, "GetAll", "s", args=(lambda ctx: SSH,),
+    Route("GET", "/services/ssh", "SSH settings", PROPERTIES, "GetAll", "s", args=(const(SSH),),
           reply=_ssh_settings, response=obj(enable=BOOL, passwordAuthentication=BOOL)),
     Route("PUT", "/services/ssh", "Change SSH settings (only the fields given)", SSH, "Configure", "a{sv}",
           args=(_ssh_changes,), reply="SSH settings changed", response=STR,
           fields={"enable": Field(bool, False), "passwordAuthentication": Field(bool, False)}),
     Route("POST", "/services/ssh/enable", "Enable SSH", SSH, "Configure", "a{sv}",
-          args=(lambda ctx: {"Enable": Variant("b", True)},),
+          args=(const({"Enable": Variant("b", True)}),),
           reply={"status": 0, "message": "SSH enabled"}, response=STATUS_MESSAGE),
     Route("PUT", "/services/ssh/key/send", "Add a root SSH key", SSH, "AddRootKey", "s",
           args=(body("public_key"),), fields=PUBLIC_KEY, status=201,
