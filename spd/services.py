@@ -8,6 +8,7 @@ import re
 from .config import Config
 from .errors import Failed, NotFound
 from .jsonfile import JsonFile
+from .userdata import section, section_to_change
 
 log = logging.getLogger("spd.services")
 
@@ -50,22 +51,20 @@ class Services:
 
     def enabled(self) -> dict[str, bool]:
         data = self.userdata.read()
-        return {s: bool(_section(data, s).get("enable", False)) for s in SERVICES}
+        return {s: bool(section(data, s).get("enable", False)) for s in SERVICES}
 
     async def set_enabled(self, service: str, enable: bool) -> bool:
         """Whether anything changed."""
         if service not in SERVICES:
             raise NotFound(f"No service named {service!r}; known: {', '.join(SERVICES)}")
-        if self.enabled()[service] == enable and "enable" in _section(self.userdata.read(), service):
+        if self.enabled()[service] == enable and "enable" in section(self.userdata.read(), service):
             return False
 
         def change(data):  # decided again under the lock: a concurrent call may have done it
-            section = data.setdefault(service, {})
-            if not isinstance(section, dict):
-                raise Failed(f"userdata.json: {service} is not an object; refusing to change it")
-            if "enable" in section and bool(section["enable"]) == enable:
+            settings = section_to_change(data, service)
+            if "enable" in settings and bool(settings["enable"]) == enable:
                 return False
-            section["enable"] = enable
+            settings["enable"] = enable
             return True
 
         # Off the event loop: a lock held by another process stalls only this call.
@@ -106,9 +105,4 @@ class Services:
         except OSError as e:
             raise Failed(f"Cannot read the DKIM record: {e.strerror}") from None
         return base64.b64encode(record).decode()
-
-
-def _section(data: dict, name: str) -> dict:
-    section = data.get(name)
-    return section if isinstance(section, dict) else {}
 

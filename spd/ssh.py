@@ -11,6 +11,7 @@ import logging
 from . import sshkeys
 from .errors import Failed, InvalidArgument, NotFound, AlreadyExists
 from .jsonfile import JsonFile
+from .userdata import section_to_change
 
 log = logging.getLogger("spd.ssh")
 
@@ -18,14 +19,13 @@ SETTINGS = ("enable", "passwordAuthentication")
 
 
 def _ssh(data, create: bool = False) -> dict:
+    """The ssh block (created when asked to); Failed when it holds something other than an object."""
+    if create:
+        return section_to_change(data, "ssh")
     ssh = data.get("ssh")
-    if ssh is None and create:
-        ssh = data["ssh"] = {}
-    if ssh is None:
-        return {}
-    if not isinstance(ssh, dict):
+    if ssh is not None and not isinstance(ssh, dict):
         raise Failed("userdata.json: ssh is not an object")
-    return ssh
+    return {} if ssh is None else ssh
 
 
 def _setting(ssh: dict, name: str) -> bool:

@@ -12,6 +12,7 @@ import zoneinfo
 from .config import Config
 from .errors import Busy, Failed, InvalidArgument
 from .jsonfile import JsonFile
+from .userdata import section, section_to_change
 
 log = logging.getLogger("spd.system")
 
@@ -90,9 +91,8 @@ class System:
         return True
 
     def auto_upgrade(self) -> dict[str, bool]:
-        section = self.userdata.read().get("autoUpgrade")
-        section = section if isinstance(section, dict) else {}
-        return {k: bool(section.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
+        stored = section(self.userdata.read(), "autoUpgrade")
+        return {k: bool(stored.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
 
     async def set_auto_upgrade(self, changes: dict[str, bool]) -> dict[str, bool]:
         """Set the given fields; the ones whose value changed."""
@@ -100,17 +100,14 @@ class System:
         if unknown:
             raise InvalidArgument(f"Unknown auto-upgrade setting: {unknown[0][:64]!r}; "
                                   f"known: {', '.join(AUTO_UPGRADE_DEFAULTS)}")
-        stored = self.userdata.read().get("autoUpgrade")
-        stored = stored if isinstance(stored, dict) else {}
+        stored = section(self.userdata.read(), "autoUpgrade")
         if all(stored.get(k) is v for k, v in changes.items()):
             return {}
 
         def change(data):  # the values before are read under the lock: a concurrent call may have set some
-            section = data.setdefault("autoUpgrade", {})
-            if not isinstance(section, dict):
-                raise Failed("userdata.json: autoUpgrade is not an object; refusing to change it")
-            before = {k: bool(section.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
-            section.update(changes)
+            settings = section_to_change(data, "autoUpgrade")
+            before = {k: bool(settings.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
+            settings.update(changes)
             return {k: v for k, v in changes.items() if before[k] != v}
 
         changed = await self.userdata.update_async(change)

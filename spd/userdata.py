@@ -19,3 +19,18 @@ def open_userdata(config: Config) -> JsonFile:
     except Failed as e:  # the folder cannot be written: reads still work, changes will say why not
         log.error("%s", e.message)
     return userdata
+
+
+def section(data: dict, name: str) -> dict:
+    """data[name] to read from: {} when it is missing or not an object."""
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def section_to_change(data: dict, name: str) -> dict:
+    """data[name] to change, created when missing; Failed when it holds something other than an
+    object (never overwritten: it may be a setting we do not understand)."""
+    value = data.setdefault(name, {})
+    if not isinstance(value, dict):
+        raise Failed(f"userdata.json: {name} is not an object; refusing to change it")
+    return value
