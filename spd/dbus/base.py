@@ -19,39 +19,28 @@ def _as_dbus(e: SpdError) -> DBusError:
     return DBusError(error_name(e.kind), e.message)
 
 
-def getter(fn):
-    """For a property getter (under @dbus_property): SpdError becomes its D-Bus error, as @method
-    does for methods (a corrupt userdata.json is then a clear error, not a traceback)."""
-
-    @functools.wraps(fn)
-    def wrapped(self):
-        try:
-            return fn(self)
-        except SpdError as e:
-            raise _as_dbus(e) from None
-
+def errors_mapped(fn):
+    """fn (sync or async) with SpdError turned into its D-Bus error. Use it under @dbus_property on a
+    getter or setter that reaches domain code (a corrupt userdata.json is then a clear error, not a
+    traceback); @method applies it to every method. Signatures still come from fn's annotations
+    (inspect follows functools.wraps)."""
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def wrapped(self, *args):
+            try:
+                return await fn(self, *args)
+            except SpdError as e:
+                raise _as_dbus(e) from None
+    else:
+        @functools.wraps(fn)
+        def wrapped(self, *args):
+            try:
+                return fn(self, *args)
+            except SpdError as e:
+                raise _as_dbus(e) from None
     return wrapped
 
 
 def method(name: str | None = None):
-    """@dbus_method that maps SpdError to its D-Bus error. Signatures come from the annotations of
-    the decorated function (inspect follows functools.wraps)."""
-
-    def decorate(fn):
-        if inspect.iscoroutinefunction(fn):
-            @functools.wraps(fn)
-            async def wrapped(self, *args):
-                try:
-                    return await fn(self, *args)
-                except SpdError as e:
-                    raise _as_dbus(e) from None
-        else:
-            @functools.wraps(fn)
-            def wrapped(self, *args):
-                try:
-                    return fn(self, *args)
-                except SpdError as e:
-                    raise _as_dbus(e) from None
-        return dbus_method(name)(wrapped)
-
-    return decorate
+    """@dbus_method that maps SpdError to its D-Bus error."""
+    return lambda fn: dbus_method(name)(errors_mapped(fn))

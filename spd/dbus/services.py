@@ -7,7 +7,7 @@ from dbus_fast.service import ServiceInterface, dbus_property
 
 from ..errors import SpdError
 from ..services import Services
-from .base import getter, method
+from .base import errors_mapped, method
 from .names import SERVICES
 
 SETTLE = 0.1  # seconds: a burst of unit signals from systemd costs one look at the units
@@ -22,7 +22,7 @@ class ServicesInterface(ServiceInterface):
         services.on_units_changed(self._units_changed)
 
     @dbus_property(access=PropertyAccess.READ)
-    @getter
+    @errors_mapped
     def Enabled(self) -> "a{sb}":
         """service -> enabled in userdata (applied by the next rebuild); changes are signalled."""
         return self.services.enabled()

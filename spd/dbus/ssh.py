@@ -1,12 +1,12 @@
 """org.selfprivacy.SSH1: sshd settings (properties that emit PropertiesChanged) and SSH keys."""
 
-from dbus_fast import DBusError, Variant
+from dbus_fast import Variant
 from dbus_fast.service import ServiceInterface, dbus_property
 
-from ..errors import InvalidArgument, SpdError
+from ..errors import InvalidArgument
 from ..ssh import SSH
-from .base import method
-from .names import SSH as SSH_INTERFACE, error_name
+from .base import errors_mapped, method
+from .names import SSH as SSH_INTERFACE
 
 # D-Bus property name <-> userdata.json field
 PROPERTIES = {"Enable": "enable", "PasswordAuthentication": "passwordAuthentication"}
@@ -23,36 +23,27 @@ class SSHInterface(ServiceInterface):
         if changed:
             self.emit_properties_changed({FIELDS[k]: v for k, v in changed.items()})
 
-    # Property accessors are not wrapped by @method: map domain errors here.
-    def _get_property(self, field: str) -> bool:
-        try:
-            return self.ssh.settings()[field]
-        except SpdError as e:
-            raise DBusError(error_name(e.kind), e.message) from None
-
-    async def _set_property(self, field: str, value: bool) -> None:
-        try:
-            await self._set({field: value})
-        except SpdError as e:
-            raise DBusError(error_name(e.kind), e.message) from None
-
     @dbus_property()
+    @errors_mapped
     def Enable(self) -> "b":
         """Whether sshd runs (ssh.enable; true when unset)."""
-        return self._get_property("enable")
+        return self.ssh.settings()["enable"]
 
     @Enable.setter
+    @errors_mapped
     async def Enable(self, value: "b"):
-        await self._set_property("enable", value)
+        await self._set({"enable": value})
 
     @dbus_property()
+    @errors_mapped
     def PasswordAuthentication(self) -> "b":
         """Whether sshd accepts passwords (ssh.passwordAuthentication; true when unset)."""
-        return self._get_property("passwordAuthentication")
+        return self.ssh.settings()["passwordAuthentication"]
 
     @PasswordAuthentication.setter
+    @errors_mapped
     async def PasswordAuthentication(self, value: "b"):
-        await self._set_property("passwordAuthentication", value)
+        await self._set({"passwordAuthentication": value})
 
     @method()
     async def Configure(self, settings: "a{sv}"):

@@ -5,7 +5,7 @@ from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_property
 
 from ..system import System
-from .base import getter, method
+from .base import errors_mapped, method
 from .names import SYSTEM
 
 
@@ -18,17 +18,17 @@ class SystemInterface(ServiceInterface):
     # --- settings: read-only properties, changed by the Set methods (like timedated) ---------
 
     @dbus_property(access=PropertyAccess.READ)
-    @getter
+    @errors_mapped
     def Timezone(self) -> "s":
         return self.system.timezone()
 
     @dbus_property(access=PropertyAccess.READ)
-    @getter
+    @errors_mapped
     def AutoUpgrade(self) -> "b":
         return self.system.auto_upgrade()["enable"]
 
     @dbus_property(access=PropertyAccess.READ)
-    @getter
+    @errors_mapped
     def AllowReboot(self) -> "b":
         return self.system.auto_upgrade()["allowReboot"]
 
