@@ -374,9 +374,28 @@ def test_units_say_what_the_packaging_needs():
     assert "ListenStream=127.0.0.1:5050\n" in socket_unit
     gateway = (units / "spd-gateway.service").read_text()
     assert re.search(r"^ExecStart=/usr/bin/spd-gateway\b", gateway, re.M)
-    assert f"SupplementaryGroups={GATEWAY_GROUP}\n" in gateway and "DynamicUser=yes\n" in gateway
+    assert f"SupplementaryGroups={GATEWAY_GROUP}\n" in gateway and "User=spd-gateway\n" in gateway
+    # A static user (data/sysusers.d): dbus-daemon resets a DynamicUser's bus connection. What
+    # DynamicUser= implied is spelled out.
+    assert not re.search(r"^DynamicUser=", gateway, re.M)
+    for implied in ("ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "RemoveIPC=yes",
+                    "NoNewPrivileges=yes", "RestrictSUIDSGID=yes"):
+        assert f"{implied}\n" in gateway, implied
     assert "CapabilityBoundingSet=\n" in gateway and "RestrictAddressFamilies=AF_UNIX\n" in gateway
     assert "IPAddressDeny=any\n" in gateway and "IPAddressAllow=localhost\n" in gateway
+
+
+def test_sysusers_file_creates_the_gateway_user_in_its_group(tmp_path):
+    (tmp_path / "etc").mkdir()
+    r = subprocess.run(["systemd-sysusers", f"--root={tmp_path}", str(REPO / "data/sysusers.d/spd.conf")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    passwd = {line.split(":")[0]: line.split(":") for line in (tmp_path / "etc/passwd").read_text().splitlines()}
+    groups = {line.split(":")[0]: line.split(":") for line in (tmp_path / "etc/group").read_text().splitlines()}
+    name, _, uid, gid, _, home, shell = passwd["spd-gateway"]
+    assert 0 < int(uid) < 1000 and home == "/" and shell.endswith("/nologin")  # a system user, no home
+    assert groups["spd-gateway"][2] == gid
+    assert 0 < int(groups[GATEWAY_GROUP][2]) < 1000 and groups[GATEWAY_GROUP][3].split(",") == ["spd-gateway"]
 
 
 def _gateway_as(user: list, bus, where: Path, log: Path) -> tuple[Process, str]:
