@@ -125,10 +125,10 @@ def _nspawn(root: Path, script: str, timeout: float = 600) -> subprocess.Complet
                timeout=timeout, stdin=subprocess.DEVNULL, env={"PATH": PATH_ENV, "LANG": "C.UTF-8"})
 
 
-def root_filesystem() -> Path:
-    """The cached root, built first when there is none for the current key. Built in a folder of its
-    own and renamed into place when complete: an interrupted build is never used (it is removed by
-    the next run)."""
+def root_filesystem() -> tuple[Path, float | None]:
+    """The cached root and the seconds its build took (None: it was cached), built first when there is
+    none for the current key. Built in a folder of its own and renamed into place when complete: an
+    interrupted build is never used (the next run removes it)."""
     preflight()
     CACHE.mkdir(parents=True, exist_ok=True)
     key = cache_key()
@@ -137,7 +137,7 @@ def root_filesystem() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; a second run waits and uses it
         if done.is_dir():
             _say(f"root file system: cached {done}")
-            return done
+            return done, None
         for stale in CACHE.glob("building-*"):
             shutil.rmtree(stale, ignore_errors=True)
         building = CACHE / f"building-{key}"
@@ -149,8 +149,9 @@ def root_filesystem() -> Path:
             shutil.rmtree(building, ignore_errors=True)
             raise
         os.rename(building, done)
-        _say(f"root file system: built in {time.monotonic() - started:.0f} s")
-        return done
+        seconds = time.monotonic() - started
+        _say(f"root file system: built in {seconds:.0f} s")
+        return done, seconds
 
 
 # --- a booted machine ---------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class Machine:
             raise ValueError(f"broker is one of {BROKERS}")
         self.broker = broker
         self.timings: dict[str, float] = {}
-        cache = root_filesystem()
+        cache, self.timings["cache build"] = root_filesystem()
         self.work = Path(tempfile.mkdtemp(prefix="spd-systest-", dir="/var/tmp"))
         self.root = self.work / "root"
         for d in ("upper", "overlay-work", "root"):

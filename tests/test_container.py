@@ -46,7 +46,9 @@ def machine(request):
     m = Machine(request.param, FILES)
     m.secrets = {TOKEN, SECOND_TOKEN, "DEMO-RESTIC-PASSWORD", "DEMO-DB-PASSWORD", "DEMO-CLOUDFLARE-KEY",
                  "legacy-api-token-from-userdata"}
-    print(f"\n{request.param}: install {m.timings['install']:.1f} s, boot {m.timings['boot']:.1f} s")
+    built = m.timings["cache build"]
+    print(f"\n{request.param}: root file system {'cached' if built is None else f'built in {built:.0f} s'}, "
+          f"install {m.timings['install']:.1f} s, boot {m.timings['boot']:.1f} s")
     yield m
     m.close()
 
