@@ -31,6 +31,7 @@ from .users import Users
 from .userdata import open_userdata
 
 log = logging.getLogger("spd")
+STOP_GRACE = 10.0  # seconds to finish the calls in flight when stopped (systemd waits 90)
 
 
 def build(config, bus):
@@ -106,6 +107,13 @@ async def serve(config) -> int:
         # (the shorter the gap, the less a new activation waits for us to leave).
         await bus.release_name(BUS_NAME)
         await until_idle(0.01, idle_for)
+    elif stop.is_set():
+        # systemd stops us, e.g. for the reboot a call in flight asked logind for: answer the calls
+        # already running (not a backup: only calls), for a while, before leaving.
+        try:
+            await asyncio.wait_for(until_idle(0.01, access.idle_for), STOP_GRACE)
+        except asyncio.TimeoutError:
+            log.warning("calls still running after %gs: leaving without their answers", STOP_GRACE)
     for task in waiting:
         task.cancel()
     bus.disconnect()

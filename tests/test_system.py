@@ -3,13 +3,14 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
 import pytest
 
-from stack import PYTHON, call
-from systemd_helpers import logind, signals, systemd  # noqa: F401
+from stack import BUS_NAME, PATH, PYTHON, call
+from systemd_helpers import MOCK, logind, signals, systemd  # noqa: F401
 
 SYSTEM = "org.selfprivacy.System1"
 UNITS = {"apply": "sp-nixos-rebuild.service", "upgrade": "sp-nixos-upgrade.service",
@@ -83,6 +84,21 @@ def test_reboot_asks_logind_without_interaction(logind, api):
     assert r.status_code == 200, r.text
     assert r.json() == "System reboot has started"
     assert logind.method_calls("Reboot") == [[{"type": "b", "data": False}]]
+
+
+def test_a_call_running_when_spd_is_stopped_is_still_answered(logind, daemon, bus):
+    """A reboot stops every unit while the Reboot call that asked for it waits for logind's answer:
+    spd's SIGTERM comes before it can reply. It answers the calls in flight, then leaves."""
+    logind.call(MOCK, "AddMethod", "sssss", "org.freedesktop.login1.Manager", "Reboot", "b", "",
+                "time.sleep(2)")  # logind answers late
+    caller = subprocess.Popen(["busctl", f"--address={bus.address}", "call", BUS_NAME, PATH, SYSTEM, "Reboot"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)  # the call is with logind by now
+    daemon.process.proc.send_signal(signal.SIGTERM)
+    out, _ = caller.communicate(timeout=30)
+    assert caller.returncode == 0, out
+    assert daemon.process.proc.wait(10) == 0
+    assert "reboot requested from logind" in daemon.process.log()
 
 
 def test_actions_are_503_when_systemd_or_logind_is_not_on_the_bus(api, bus):
