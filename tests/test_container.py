@@ -279,6 +279,8 @@ def test_journal_holds_no_secret(machine):
     found = [secret for secret in machine.secrets if secret in journal]
     assert not found, f"in the journal: {found}"
     print(f"{machine.broker}: none of {len(machine.secrets)} secrets in {len(journal)} bytes of journal")
+    ours = machine.journal("-u", DAEMON_UNIT, "-u", GATEWAY_UNIT, "-o", "cat")
+    assert "Traceback" not in ours, ours[ours.index("Traceback") - 2000:][:6000]
 
 
 def test_reboot_powers_the_container_off(machine):
