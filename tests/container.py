@@ -58,6 +58,7 @@ BROKERS = ("dbus-daemon", "dbus-broker")
 # Where a package puts each folder of data/ (its subfolders kept).
 INSTALL = {"systemd": "usr/lib/systemd/system", "dbus-1": "usr/share/dbus-1",
            "sysusers.d": "usr/lib/sysusers.d", "polkit-1": "usr/share/polkit-1"}
+WORK_DIR, WORK_PREFIX = "/var/tmp", "spd-systest-"  # each boot's overlay, on the cache's file system
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -193,7 +194,9 @@ class Machine:
         self.broker = broker
         self.timings: dict[str, float] = {}
         cache, self.timings["cache build"] = root_filesystem()
-        self.work = Path(tempfile.mkdtemp(prefix="spd-systest-", dir="/var/tmp"))
+        _remove_abandoned()
+        self.work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=WORK_DIR))
+        (self.work / "owner").write_text(str(os.getpid()))
         self.root = self.work / "root"
         for d in ("upper", "overlay-work", "root"):
             (self.work / d).mkdir()
@@ -226,6 +229,7 @@ class Machine:
                  "--machine=spd-systest", "-D", str(self.root), "--boot"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={"PATH": PATH_ENV, "LANG": "C.UTF-8", "SYSTEMD_NSPAWN_TMPFS_TMP": "1"})
+        (self.work / "nspawn").write_text(str(self.nspawn.pid))
         self.leader = self._wait_for_pid1()
         deadline = time.monotonic() + 120
         while True:  # "offline" (or nothing) until PID 1 opened its private bus
@@ -322,6 +326,23 @@ class Machine:
         if os.path.ismount(self.root):
             subprocess.run(["umount", "-l", str(self.root)], capture_output=True)
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _remove_abandoned() -> None:
+    """Containers and overlays left by a run that was killed (its owner process is gone)."""
+    for work in Path(WORK_DIR).glob(WORK_PREFIX + "*"):
+        try:
+            os.kill(int((work / "owner").read_text()), 0)
+            continue  # its run is still going
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pass
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pid = int((work / "nspawn").read_text())
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd-nspawn":
+                os.kill(pid, 9)
+                time.sleep(1)
+        subprocess.run(["umount", "-l", str(work / "root")], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @contextlib.contextmanager
