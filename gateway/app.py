@@ -108,7 +108,8 @@ def _handler(app, route: Route):
                 if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
             args = [source(ctx) for source in route.args]
-            out = await daemon.call(route.interface, route.member, route.signature, args) if route.member else []
+            out = await daemon.call(route.interface, route.member, route.signature, args,
+                                    route.timeout) if route.member else []
             result = route.reply(out, ctx) if callable(route.reply) else route.reply
             status = route.status
             if isinstance(result, Reply):
@@ -119,8 +120,9 @@ def _handler(app, route: Route):
             activity.end()
             if attempt is not None and status != 404:  # only wrong words count
                 limiter.release(address, attempt)
-        if route.method != "GET":
-            log.info("%s %s %s by %s", route.method, request.path, status, (ctx and ctx.device) or "-")
+            if route.changes:  # the audit line: who changed what, with which outcome; never a body
+                log.info("device=%s request=%s %s status=%d", (ctx and ctx.device) or "-", route.method,
+                         request.path, status)
         return json_response(result, status=status, headers=HEADERS)
 
     return handle
