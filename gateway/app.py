@@ -11,6 +11,7 @@ from sanic.response import json as json_response
 from spd.idle import Activity
 
 from . import docs as docs_page
+from . import protocol
 from .daemon import Daemon
 from .errors import HTTPError
 from .fields import MAX_PATH_PARAM, parse_body, text
@@ -32,6 +33,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.ACCESS_LOG = False
     app.config.MOTD = False
+    protocol.configure(app)
     app.ctx.daemon = Daemon(bus_address)
     app.ctx.limiter = FailureLimiter()
     app.ctx.activity = Activity()  # requests in progress, for the idle exit
