@@ -2,8 +2,11 @@
 mixed reads and writes through the gateway while spd is SIGKILLed again and again. As on a server,
 D-Bus activation starts it again on the next call (there the bus hands the start to systemd).
 
+Each client reads, and one request in four is a write: odd clients create a user and then delete it,
+even ones add an SSH key to user1 and then remove it (the state stays the size of a real server's).
 Pass: every answer is 2xx, 4xx or 503 (no 5xx other than 503, no dropped connection); every write
-answered 2xx is in userdata.json at the end; the gateway's RSS grows less than 5 MiB from the first
+answered 2xx is in userdata.json at the end (what was last added and answered is there, what was last
+removed and answered is not; an item whose last write answered 503 may be either); the gateway's RSS grows less than 5 MiB from the first
 kill (its allocator's warm-up is behind it by then) to the end; no traceback in the gateway's log.
 
 Also counted, not judged: how often spd left on its own because dbus-fast dropped its bus connection.
@@ -12,6 +15,7 @@ a restart, the calls queued meanwhile and their large PropertiesChanged signals 
 socket, and spd exits (1) to be started again."""
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -38,9 +42,9 @@ class Result:
     seconds: float = 0.0
     kills: int = 0
     statuses: Counter = field(default_factory=Counter)  # "200", "503", or the transport error's type
-    users: list = field(default_factory=list)  # created, answered 2xx
-    root_keys: list = field(default_factory=list)  # added, answered 2xx
-    missing: list = field(default_factory=list)  # answered 2xx, absent at the end
+    acked: int = 0  # writes answered 2xx
+    expected: dict = field(default_factory=dict)  # (kind, item) -> present at the end? None: unknown
+    missing: list = field(default_factory=list)  # answered 2xx, but userdata.json says otherwise
     rss: dict = field(default_factory=dict)  # gateway VmRSS in MiB: start, first kill, end
     activations: int = 0  # spd starts by the bus
     lost_bus: int = 0  # spd exits after dbus-fast dropped its connection
@@ -70,31 +74,47 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def _write(n: int, i: int) -> tuple:
+    """Client n's write number i: (method, path, body, (kind, item), adds)."""
+    k, adds = divmod(i, 2)
+    adds = not adds
+    if n % 2:
+        user = f"soak{n}x{k}"
+        if adds:
+            return "POST", "/users", {"username": user, "password": f"pw-{user}"}, ("user", user), True
+        return "DELETE", f"/users/{user}", None, ("user", user), False
+    blob = keys.string(b"ssh-ed25519") + keys.string(hashlib.sha256(f"soak{n}x{k}".encode()).digest())
+    key = keys.line("ssh-ed25519", blob, f"soak{n}x{k}")  # the same key for its removal
+    return ("POST" if adds else "DELETE"), "/services/ssh/keys/user1", {"public_key": key}, \
+        ("key", key.split()[1]), adds
+
+
 async def _client(n: int, url: str, until: float, result: Result):
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
                                  timeout=120) as http:
-        i = 0
+        i = writes = 0
         while time.monotonic() < until:
             i += 1
-            body = None
-            if i % 4 == 0:  # one write in four: a user, or a root key, each new
-                if n % 2:
-                    user = f"soak{n}x{i}"
-                    method, path, body = "POST", "/users", {"username": user, "password": f"pw-{user}"}
-                else:
-                    key = keys.ed25519(f"soak{n}x{i}")
-                    method, path, body = "PUT", "/services/ssh/key/send", {"public_key": key}
+            if i % 4:
+                method, path, body, item = "GET", READS[(n + i) % len(READS)], None, None
             else:
-                method, path = "GET", READS[(n + i) % len(READS)]
+                method, path, body, item, adds = _write(n, writes)
+                writes += 1
             try:
                 r = await http.request(method, path, json=body)
+                status = r.status_code
             except httpx.TransportError as e:
-                result.statuses[type(e).__name__] += 1
+                status = type(e).__name__
+            result.statuses[str(status)] += 1
+            if item is None:
                 continue
-            result.statuses[str(r.status_code)] += 1
-            if body and r.is_success:
-                (result.users if path == "/users" else result.root_keys).append(
-                    body.get("username") or body.get("public_key"))
+            if status in (200, 201):
+                result.acked += 1
+                result.expected[item] = adds
+            elif status in (404, 409):  # already gone / already there: known all the same
+                result.expected[item] = status == 409
+            else:
+                result.expected[item] = None
 
 
 async def _owner_pid(conn) -> int | None:
@@ -162,10 +182,11 @@ def soak(work: Path, seconds: float, clients: int = 32, kill_every: float = 15.0
         result.rss.setdefault("first kill", result.rss["start"])
         _stop_daemon(bus)  # every reply it sent is on disk; nothing is in flight any more
         userdata = json.loads((root / "etc/nixos/userdata/userdata.json").read_text())
-        present = {u["username"] for u in userdata.get("users", [])}
-        stored = " ".join(userdata.get("ssh", {}).get("rootKeys", []))
-        result.missing = [u for u in result.users if u not in present] + \
-                         [k for k in result.root_keys if k.split()[1] not in stored]
+        users = {u["username"]: u for u in userdata["users"]}
+        present = {("user", name) for name in users} | {
+            ("key", key.split()[1]) for key in users["user1"]["sshKeys"]}
+        result.missing = [item for item, there in result.expected.items()
+                          if there is not None and there != (item in present)]
     finally:
         if gateway is not None:
             gateway.stop()
@@ -185,8 +206,8 @@ def report(r: Result) -> str:
         f"time:                {r.seconds:.0f} s, spd SIGKILLed {r.kills} times",
         f"requests:            {r.requests} ({r.requests / max(r.seconds, 1e-9):.0f}/s); {statuses}",
         f"unexpected answers:  {sum(r.unexpected.values())} {r.unexpected or ''}",
-        f"writes answered 2xx: {len(r.users) + len(r.root_keys)} ({len(r.users)} users, "
-        f"{len(r.root_keys)} root keys); missing at the end: {len(r.missing)}",
+        f"writes answered 2xx: {r.acked}; not as answered in userdata.json at the end: {len(r.missing)} "
+        f"{r.missing[:5] or ''}",
         f"gateway RSS:         {r.rss['start']:.2f} MiB at start, {r.rss['first kill']:.2f} at the first "
         f"kill, {r.rss['end']:.2f} at the end: {r.growth:+.2f} MiB (limit {MAX_GROWTH_MIB:g})",
         f"spd started:         {r.activations} times by the bus; it left {r.lost_bus} times on its own "
