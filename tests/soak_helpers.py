@@ -6,13 +6,14 @@ Each client reads, and one request in four is a write: odd clients create a user
 even ones add an SSH key to user1 and then remove it (the state stays the size of a real server's).
 Pass: every answer is 2xx, 4xx or 503 (no 5xx other than 503, no dropped connection); every write
 answered 2xx is in userdata.json at the end (what was last added and answered is there, what was last
-removed and answered is not; an item whose last write answered 503 may be either); the gateway's RSS grows less than 5 MiB from the first
-kill (its allocator's warm-up is behind it by then) to the end; no traceback in the gateway's log.
+removed and answered is not; an item whose last write answered 503 may be either); the gateway's RSS
+grows less than 5 MiB from the first kill (its allocator's warm-up is behind it by then) to the end;
+no traceback in the gateway's log.
 
 Also counted, not judged: how often spd left on its own because dbus-fast dropped its bus connection.
-dbus-fast (5.2) treats EAGAIN on a full socket as a lost connection (python-dbus-next issue 153); after
-a restart, the calls queued meanwhile and their large PropertiesChanged signals can fill spd's
-socket, and spd exits (1) to be started again."""
+dbus-fast (5.2) treats EAGAIN on a full socket as a lost connection (python-dbus-next issue 153), and
+spd exits (1) to be started again. Seen when writes only added (thousands of users and keys, each
+PropertiesChanged carrying a whole list): after a restart the calls queued meanwhile filled its socket."""
 
 import asyncio
 import hashlib

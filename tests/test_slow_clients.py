@@ -97,4 +97,5 @@ def test_normal_requests_work_while_many_slow_sockets_are_held(daemon, bus, tmp_
         for s in held:
             s.close()
         gateway.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, own)
     assert "Traceback" not in gateway.process.log(), gateway.process.log()
