@@ -104,19 +104,22 @@ def test_a_stopped_daemon_answers_reads_sooner_than_writes(api, daemon):
 
 def test_every_change_leaves_one_audit_line_without_secrets(api, daemon, gateway):
     """Device, method, path and status, once per request that changes something; nothing for reads;
-    the password in neither log."""
+    no password, token or mnemonic in either log."""
     password = "Corr3ct-Horse-Battery-9f2d"
     assert api.get("/users").status_code == 200
     r = api.post("/users", json={"username": "auditee", "password": password})
     assert r.status_code == 201, r.text
     assert api.post("/users", json={"username": "auditee", "password": password}).status_code == 409
+    mnemonic = api.post("/auth/new_device").json()["token"]
     applied = api.get("/system/configuration/apply").status_code  # a GET that changes something
     gateway.stop()
     assert daemon.stop() == 0
     lines = [line for line in gateway.process.log().splitlines() if "request=" in line]
     assert lines == ["spd-gateway: INFO: device=primary_token request=POST /users status=201",
                      "spd-gateway: INFO: device=primary_token request=POST /users status=409",
+                     "spd-gateway: INFO: device=primary_token request=POST /auth/new_device status=200",
                      "spd-gateway: INFO: device=primary_token request=GET /system/configuration/apply "
                      f"status={applied}"], lines
     for log in (gateway.process.log(), daemon.process.log()):
-        assert password not in log
+        for secret in (password, TOKEN, mnemonic, mnemonic.split()[0] + " " + mnemonic.split()[1]):
+            assert secret not in log
