@@ -12,7 +12,7 @@ from dbus_fast.constants import NameFlag
 from . import config as configuration
 from .bus import message_bus
 from .backups import Backups
-from .dbus.access import Access, CheckedBus
+from .dbus.access import Access
 from .dbus.backups import BackupsInterface
 from .dbus.names import BUS_NAME, PATH
 from .dbus.services import ServicesInterface
@@ -22,7 +22,7 @@ from .dbus.ssh import SSHInterface
 from .dbus.tokens import TokensInterface
 from .dbus.users import UsersInterface
 from .errors import SpdError
-from .idle import busy, until_idle
+from .idle import CALLS, busy, until_idle
 from .services import Services
 from .system import System
 from .ssh import SSH
@@ -65,11 +65,11 @@ def refresh(interfaces) -> None:
 
 
 async def serve(config) -> int:
-    bus = await message_bus(config.bus, CheckedBus).connect()
+    bus = await message_bus(config.bus).connect()
     interfaces = build(config, bus)
     access = Access(bus, interfaces, config.gateway_group)
-    for member in access.check_table(interfaces):
-        log.warning("%s has no row in spd/dbus/access.py TABLE: refused to every caller", member)
+    for member in access.undeclared:
+        log.warning("%s declares no access rule: refused to every caller", member)
     await access.start()  # before export: no call is ever dispatched unchecked
     # export() reads every property for an InterfacesAdded signal that no one can receive yet (the
     # name is not ours); with userdata.json unusable (logged above) or systemd not up yet (an async
@@ -89,7 +89,7 @@ async def serve(config) -> int:
     log.info("serving %s on %s, root %s", BUS_NAME, config.bus, config.root)
 
     def idle_for() -> float:
-        return 0.0 if busy(interfaces) else access.idle_for()
+        return 0.0 if busy(interfaces) or access.waiting() else CALLS.idle_for()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
