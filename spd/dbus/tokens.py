@@ -20,6 +20,9 @@ class TokensInterface(LiveInterface):
         self._expiry = None  # the timer that refreshes Recovery when its token expires
         self._timed = None  # the Recovery value that timer is for
 
+    def source(self):  # Recovery's `valid` also depends on the time: its timer refreshes then
+        return self.tokens.store.read()
+
     def current(self) -> dict:
         return {"Devices": [list(t) for t in self.tokens.list()],
                 "Recovery": list(self.tokens.recovery_status())}
