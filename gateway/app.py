@@ -8,7 +8,7 @@ from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import html
 from sanic.response import json as json_response
 
-from spd.idle import Activity
+from spd.dbus.names import Activity
 
 from . import docs as docs_page
 from . import protocol
@@ -109,9 +109,11 @@ def _handler(app, route: Route):
                 attempt = limiter.begin(address)  # counted as failed until it is known not to be
                 if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
-            args = [source(ctx) for source in route.args]
-            out = await daemon.call(route.interface, route.member, route.signature, args,
-                                    route.timeout) if route.member else []
+            out = []
+            for step in route.steps:
+                if step.when is None or step.when(ctx):
+                    out = await daemon.call(step.interface, step.member, step.signature,
+                                            [source(ctx) for source in step.args], route.timeout)
             result = route.reply(out, ctx) if callable(route.reply) else route.reply
             status = route.status
             if isinstance(result, Reply):

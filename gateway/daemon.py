@@ -14,10 +14,9 @@ import logging
 from dbus_fast import Message, MessageType
 from dbus_fast.errors import DBusError
 
-from spd.bus import message_bus
-from spd.dbus.names import BUS_NAME, PATH, TOKENS
+from spd.dbus.names import BUS_NAME, PATH, TOKENS, message_bus
 
-from .errors import HTTPError, from_dbus
+from .errors import UNREACHABLE, HTTPError, from_dbus
 
 log = logging.getLogger("spd-gateway")
 
@@ -28,7 +27,7 @@ CACHE_MAX = 4096
 
 def _unreachable() -> HTTPError:
     # A fresh error each time: one shared instance raised again and again grows its traceback.
-    return HTTPError(503, "The SelfPrivacy daemon is not reachable")
+    return HTTPError(503, UNREACHABLE)
 
 
 class Daemon:
