@@ -145,6 +145,7 @@ class JsonFile:
         self._cache_lock = threading.Lock()  # a read stores its result only if no write came between
         self._pending = []  # (change, future) waiting for the next group commit
         self._writer = None
+        self.on_commit = []  # fn() after each commit, before its callers hear of it (on their thread)
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -178,6 +179,7 @@ class JsonFile:
         the file is left alone. Blocks while the disk works: the daemon's request handlers use
         update_async instead."""
         ((result, error),) = self._commit([change])
+        self._committed()
         if error is not None:
             raise error
         return result
@@ -202,6 +204,7 @@ class JsonFile:
                 outcomes = await asyncio.to_thread(self._commit, [change for change, _ in batch])
             except Exception as e:  # the file is missing or corrupt, or the write failed
                 outcomes = [(None, e)] * len(batch)
+            self._committed()  # before any caller resumes: whatever it answers next sees the change
             for (_, future), (result, error) in zip(batch, outcomes):
                 if future.done():
                     continue
@@ -209,6 +212,13 @@ class JsonFile:
                     future.set_exception(error)
                 else:
                     future.set_result(result)
+
+    def _committed(self) -> None:
+        for listener in self.on_commit:
+            try:
+                listener()
+            except Exception:  # a listener's bug must not turn a made change into a failed call
+                log.exception("a listener of %s failed", self.path.name)
 
     def _commit(self, changes) -> list:
         """Apply changes in order under the lock and write once: [(result, exception)] per change.
@@ -247,12 +257,17 @@ class JsonFile:
             if text is not None and after is not None and after == before and list(after) == list(before):
                 return outcomes  # nothing changed: leave the file (and its mtime) alone
             raw = split_top(text) if text is not None and isinstance(data, dict) else {}
+            written = (None, None)
             try:
                 self._write(self._render(data, raw, before, after))
+                st = os.stat(self.path)
+                written = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
             finally:
                 with self._cache_lock:
                     self._generation += 1
-                    self._cached = (None, None)
+                    # What we wrote is what the next read would parse (listeners read right after a
+                    # commit): keep it, under the lock that still holds off other writers.
+                    self._cached = written
             return outcomes
 
     def remove_stale_temps(self) -> None:
