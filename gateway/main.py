@@ -1,12 +1,14 @@
 """spd-gateway's entry point: serve on --host/--port, or on the socket systemd passes."""
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import socket
 import sys
 
+from spd import stall
 from spd.idle import until_idle
 
 from .app import create_app
@@ -42,6 +44,10 @@ def main(argv=None) -> None:
     log.setLevel(logging.INFO)
     log.propagate = False
     app = create_app(a.bus)
+
+    @app.before_server_start
+    async def stall_detector(app):  # SPD_STALL_MS (spd/stall.py)
+        stall.watch(asyncio.get_running_loop(), log)
     sock = inherited_socket()
     if a.idle_timeout > 0 and sock is None:
         log.warning("--idle-timeout applies only when socket-activated (nothing would start us again)")

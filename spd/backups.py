@@ -326,8 +326,7 @@ class Backups:
         if origin is None or not os.path.isabs(origin):
             raise ResticError(restic.FAILED, "This snapshot does not hold a var folder to restore")
         staging = str(self.staging)
-        await asyncio.to_thread(shutil.rmtree, staging, True)  # what a killed restore left
-        os.makedirs(staging, mode=0o700)
+        await asyncio.to_thread(_fresh_folder, staging)  # emptied of what a killed restore left
         try:
             # restic 0.14 restore reports no progress: measure what it wrote against the snapshot's size.
             watch = asyncio.get_running_loop().create_task(self._watch_restore(repo, snapshot, staging))
@@ -356,6 +355,11 @@ class Backups:
             written = await asyncio.to_thread(_bytes_under, staging)
             self._set(progress=round(min(RESTORE_WRITTEN * written / total, RESTORE_WRITTEN), 3))
             await asyncio.sleep(RESTORE_POLL)
+
+
+def _fresh_folder(path: str) -> None:
+    shutil.rmtree(path, True)
+    os.makedirs(path, mode=0o700)
 
 
 def _bytes_under(folder: str) -> int:

@@ -247,12 +247,16 @@ class JsonFile:
             if text is not None and after is not None and after == before and list(after) == list(before):
                 return outcomes  # nothing changed: leave the file (and its mtime) alone
             raw = split_top(text) if text is not None and isinstance(data, dict) else {}
+            written = (None, None)
             try:
-                self._write(self._render(data, raw, before, after))
+                # What we wrote becomes the cached reading: no reader parses the file again after
+                # our own write (on the event loop, for a big file, that would stall every caller).
+                # `data` is what parsing the text gives: the changes put only JSON values in it.
+                written = (self._write(self._render(data, raw, before, after)), data)
             finally:
                 with self._cache_lock:
                     self._generation += 1
-                    self._cached = (None, None)
+                    self._cached = written
             return outcomes
 
     def remove_stale_temps(self) -> None:
@@ -313,7 +317,8 @@ class JsonFile:
         finally:
             os.close(fd)
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: str) -> tuple:
+        """Replace the file with `text`; returns the new file's cache key (as read() computes it)."""
         try:
             st = os.stat(self.path)
             mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
@@ -329,6 +334,7 @@ class JsonFile:
                 f.write(text.encode())
                 f.flush()
                 os.fsync(f.fileno())
+                st = os.fstat(f.fileno())  # the rename keeps inode, mtime and size
             os.replace(tmp, self.path)
         except BaseException:
             try:
@@ -346,6 +352,7 @@ class JsonFile:
                 os.close(dfd)
         except OSError as e:
             log.warning("%s was replaced, but syncing its folder failed: %s", self.path.name, e.strerror or e)
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # C-accelerated

@@ -10,6 +10,7 @@ from dbus_fast import RequestNameReply
 from dbus_fast.constants import NameFlag
 
 from . import config as configuration
+from . import restic, stall
 from .bus import message_bus
 from .backups import Backups
 from .dbus.access import Access, CheckedBus
@@ -33,17 +34,18 @@ from .userdata import open_userdata
 log = logging.getLogger("spd")
 
 
-def build(config, bus):
+async def build(config, bus):
     """The domain objects and their D-Bus interfaces. `bus` also reaches systemd and logind."""
-    userdata = open_userdata(config)
+    userdata = await asyncio.to_thread(open_userdata, config)
     try:
-        userdata.read()
+        await asyncio.to_thread(userdata.read)  # parsed off the loop, and cached
     except SpdError as e:
         # Start anyway: the app can still log in (tokens live elsewhere) and every call that needs
         # userdata.json answers this message, until the file is fixed (no restart needed then).
         log.error("%s: serving anyway; whatever needs userdata.json fails until it is fixed", e.message)
+    await asyncio.to_thread(restic.remove_stale_password_folders)
     tokens = Tokens(config, userdata)
-    tokens.import_legacy()
+    await tokens.import_legacy()
     systemd = Systemd(bus)
     return [
         TokensInterface(tokens),
@@ -57,7 +59,7 @@ def build(config, bus):
 
 async def serve(config) -> int:
     bus = await message_bus(config.bus, CheckedBus).connect()
-    interfaces = build(config, bus)
+    interfaces = await build(config, bus)
     access = Access(bus, interfaces, config.gateway_group)
     for member in access.check_table(interfaces):
         log.warning("%s has no row in spd/dbus/access.py TABLE: refused to every caller", member)
@@ -123,7 +125,9 @@ def main(argv=None) -> None:
                         format="%(name)s: %(levelname)s: %(message)s")
     config = configuration.parse(argv)
     try:
-        sys.exit(asyncio.run(serve(config)))
+        with asyncio.Runner(loop_factory=stall.loop_factory(logging.getLogger("spd.stall"))) as runner:
+            code = runner.run(serve(config))
+        sys.exit(code)
     except SpdError as e:  # a state we refuse to start on, e.g. a corrupt token store
         log.error("%s", e.message)
         sys.exit(1)

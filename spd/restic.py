@@ -10,10 +10,12 @@ the daemon stops or dies.
 import asyncio
 import logging
 import os
+import re
 import shutil
 import signal
+import stat
 import tempfile
-from contextlib import contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 log = logging.getLogger("spd.backups")
@@ -33,6 +35,9 @@ PASSED_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "XDG_CACHE_HOME", "RES
 PROGRESS_FPS = "2"  # restic's JSON default is 60 status lines a second: far more than anyone watches
 STOP_GRACE = 10.0  # seconds restic gets to release its lock after SIGINT
 MAX_MESSAGE = 400
+PASSWORD_PREFIX = "spd-restic-"  # + our pid + "-": the folder of the password file while restic runs
+PASSWORD_FILE = "password"
+STALE = re.compile(re.escape(PASSWORD_PREFIX) + r"([0-9]+)-[A-Za-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ async def _run_once(repo: Repository, args: list, on_line, timeout, ok) -> str:
     exe = shutil.which("restic")
     if exe is None:
         raise ResticError(ABSENT, "restic is not installed (not found in PATH)")
-    with _password_file(repo.password) as password_file:
+    async with _password_file(repo.password) as password_file:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.setdefault("RESTIC_PROGRESS_FPS", PROGRESS_FPS)
         if "CACHE_DIRECTORY" in os.environ and "RESTIC_CACHE_DIR" not in env:  # systemd's CacheDirectory=
@@ -148,18 +153,81 @@ def _error(repo: Repository, command: str, code: int, stderr: str) -> ResticErro
     return ResticError(FAILED, f"restic {command} failed: {detail}")
 
 
-@contextmanager
-def _password_file(password: str):
-    # systemd's RuntimeDirectory= (a tmpfs under /run, emptied when the daemon stops) when there is one.
-    folder = tempfile.mkdtemp(prefix="spd-restic-", dir=os.environ.get("RUNTIME_DIRECTORY") or None)  # 0700
+def _password_parent() -> str:
+    """systemd's RuntimeDirectory= (a tmpfs under /run, emptied when the daemon stops) when there is
+    one, else the temp folder (/tmp)."""
+    return os.environ.get("RUNTIME_DIRECTORY") or tempfile.gettempdir()
+
+
+def _write_password(password: str) -> str:
+    """A new 0700 folder, named for our pid, holding the 0600 file `password`; the folder."""
+    folder = tempfile.mkdtemp(prefix=f"{PASSWORD_PREFIX}{os.getpid()}-", dir=_password_parent())
     try:
-        path = os.path.join(folder, "password")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(os.path.join(folder, PASSWORD_FILE),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(password)
-        yield path
-    finally:
+    except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+@asynccontextmanager
+async def _password_file(password: str):
+    folder = await asyncio.to_thread(_write_password, password)  # disk work: off the event loop
+    try:
+        yield os.path.join(folder, PASSWORD_FILE)
+    finally:
+        # Two unlinks, done at once: an await here could be cancelled and leave the secret behind.
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_password_folders() -> None:
+    """Remove the password folders a daemon killed while restic ran left behind (in /tmp they
+    outlive it). Only what is recognisably ours goes: a real folder (never a link) named
+    spd-restic-<pid>-*, owned by us, whose pid is no running process, holding nothing but a
+    regular file `password`. Everything is reached through descriptors, never through a link."""
+    parent = _password_parent()
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        for name in os.listdir(parent_fd):
+            m = STALE.fullmatch(name)
+            if m is None or int(m.group(1)) == os.getpid() or _running(int(m.group(1))):
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+            except OSError:  # a link, a file, or gone
+                continue
+            try:
+                st = os.fstat(fd)
+                if st.st_uid != os.geteuid() or st.st_mode & 0o777 != 0o700:
+                    continue
+                if os.listdir(fd) == [PASSWORD_FILE]:
+                    if stat.S_ISREG(os.stat(PASSWORD_FILE, dir_fd=fd, follow_symlinks=False).st_mode):
+                        os.unlink(PASSWORD_FILE, dir_fd=fd)
+                if not os.listdir(fd):
+                    os.rmdir(name, dir_fd=parent_fd)
+                    log.info("removed %s, left behind by a stopped daemon", os.path.join(parent, name))
+            except OSError as e:
+                log.warning("cannot remove %s: %s", os.path.join(parent, name), e.strerror or e)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(parent_fd)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _with_parent(exe: str) -> list:

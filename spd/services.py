@@ -1,6 +1,7 @@
 """The server's services: which are enabled (userdata `<service>.enable`, applied by the next
 nixos-rebuild), whether their units run (asked of systemd), and the mail server's DKIM record."""
 
+import asyncio
 import base64
 import logging
 import re
@@ -85,8 +86,11 @@ class Services:
             result[key] = min(codes)  # running beats stopped beats missing
         return result
 
-    def dkim(self) -> str:
-        """Base64 of the whole DKIM record file of the server's domain."""
+    async def dkim(self) -> str:
+        """Base64 of the whole DKIM record file of the server's domain (read off the event loop)."""
+        return await asyncio.to_thread(self._dkim)
+
+    def _dkim(self) -> str:
         try:
             domain = self.config.path("var/domain").read_text().strip()
         except FileNotFoundError:

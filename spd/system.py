@@ -75,6 +75,8 @@ class System:
 
     async def set_timezone(self, name: str) -> bool:
         """Whether the timezone changed."""
+        if _zones is None:  # the first look reads every file of the zone database: not on the loop
+            await asyncio.to_thread(valid_timezone, "UTC")
         if not valid_timezone(name):
             raise InvalidArgument(f"Invalid timezone: {name[:MAX_ZONE]!r} is not an IANA time zone name")
         if self.userdata.read().get("timezone") == name:

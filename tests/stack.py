@@ -177,7 +177,8 @@ class Gateway:
 
 def busctl(bus: Bus, *args, check: bool = True):
     """busctl --json=short against the private bus; returns the parsed JSON (None for no output)."""
-    r = subprocess.run(["busctl", f"--address={bus.address}", "--json=short", *map(str, args)],
+    # "--": nothing after it is an option (a random token may start with "-")
+    r = subprocess.run(["busctl", f"--address={bus.address}", "--json=short", "--", *map(str, args)],
                        capture_output=True, text=True, timeout=30)
     if check and r.returncode != 0:
         raise BusctlError(r.stderr.strip())

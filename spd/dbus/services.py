@@ -72,6 +72,6 @@ class ServicesInterface(ServiceInterface):
             self.emit_properties_changed({"Status": now})
 
     @method()
-    def GetDkim(self) -> "s":
+    async def GetDkim(self) -> "s":
         """Base64 of the mail server's DKIM record file; NotFound when there is none."""
-        return self.services.dkim()
+        return await self.services.dkim()

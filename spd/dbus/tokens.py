@@ -27,29 +27,29 @@ class TokensInterface(ServiceInterface):
         return [list(t) for t in self.tokens.list()]
 
     @method()
-    def Refresh(self, token: "s") -> "s":
+    async def Refresh(self, token: "s") -> "s":
         """Replace a token with a new one for the same device."""
-        new = self.tokens.refresh(token)
+        new = await self.tokens.refresh(token)
         self.Changed()
         return new
 
     @method()
-    def Delete(self, name: "s"):
-        self.tokens.delete(name)
+    async def Delete(self, name: "s"):
+        await self.tokens.delete(name)
         self.Changed()
 
     @method()
-    def CreateNewDevice(self) -> "s":
+    async def CreateNewDevice(self) -> "s":
         """A 12-word mnemonic that authorizes one new device within 10 minutes."""
-        return self.tokens.new_device_create()
+        return await self.tokens.new_device_create()
 
     @method()
-    def ForgetNewDevice(self):
-        self.tokens.new_device_forget()
+    async def ForgetNewDevice(self):
+        await self.tokens.new_device_forget()
 
     @method()
-    def AuthorizeNewDevice(self, words: "s", device: "s") -> "s":
-        token = self.tokens.new_device_redeem(words, device)
+    async def AuthorizeNewDevice(self, words: "s", device: "s") -> "s":
+        token = await self.tokens.new_device_redeem(words, device)
         self.Changed()
         return token
 
@@ -59,12 +59,12 @@ class TokensInterface(ServiceInterface):
         return list(self.tokens.recovery_status())
 
     @method()
-    def CreateRecovery(self, expiration: "s", uses: "i") -> "s":
+    async def CreateRecovery(self, expiration: "s", uses: "i") -> "s":
         """An 18-word recovery mnemonic. expiration: ISO-8601 or "" for never; uses: 0 unlimited."""
-        return self.tokens.recovery_create(expiration, uses)
+        return await self.tokens.recovery_create(expiration, uses)
 
     @method()
-    def UseRecovery(self, words: "s", device: "s") -> "s":
-        token = self.tokens.recovery_redeem(words, device)
+    async def UseRecovery(self, words: "s", device: "s") -> "s":
+        token = await self.tokens.recovery_redeem(words, device)
         self.Changed()
         return token

@@ -1,0 +1,124 @@
+"""The stall detector, for tests and benchmarks: with SPD_STALL_MS=N in its environment, spd (and
+spd-gateway) logs every callback that held its event loop for N ms or longer, naming the callback.
+
+It is asyncio's own slow-callback report (debug mode with loop.slow_callback_duration), which
+measures wall-clock time. On a busy machine that also counts the time the loop's thread waited for
+a CPU while other processes ran: a 1 ms callback preempted for 30 ms looks like a 31 ms stall. So
+spd reads its loop thread's run-queue wait from the kernel (/proc/thread-self/schedstat, field 2) each
+time the loop wakes, and reports what a slow callback held apart from that wait: time running, or
+blocked in a system call (an fsync, a lock), or waiting for the GIL that another of our threads held:
+
+    spd.stall: WARNING: held the loop 31.2 ms (wall 33.0 ms, 1.8 ms waiting for a CPU): <Handle ...>
+
+A callback whose wall time the wait explains is logged at INFO ("... not a stall"). The gateway runs
+on uvloop, where the loop is Sanic's: it reports wall time only. Debug mode makes everything slower
+(asyncio records where every callback was created): never for production.
+"""
+
+import asyncio
+import logging
+import os
+import selectors
+
+ENV = "SPD_STALL_MS"
+_EXECUTING = "Executing %s took %.3f seconds"  # asyncio's and uvloop's slow-callback warning
+
+
+def threshold_ms() -> float:
+    """SPD_STALL_MS as a number of milliseconds; 0 (off) when unset or not a positive number."""
+    try:
+        value = float(os.environ.get(ENV) or 0)
+    except ValueError:
+        return 0.0
+    return value if value > 0 else 0.0
+
+
+class _RunQueueWait:
+    """The loop thread's total time spent runnable but not running (ns), as the kernel counts it."""
+
+    def __init__(self):
+        try:  # opened on the loop's thread: thread-self is resolved now
+            self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._fd = None
+        self.mark = self.read()  # when the callbacks being run started (or the last report)
+
+    def read(self) -> int | None:
+        if self._fd is None:
+            return None
+        try:
+            return int(os.pread(self._fd, 128, 0).split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+class _MarkingSelector(selectors.DefaultSelector):
+    """The loop's selector, noting the run-queue wait each time the loop wakes to run callbacks."""
+
+    def __init__(self, wait: _RunQueueWait):
+        super().__init__()
+        self._wait = wait
+
+    def select(self, timeout=None):
+        events = super().select(timeout)
+        self._wait.mark = self._wait.read()
+        return events
+
+
+class _Report(logging.Filter):
+    """Replaces asyncio's slow-callback warning (on the `asyncio` logger) with our report."""
+
+    def __init__(self, threshold: float, report: logging.Logger, wait: _RunQueueWait | None):
+        super().__init__()
+        self.threshold, self.report, self.wait = threshold, report, wait
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != _EXECUTING or not isinstance(record.args, tuple) or len(record.args) != 2:
+            return True
+        callback, wall = record.args[0], record.args[1] * 1000
+        if self.wait is None:
+            self.report.warning("held the loop %.1f ms (wall clock): %s", wall, callback)
+            return False
+        waited, now = 0.0, self.wait.read()
+        if now is not None and self.wait.mark is not None:
+            # The wait since this batch of callbacks began (or the last report): at most the
+            # callback's own, plus whatever faster callbacks before it in the batch waited.
+            waited = min((now - self.wait.mark) / 1e6, wall)
+            self.wait.mark = now
+        held = wall - waited
+        stall = held >= self.threshold
+        self.report.log(logging.WARNING if stall else logging.INFO,
+                        "held the loop %.1f ms (wall %.1f ms, %.1f ms waiting for a CPU)%s: %s",
+                        held, wall, waited, "" if stall else ", not a stall", callback)
+        return False
+
+
+def _switch_on(loop: asyncio.AbstractEventLoop, threshold: float, report: logging.Logger,
+               wait: _RunQueueWait | None) -> None:
+    loop.set_debug(True)
+    loop.slow_callback_duration = threshold / 1000
+    logging.getLogger("asyncio").addFilter(_Report(threshold, report, wait))
+    report.info("stall detector on: callbacks that hold the event loop %g ms or longer are logged", threshold)
+
+
+def loop_factory(report: logging.Logger):
+    """For asyncio.Runner: None (the default loop) when SPD_STALL_MS is off, else a factory for a
+    loop that reports stalls, corrected for the time its thread waited for a CPU."""
+    threshold = threshold_ms()
+    if not threshold:
+        return None
+
+    def new_loop() -> asyncio.AbstractEventLoop:
+        wait = _RunQueueWait()
+        loop = asyncio.SelectorEventLoop(_MarkingSelector(wait))
+        _switch_on(loop, threshold, report, wait if wait.mark is not None else None)
+        return loop
+
+    return new_loop
+
+
+def watch(loop: asyncio.AbstractEventLoop, report: logging.Logger) -> None:
+    """Switch the detector on for a running loop we did not create (the gateway's), when asked."""
+    threshold = threshold_ms()
+    if threshold:
+        _switch_on(loop, threshold, report, None)
