@@ -29,6 +29,8 @@ from pathlib import Path
 from common import SignalCounter, timezone_script, wrk, wrk_result, wrk_start
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 
+from spd import stall  # noqa: E402
+
 READS = ["/auth/tokens", "/users", "/system/configuration/timezone", "/services/ssh"]
 CONNECTIONS = 8
 
@@ -133,6 +135,10 @@ def main():
                   flush=True)
         print("\ntargets: ratio >= 0.45 and p99 under writes < 10 ms for each kind of write")
         for name, proc in (("spd", daemon.process), ("gateway", gateway.process)):
+            if stall.threshold_ms():
+                reports = [line for line in proc.log().splitlines() if "held the loop" in line]
+                print(f"\n{name}: {len(reports)} callbacks over {stall.ENV}={stall.threshold_ms():g} ms"
+                      + "".join(f"\n  {line}" for line in reports[:20]))
             if "Traceback" in proc.log():
                 print(f"warning: {name} logged a traceback, see {proc.log_path}", file=sys.stderr)
     finally:

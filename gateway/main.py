@@ -1,7 +1,6 @@
 """spd-gateway's entry point: serve on --host/--port, or on the socket systemd passes."""
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
@@ -44,10 +43,8 @@ def main(argv=None) -> None:
     log.setLevel(logging.INFO)
     log.propagate = False
     app = create_app(a.bus)
-
-    @app.before_server_start
-    async def stall_detector(app):  # SPD_STALL_MS (spd/stall.py)
-        stall.watch(asyncio.get_running_loop(), log)
+    if stall.use_for_new_loops(log):  # SPD_STALL_MS: asyncio's loop, which reports stalls
+        app.config.USE_UVLOOP = False
     sock = inherited_socket()
     if a.idle_timeout > 0 and sock is None:
         log.warning("--idle-timeout applies only when socket-activated (nothing would start us again)")

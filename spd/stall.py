@@ -10,18 +10,26 @@ blocked in a system call (an fsync, a lock), or waiting for the GIL that another
 
     spd.stall: WARNING: held the loop 31.2 ms (wall 33.0 ms, 1.8 ms waiting for a CPU): <Handle ...>
 
-A callback whose wall time the wait explains is logged at INFO ("... not a stall"). The gateway runs
-on uvloop, where the loop is Sanic's: it reports wall time only. Debug mode makes everything slower
-(asyncio records where every callback was created): never for production.
+Quoted values in the description of the callback (a task's result, a handle's arguments: maybe a
+token or a mnemonic) are replaced by '***'.
+
+A callback whose wall time the wait explains is logged at INFO ("... not a stall"). The gateway then
+runs on asyncio's loop instead of uvloop. Debug mode makes everything slower (asyncio records where
+every callback was created): never for production.
 """
 
 import asyncio
 import logging
 import os
+import re
 import selectors
+import weakref
 
 ENV = "SPD_STALL_MS"
 _EXECUTING = "Executing %s took %.3f seconds"  # asyncio's and uvloop's slow-callback warning
+# Quoted values in a callback's description (a task's result, a handle's arguments) may be secrets:
+# a new token, a mnemonic. They are left out of the report.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" "|" r'"(?:[^"\\]|\\.)*"')
 
 
 def threshold_ms() -> float:
@@ -68,23 +76,25 @@ class _MarkingSelector(selectors.DefaultSelector):
 class _Report(logging.Filter):
     """Replaces asyncio's slow-callback warning (on the `asyncio` logger) with our report."""
 
-    def __init__(self, threshold: float, report: logging.Logger, wait: _RunQueueWait | None):
+    def __init__(self, threshold: float, report: logging.Logger):
         super().__init__()
-        self.threshold, self.report, self.wait = threshold, report, wait
+        self.threshold, self.report = threshold, report
+        self.waits = weakref.WeakKeyDictionary()  # loop -> its thread's _RunQueueWait
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg != _EXECUTING or not isinstance(record.args, tuple) or len(record.args) != 2:
             return True
-        callback, wall = record.args[0], record.args[1] * 1000
-        if self.wait is None:
-            self.report.warning("held the loop %.1f ms (wall clock): %s", wall, callback)
-            return False
-        waited, now = 0.0, self.wait.read()
-        if now is not None and self.wait.mark is not None:
+        callback, wall = _QUOTED.sub("'***'", str(record.args[0])), record.args[1] * 1000
+        try:
+            wait = self.waits.get(asyncio.get_running_loop())
+        except RuntimeError:
+            wait = None
+        waited, now = 0.0, wait.read() if wait else None
+        if now is not None and wait.mark is not None:
             # The wait since this batch of callbacks began (or the last report): at most the
             # callback's own, plus whatever faster callbacks before it in the batch waited.
-            waited = min((now - self.wait.mark) / 1e6, wall)
-            self.wait.mark = now
+            waited = min((now - wait.mark) / 1e6, wall)
+            wait.mark = now
         held = wall - waited
         stall = held >= self.threshold
         self.report.log(logging.WARNING if stall else logging.INFO,
@@ -93,32 +103,38 @@ class _Report(logging.Filter):
         return False
 
 
-def _switch_on(loop: asyncio.AbstractEventLoop, threshold: float, report: logging.Logger,
-               wait: _RunQueueWait | None) -> None:
-    loop.set_debug(True)
-    loop.slow_callback_duration = threshold / 1000
-    logging.getLogger("asyncio").addFilter(_Report(threshold, report, wait))
-    report.info("stall detector on: callbacks that hold the event loop %g ms or longer are logged", threshold)
-
-
 def loop_factory(report: logging.Logger):
-    """For asyncio.Runner: None (the default loop) when SPD_STALL_MS is off, else a factory for a
-    loop that reports stalls, corrected for the time its thread waited for a CPU."""
+    """For asyncio.Runner: None (the default loop) when SPD_STALL_MS is off, else a factory for
+    loops that report stalls, corrected for the time their thread waited for a CPU."""
     threshold = threshold_ms()
     if not threshold:
         return None
+    reporter = _Report(threshold, report)
+    logging.getLogger("asyncio").addFilter(reporter)
+    report.info("stall detector on: callbacks that hold the event loop %g ms or longer are logged", threshold)
 
     def new_loop() -> asyncio.AbstractEventLoop:
         wait = _RunQueueWait()
         loop = asyncio.SelectorEventLoop(_MarkingSelector(wait))
-        _switch_on(loop, threshold, report, wait if wait.mark is not None else None)
+        loop.set_debug(True)
+        loop.slow_callback_duration = threshold / 1000
+        if wait.mark is not None:  # else (no schedstat) wall-clock time only
+            reporter.waits[loop] = wait
         return loop
 
     return new_loop
 
 
-def watch(loop: asyncio.AbstractEventLoop, report: logging.Logger) -> None:
-    """Switch the detector on for a running loop we did not create (the gateway's), when asked."""
-    threshold = threshold_ms()
-    if threshold:
-        _switch_on(loop, threshold, report, None)
+def use_for_new_loops(report: logging.Logger) -> bool:
+    """For a server that makes its own loop (Sanic): when SPD_STALL_MS is on, every loop asyncio
+    makes from now on is ours. True when on (the caller must then not ask for uvloop)."""
+    factory = loop_factory(report)
+    if factory is None:
+        return False
+
+    class Policy(asyncio.DefaultEventLoopPolicy):
+        def new_event_loop(self):
+            return factory()
+
+    asyncio.set_event_loop_policy(Policy())
+    return True

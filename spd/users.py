@@ -1,9 +1,9 @@
 """Users of the server: `users[]` in userdata.json, next to the master user (top-level `username`).
 
 A password is hashed by mkpasswd (SHA-512 crypt, which NixOS accepts) with the password on its
-stdin, never in argv or the environment, where /proc would show it. Hashing runs as an asyncio
-subprocess outside the userdata lock, so the daemon keeps serving meanwhile; the write itself is a
-group commit (JsonFile.update_async), so concurrent creations share one fsync.
+stdin, never in argv or the environment, where /proc would show it. Hashing runs on a worker thread
+outside the userdata lock, so the daemon keeps serving meanwhile; the write itself is a group commit
+(JsonFile.update_async), so concurrent creations share one fsync.
 """
 
 import asyncio
@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 
 from .errors import AlreadyExists, Failed, InvalidArgument, NotFound, Reserved
 from .jsonfile import JsonFile
@@ -30,6 +31,7 @@ RESERVED = frozenset({
 })
 _CRYPT = re.compile(r"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}")
 HASHERS = 2 * (os.cpu_count() or 1)  # concurrent mkpasswd processes
+MKPASSWD_TIMEOUT = 20.0  # seconds; the gateway waits 30 for any answer
 
 
 def check_username(name: str) -> None:
@@ -51,19 +53,26 @@ def check_password(password: str) -> None:
 
 
 async def hash_password(password: str) -> str:
-    """A SHA-512 crypt(3) string from mkpasswd; the password goes through a pipe."""
+    """A SHA-512 crypt(3) string from mkpasswd; the password goes through a pipe. Run from a worker
+    thread: starting a process blocks the caller until the child has called exec, which on a busy
+    machine can take long enough to stall every other call if done on the event loop."""
+    return await asyncio.to_thread(_mkpasswd, password)
+
+
+def _mkpasswd(password: str) -> str:
     mkpasswd = shutil.which("mkpasswd")
     if mkpasswd is None:
         raise Failed("mkpasswd is not installed")
-    proc = await asyncio.create_subprocess_exec(
-        mkpasswd, "-m", "sha-512", "-s",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-    )
-    out, err = await proc.communicate(password.encode("utf-8"))
-    hashed = out.decode("ascii", "replace").strip()
+    try:
+        proc = subprocess.run([mkpasswd, "-m", "sha-512", "-s"], input=password.encode("utf-8"),
+                              capture_output=True, timeout=MKPASSWD_TIMEOUT,
+                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"})
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.error("mkpasswd failed: %s", e.strerror if isinstance(e, OSError) else "timed out")
+        raise Failed("Could not hash the password") from None
+    hashed = proc.stdout.decode("ascii", "replace").strip()
     if proc.returncode != 0 or not _CRYPT.fullmatch(hashed):
-        log.error("mkpasswd failed (exit %s): %s", proc.returncode, err.decode(errors="replace").strip()[:200])
+        log.error("mkpasswd failed (exit %s): %s", proc.returncode, proc.stderr.decode(errors="replace").strip()[:200])
         raise Failed("Could not hash the password")
     return hashed
 
