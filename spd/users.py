@@ -15,20 +15,13 @@ import subprocess
 
 from .errors import AlreadyExists, Failed, InvalidArgument, NotFound, Reserved
 from .jsonfile import JsonFile
+from .reserved import RESERVED, RESERVED_PREFIXES
 
 log = logging.getLogger("spd.users")
 
 USERNAME = re.compile(r"[a-z_][a-z0-9_]+")
 MAX_USERNAME = 32
 MAX_PASSWORD = 256  # bytes; beyond this mkpasswd and other crypt(3) tools disagree or fail
-RESERVED_PREFIXES = ("systemd", "nixbld")
-# System accounts of a SelfPrivacy NixOS server (the 1.2 server's list, and a few NixOS basics).
-RESERVED = frozenset({
-    "root", "bin", "daemon", "nobody", "nogroup", "messagebus", "polkituser", "sshd", "nscd",
-    "postfix", "dovecot2", "dovenull", "opendkim", "rspamd", "virtualMail", "acme", "nginx",
-    "postgres", "mysql", "redis", "memcached", "prosody", "knot-resolver", "selfprivacy-api",
-    "restic", "pleroma", "ocserv", "nextcloud", "gitea", "bitwarden_rs", "vaultwarden",
-})
 _CRYPT = re.compile(r"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}")
 HASHERS = 2 * (os.cpu_count() or 1)  # concurrent mkpasswd processes
 MKPASSWD_TIMEOUT = 20.0  # seconds; the gateway waits 30 for any answer
