@@ -393,6 +393,7 @@ def _merge(src: str, dst: str, skip: set, at: str | None = None) -> None:
         return
     try:
         here = f"/proc/self/fd/{fd}"
+        st = os.lstat(src)  # before its entries move out, which changes its modification time
         with os.scandir(src) as entries:
             for entry in entries:
                 target = os.path.join(dst, entry.name)
@@ -405,7 +406,6 @@ def _merge(src: str, dst: str, skip: set, at: str | None = None) -> None:
                     if os.path.isdir(pinned) and not os.path.islink(pinned):
                         shutil.rmtree(pinned)
                     _move(entry.path, pinned)
-        st = os.lstat(src)
         os.fchown(fd, st.st_uid, st.st_gid)
         os.fchmod(fd, st.st_mode & 0o7777)
         os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
