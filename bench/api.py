@@ -10,15 +10,13 @@ and the RSS of the daemon and the gateway afterwards. Numbers are only comparabl
 
 import argparse
 import json
-import os
-import platform
 import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from common import SignalCounter, timezone_script, wrk
+from common import SignalCounter, machine, timezone_script, wrk
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 from systemd_helpers import demo_systemd  # noqa: E402
 
@@ -85,13 +83,6 @@ def memory(pid: int) -> dict:
     processes that map them), in MiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
-
-
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.machine())
-    return (f"{model}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
 def main():

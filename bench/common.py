@@ -2,6 +2,8 @@
 the daemon's PropertiesChanged signals (what a write really changed)."""
 
 import asyncio
+import os
+import platform
 import re
 import subprocess
 import sys
@@ -11,6 +13,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())
+    return (f"{model}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
 def wrk_start(url: str, seconds: float, connections: int = 16, threads: int = 2, script: Path | None = None,

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import SignalCounter, timezone_script, wrk, wrk_result, wrk_start
+from common import SignalCounter, machine, timezone_script, wrk, wrk_result, wrk_start
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 
 from spd import stall  # noqa: E402
@@ -108,6 +108,7 @@ def main():
         def users_now():
             return len(json.loads((root / "etc/nixos/userdata/userdata.json").read_text()).get("users") or [])
 
+        print(f"machine: {machine()}")
         print(f"reads: GET {', '.join(READS)} in turn on {CONNECTIONS} connections (wrk -t1); "
               f"writes on {CONNECTIONS} more; {a.duration}s each after {a.warmup}s of warm-up\n")
         print(f"{'writes':<10} {'reads/s alone':>13} {'p99 ms':>7} {'under writes':>12} {'p99 ms':>7} "

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 from .errors import AlreadyExists, Failed, InvalidArgument, NotFound, Reserved
 from .jsonfile import JsonFile
@@ -24,6 +25,7 @@ MAX_USERNAME = 32
 MAX_PASSWORD = 256  # bytes; beyond this mkpasswd and other crypt(3) tools disagree or fail
 _CRYPT = re.compile(r"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}")
 HASHERS = 2 * (os.cpu_count() or 1)  # concurrent mkpasswd processes
+HASH_NICE = 10
 MKPASSWD_TIMEOUT = 20.0  # seconds; the gateway waits 30 for any answer
 
 
@@ -45,11 +47,21 @@ def check_password(password: str) -> None:
         raise InvalidArgument(f"The password must be at most {MAX_PASSWORD} bytes")
 
 
+def _lower_priority() -> None:
+    # On Linux the nice value is per thread, and a child inherits its thread's.
+    os.setpriority(os.PRIO_PROCESS, 0, HASH_NICE)
+
+
+# Hashing is background work: its own threads (at most HASHERS at a time), whose mkpasswd runs at a
+# lower priority, so that on a busy CPU answering every other call comes first.
+_hashers = ThreadPoolExecutor(HASHERS, thread_name_prefix="mkpasswd", initializer=_lower_priority)
+
+
 async def hash_password(password: str) -> str:
     """A SHA-512 crypt(3) string from mkpasswd; the password goes through a pipe. Run from a worker
     thread: starting a process blocks the caller until the child has called exec, which on a busy
     machine can take long enough to stall every other call if done on the event loop."""
-    return await asyncio.to_thread(_mkpasswd, password)
+    return await asyncio.get_running_loop().run_in_executor(_hashers, _mkpasswd, password)
 
 
 def _mkpasswd(password: str) -> str:
@@ -85,7 +97,6 @@ def _find(data, username: str):
 class Users:
     def __init__(self, userdata: JsonFile):
         self.userdata = userdata
-        self._hashers = asyncio.Semaphore(HASHERS)
 
     def list(self) -> list[str]:
         """Every user but the master user."""
@@ -100,8 +111,7 @@ class Users:
         check_username(username)
         check_password(password)
         self._refuse_taken(self.userdata.read(), username)  # fail fast, before paying for a hash
-        async with self._hashers:
-            hashed = await hash_password(password)
+        hashed = await hash_password(password)
 
         def add(data):
             self._refuse_taken(data, username)  # again: another request may have won meanwhile
