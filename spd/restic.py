@@ -1,4 +1,5 @@
-"""Running restic as a child process of the daemon (asyncio, so every other call keeps being answered).
+"""Running restic as a child process of the daemon (started from a worker thread, then followed on the
+event loop, so every other call keeps being answered).
 
 Secrets never reach argv: the repository password goes through RESTIC_PASSWORD_FILE, a 0600 file in a
 private 0700 folder that exists only while restic runs, and the Backblaze key through the child's
@@ -14,6 +15,7 @@ import re
 import shutil
 import signal
 import stat
+import subprocess
 import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -86,9 +88,7 @@ async def _run_once(repo: Repository, args: list, on_line, timeout, ok) -> str:
         if "CACHE_DIRECTORY" in os.environ and "RESTIC_CACHE_DIR" not in env:  # systemd's CacheDirectory=
             env["RESTIC_CACHE_DIR"] = os.environ["CACHE_DIRECTORY"].split(":")[0]
         env.update(repo.env, RESTIC_REPOSITORY=repo.location, RESTIC_PASSWORD_FILE=password_file)
-        proc = await asyncio.create_subprocess_exec(
-            *_with_parent(exe), *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, limit=1 << 20)
+        proc = await _Child.start([*_with_parent(exe), *args], env)
         try:
             out, err = await asyncio.wait_for(_communicate(proc, on_line), timeout)
         except asyncio.TimeoutError:
@@ -103,6 +103,50 @@ async def _run_once(repo: Repository, args: list, on_line, timeout, ok) -> str:
                         _error(repo, args[0], proc.returncode, err).message)
         return out
     raise _error(repo, "cat config" if args[:2] == ["cat", "config"] else args[0], proc.returncode, err)
+
+
+class _Child:
+    """restic as a child process. It is started from a worker thread: starting a process blocks until
+    the child has called exec, which on a busy machine can take long enough to stall the event loop.
+    Its output is read, and its exit awaited (through a pidfd), on the loop."""
+
+    @classmethod
+    async def start(cls, argv: list, env: dict) -> "_Child":
+        self = cls()
+        self.popen = await asyncio.to_thread(subprocess.Popen, argv, stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        loop = asyncio.get_running_loop()
+        self.stdout, self.stderr = await _reader(loop, self.popen.stdout), await _reader(loop, self.popen.stderr)
+        self._exited = loop.create_future()
+        self._pidfd = os.pidfd_open(self.popen.pid)  # readable once the child has exited
+        loop.add_reader(self._pidfd, self._on_exit, loop)
+        return self
+
+    def _on_exit(self, loop) -> None:
+        loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self.popen.poll()  # reaps it at once: it has exited
+        self._exited.set_result(None)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    async def wait(self) -> int:
+        await asyncio.shield(self._exited)
+        return self.popen.returncode
+
+    def send_signal(self, sig) -> None:
+        self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+
+async def _reader(loop, pipe) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return reader
 
 
 async def _communicate(proc, on_line):
@@ -233,6 +277,6 @@ def _running(pid: int) -> bool:
 def _with_parent(exe: str) -> list:
     """restic, set to get SIGINT when the daemon dies (even by SIGKILL), so that no restic outlives
     the daemon that would report on it. setpriv (util-linux) sets that and execs restic; a preexec_fn
-    would do the same but is unsafe in a process with threads (asyncio's child watchers are threads)."""
+    would do the same but is unsafe in a process with threads."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "INT", "--", exe] if setpriv else [exe]

@@ -3,13 +3,14 @@
 The daemon runs with SPD_STALL_MS (spd/stall.py): asyncio reports every callback that took longer,
 and spd subtracts the time its loop thread only waited for a CPU (a loaded machine preempts it; that
 is not a stall of ours). A mixed workload over the bus then runs: readers of every store while
-writers change tokens, users, the timezone, SSH and service settings. Every report is printed; the
+writers change tokens, users, the timezone, SSH and service settings, and backups run (restic). Every report is printed; the
 test fails on any callback that held the loop for the threshold or longer, naming it.
 """
 
 import asyncio
 import itertools
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -47,9 +48,9 @@ async def _call(bus, interface, member, signature="", body=()):
 
 async def _workload(address: str, seconds: float) -> dict:
     counts = {"reads": 0, "token writes": 0, "users created and deleted": 0, "timezone changes": 0,
-              "ssh/service/auto-upgrade changes": 0}
+              "ssh/service/auto-upgrade changes": 0, "backups started": 0}
     deadline = time.monotonic() + seconds
-    buses = [await MessageBus(bus_address=address).connect() for _ in range(READERS + 4)]
+    buses = [await MessageBus(bus_address=address).connect() for _ in range(READERS + 5)]
 
     async def reader(bus):
         for interface, member, signature, body in itertools.cycle(READS):
@@ -83,6 +84,16 @@ async def _workload(address: str, seconds: float) -> dict:
             await _call(bus, SYSTEM, "SetTimezone", "s", [zone])
             counts["timezone changes"] += 1
 
+    async def backups(bus):
+        while time.monotonic() < deadline:
+            (state, _, _) = await _call(bus, BACKUPS, "GetStatus")
+            if state in ("NOT_INITIALIZED", "INITIALIZED"):
+                await _call(bus, BACKUPS, "StartBackup")  # restic as a child, progress on the loop
+                counts["backups started"] += 1
+            else:
+                await _call(bus, BACKUPS, "Reload")
+            await asyncio.sleep(0.2)
+
     async def settings(bus):
         for on in itertools.cycle((False, True)):
             if time.monotonic() > deadline:
@@ -93,8 +104,8 @@ async def _workload(address: str, seconds: float) -> dict:
             counts["ssh/service/auto-upgrade changes"] += 3
 
     try:
-        await asyncio.gather(*(reader(b) for b in buses[:READERS]), tokens(buses[-4]), users(buses[-3]),
-                             timezone(buses[-2]), settings(buses[-1]))
+        await asyncio.gather(*(reader(b) for b in buses[:READERS]), tokens(buses[-5]), users(buses[-4]),
+                             timezone(buses[-3]), settings(buses[-2]), backups(buses[-1]))
     finally:
         for b in buses:
             b.disconnect()
@@ -113,7 +124,10 @@ def test_no_callback_holds_the_loop_under_mixed_reads_and_writes(bus, root, tmp_
     # the loop waits for (which no run-queue figure of the loop's thread shows).
     wrapper = _realtime()
     print(f"\nspd runs {'at real-time priority (' + ' '.join(wrapper) + ')' if wrapper else 'at normal priority'}")
-    daemon = Daemon(bus, root, tmp_path, env={"SPD_STALL_MS": STALL_MS}, wrapper=wrapper)
+    (root / "var" / "lib" / "data.bin").write_bytes(os.urandom(8 << 20))  # something to back up
+    env = {"SPD_STALL_MS": STALL_MS, "SPD_RESTIC_REPOSITORY": tmp_path / "repo", "TMPDIR": tmp_path,
+           "XDG_CACHE_HOME": tmp_path / "cache"}
+    daemon = Daemon(bus, root, tmp_path, env=env, wrapper=wrapper)
     try:
         counts = asyncio.run(_workload(bus.address, SECONDS))
     finally:
