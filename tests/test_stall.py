@@ -3,8 +3,9 @@
 The daemon runs with SPD_STALL_MS (spd/stall.py): asyncio reports every callback that took longer,
 and spd subtracts the time its loop thread only waited for a CPU (a loaded machine preempts it; that
 is not a stall of ours). A mixed workload over the bus then runs: readers of every store while
-writers change tokens, users, the timezone, SSH and service settings, and backups run (restic). Every report is printed; the
-test fails on any callback that held the loop for the threshold or longer, naming it.
+writers change tokens, users, the timezone, SSH and service settings, and backups run (restic).
+Every report is printed; the test fails on any callback that held the loop for the threshold or
+longer, naming it. With the token store's old write (an fsync on the loop) put back, it fails.
 """
 
 import asyncio
