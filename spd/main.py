@@ -1,6 +1,7 @@
 """The daemon's entry point: connect, export every interface, own the name, tell systemd."""
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -33,6 +34,8 @@ from .userdata import open_userdata
 
 log = logging.getLogger("spd")
 
+SWITCH_INTERVAL = 0.0005  # seconds
+
 
 async def build(config, bus):
     """The domain objects and their D-Bus interfaces. `bus` also reaches systemd and logind."""
@@ -60,6 +63,7 @@ async def build(config, bus):
 async def serve(config) -> int:
     bus = await message_bus(config.bus, CheckedBus).connect()
     interfaces = await build(config, bus)
+    gc.freeze()  # what start-up made lives as long as we do: no full collection scans it again
     access = Access(bus, interfaces, config.gateway_group)
     for member in access.check_table(interfaces):
         log.warning("%s has no row in spd/dbus/access.py TABLE: refused to every caller", member)
@@ -124,6 +128,10 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(name)s: %(levelname)s: %(message)s")
     config = configuration.parse(argv)
+    # Work done on threads (commits of JSON files, hashing) holds the GIL while it computes: a thread
+    # that wants it back waits for this interval (5 ms by default) each time, and the event loop asks
+    # for it after every system call. A short one keeps the loop's answers quick meanwhile.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         with asyncio.Runner(loop_factory=stall.loop_factory(logging.getLogger("spd.stall"))) as runner:
             code = runner.run(serve(config))

@@ -223,8 +223,8 @@ async def _password_file(password: str):
     try:
         yield os.path.join(folder, PASSWORD_FILE)
     finally:
-        # Two unlinks, done at once: an await here could be cancelled and leave the secret behind.
-        shutil.rmtree(folder, ignore_errors=True)
+        # Shielded: a cancelled caller (the daemon stopping) does not stop the thread that removes it.
+        await asyncio.shield(asyncio.to_thread(shutil.rmtree, folder, True))
 
 
 def remove_stale_password_folders() -> None:

@@ -3,10 +3,11 @@ spd-gateway) logs every callback that held its event loop for N ms or longer, na
 
 It is asyncio's own slow-callback report (debug mode with loop.slow_callback_duration), which
 measures wall-clock time. On a busy machine that also counts the time the loop's thread waited for
-a CPU while other processes ran: a 1 ms callback preempted for 30 ms looks like a 31 ms stall. So
-spd reads its loop thread's run-queue wait from the kernel (/proc/thread-self/schedstat, field 2) each
-time the loop wakes, and reports what a slow callback held apart from that wait: time running, or
-blocked in a system call (an fsync, a lock), or waiting for the GIL that another of our threads held:
+a CPU while other processes ran: a 1 ms callback preempted for 30 ms looks like a 31 ms stall; and
+the loop waits for the GIL while the worker thread that holds it waits for a CPU. So spd reads its
+threads' run-queue wait from the kernel (/proc/self/task/*/schedstat, field 2) each time the loop
+wakes, and reports what a slow callback held apart from that wait: time running, or blocked in a
+system call (an fsync, a lock), or waiting for the GIL while another of our threads computed:
 
     spd.stall: WARNING: held the loop 31.2 ms (wall 33.0 ms, 1.8 ms waiting for a CPU): <Handle ...>
 
@@ -23,6 +24,7 @@ import logging
 import os
 import re
 import selectors
+import threading
 import weakref
 
 ENV = "SPD_STALL_MS"
@@ -42,22 +44,39 @@ def threshold_ms() -> float:
 
 
 class _RunQueueWait:
-    """The loop thread's total time spent runnable but not running (ns), as the kernel counts it."""
+    """The total time the process's threads spent runnable but not running (ns), as the kernel counts
+    it. All threads, not only the loop's: the loop may be waiting for the GIL that a worker thread
+    holds while that thread waits for a CPU."""
 
     def __init__(self):
-        try:  # opened on the loop's thread: thread-self is resolved now
-            self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            self._fd = None
+        self._fds: dict[str, int] = {}  # thread id -> its open schedstat
+        self._threads = -1  # threading.active_count() when the set was last refreshed
         self.mark = self.read()  # when the callbacks being run started (or the last report)
 
-    def read(self) -> int | None:
-        if self._fd is None:
-            return None
+    def _refresh(self) -> None:
         try:
-            return int(os.pread(self._fd, 128, 0).split()[1])
-        except (OSError, ValueError, IndexError):
-            return None
+            tids = set(os.listdir("/proc/self/task"))
+        except OSError:
+            tids = set()
+        for tid in set(self._fds) - tids:
+            os.close(self._fds.pop(tid))
+        for tid in tids - set(self._fds):
+            try:
+                self._fds[tid] = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                pass
+        self._threads = threading.active_count()
+
+    def read(self) -> int | None:
+        if threading.active_count() != self._threads:
+            self._refresh()
+        total = None
+        for tid, fd in list(self._fds.items()):
+            try:
+                total = (total or 0) + int(os.pread(fd, 128, 0).split()[1])
+            except (OSError, ValueError, IndexError):  # the thread ended
+                os.close(self._fds.pop(tid))
+        return total
 
 
 class _MarkingSelector(selectors.DefaultSelector):
@@ -91,9 +110,10 @@ class _Report(logging.Filter):
             wait = None
         waited, now = 0.0, wait.read() if wait else None
         if now is not None and wait.mark is not None:
-            # The wait since this batch of callbacks began (or the last report): at most the
-            # callback's own, plus whatever faster callbacks before it in the batch waited.
-            waited = min((now - wait.mark) / 1e6, wall)
+            # The wait since this batch of callbacks began (or the last report): the callback's
+            # own, whatever faster callbacks before it in the batch waited, and what other threads
+            # waited meanwhile (a new thread: all of its wait so far).
+            waited = min(max(now - wait.mark, 0) / 1e6, wall)  # a thread that ended takes its share along
             wait.mark = now
         held = wall - waited
         stall = held >= self.threshold
@@ -105,7 +125,7 @@ class _Report(logging.Filter):
 
 def loop_factory(report: logging.Logger):
     """For asyncio.Runner: None (the default loop) when SPD_STALL_MS is off, else a factory for
-    loops that report stalls, corrected for the time their thread waited for a CPU."""
+    loops that report stalls, corrected for the time the process's threads waited for a CPU."""
     threshold = threshold_ms()
     if not threshold:
         return None
