@@ -1,5 +1,6 @@
 """Backups of `var` under the root with restic: a state machine whose every change (state, progress,
-error message) is reported through `on_change`, so the D-Bus adapter can emit PropertiesChanged.
+error message, snapshot list) is reported through `on_change`, so the D-Bus adapter can emit
+PropertiesChanged.
 
 States, named as the app expects: NO_KEY (no repository configured or no resticPassword),
 NOT_INITIALIZED, INITIALIZING (the repository is being checked at start or created), INITIALIZED (idle,
@@ -60,10 +61,11 @@ class Backups:
         self.snapshots: list[dict] = []
         self._lists_started = 0  # snapshot lists asked of restic (or cleared), in order
         self._list_shown = 0  # which of them self.snapshots is: an older one never replaces a newer
-        self.on_change = None  # callable(dict of changed fields: state, progress, error_message)
+        self.on_change = None  # callable() after state, progress, error_message or snapshots changed
         self._operation: asyncio.Task | None = None  # the one running check, backup or restore
         self._reloading: asyncio.Task | None = None
         self._recheck = False  # the credentials changed while an operation ran
+        self._checked = None  # the repository the state was last found for (None: none checked)
 
     # --- what callers ask -------------------------------------------------------------------
 
@@ -75,13 +77,6 @@ class Backups:
         except SpdError as e:
             self._set(ERROR, 0.0, e.message)
 
-    def status(self) -> tuple[str, float, str]:
-        return self.state, self.progress, self.error_message
-
-    def list(self) -> list[dict]:
-        """The snapshots as last loaded (at start, after each backup, on reload)."""
-        return self.snapshots
-
     async def set_backblaze(self, account_id: str, account_key: str, bucket: str) -> None:
         for name, value, rule in (("accountId", account_id, CREDENTIAL), ("accountKey", account_key, CREDENTIAL),
                                   ("bucket", bucket, BUCKET)):
@@ -92,6 +87,17 @@ class Backups:
         await self.userdata.update_async(lambda data: data.update(
             backblaze={"accountId": account_id, "accountKey": account_key, "bucket": bucket}))
         log.info("Backblaze credentials set (bucket %s)", bucket)
+        self.userdata_changed()  # already done when the commit's listener ran it: then a no-op
+
+    def userdata_changed(self) -> None:
+        """userdata.json changed (a call, a hand edit, a rebuild): look at the repository again when
+        where or how backups go changed, or when it could not be read at the last look."""
+        try:
+            repository = self._repository()
+        except SpdError:  # unreadable: the state found last stays until the file is fixed
+            return
+        if self._checked is not None and repository == self._checked[0]:
+            return
         if self.busy():
             self._recheck = True
         else:
@@ -131,7 +137,7 @@ class Backups:
         if error is not None and error != self.error_message:
             self.error_message = changed["error_message"] = error
         if changed and self.on_change is not None:
-            self.on_change(changed)
+            self.on_change()
         if "state" in changed:
             log.info("backup state: %s%s", state, f" ({self.error_message})" if state == ERROR else "")
 
@@ -199,7 +205,9 @@ class Backups:
                           env={"B2_ACCOUNT_ID": account_id, "B2_ACCOUNT_KEY": key}, secrets=(password, key))
 
     def _check(self) -> None:
-        if self._repository() is None:
+        repository = self._repository()
+        self._checked = (repository,)
+        if repository is None:
             self._show([])
             self._set(NO_KEY, 0.0, "")
             return
@@ -244,7 +252,10 @@ class Backups:
             ticket = self._lists_started
         if ticket > self._list_shown:
             self._list_shown = ticket
-            self.snapshots = snapshots
+            if snapshots != self.snapshots:
+                self.snapshots = snapshots
+                if self.on_change is not None:
+                    self.on_change()
 
     async def _reload_list(self) -> None:
         try:

@@ -5,6 +5,7 @@ import gc
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import sdnotify
 from dbus_fast import RequestNameReply
@@ -12,11 +13,10 @@ from dbus_fast.constants import NameFlag
 
 from . import config as configuration
 from . import restic, stall
-from .bus import message_bus
 from .backups import Backups
-from .dbus.access import Access, CheckedBus
+from .dbus.access import Access
 from .dbus.backups import BackupsInterface
-from .dbus.names import BUS_NAME, PATH
+from .dbus.names import BUS_NAME, PATH, message_bus
 from .dbus.services import ServicesInterface
 from .dbus.system import SystemInterface
 from .dbus.systemd import Logind, Systemd
@@ -24,12 +24,13 @@ from .dbus.ssh import SSHInterface
 from .dbus.tokens import TokensInterface
 from .dbus.users import UsersInterface
 from .errors import SpdError
-from .idle import busy, until_idle
+from .idle import CALLS, busy, until_idle
 from .services import Services
 from .system import System
 from .ssh import SSH
 from .tokens import Tokens
 from .users import Users
+from .watch import Target, Watcher
 from .userdata import open_userdata
 
 log = logging.getLogger("spd")
@@ -50,34 +51,59 @@ async def build(config, bus):
     tokens = Tokens(config, userdata)
     await tokens.import_legacy()
     systemd = Systemd(bus)
-    return [
+    backups = Backups(config, userdata)
+    interfaces = [
         TokensInterface(tokens),
         ServicesInterface(Services(config, userdata, systemd)),
         SystemInterface(System(config, userdata, systemd, Logind(bus))),
         UsersInterface(Users(userdata)),
         SSHInterface(SSH(userdata)),
-        BackupsInterface(Backups(config, userdata)),
+        BackupsInterface(backups),
     ]
+
+    def files_changed() -> None:
+        refresh(interfaces)  # each signals what differs, or keeps its last values if unreadable
+        backups.userdata_changed()
+
+    def snapshots_changed() -> None:  # a backup or forget by another restic: list it
+        if not backups.busy():
+            backups.reload()
+
+    # Our own changes of userdata.json refresh before the call's reply; the watcher sees the rest.
+    userdata.on_commit.append(files_changed)
+    targets = [Target(config.userdata.parent, frozenset({config.userdata.name}), files_changed),
+               Target(config.path("var"), frozenset({"domain"}), files_changed),
+               Target(config.path("var/dkim"), None, files_changed)]
+    local = (config.restic_repository or "").removeprefix("local:")
+    if local.startswith("/"):  # a repository on this machine (B2's is asked on Reload)
+        targets.append(Target(Path(local) / "snapshots", None, snapshots_changed))
+    refresh(interfaces)  # the values at start, so the first signal is a real change
+    return interfaces, Watcher(targets)
+
+
+def refresh(interfaces) -> None:
+    for interface in interfaces:
+        interface.refresh()
 
 
 async def serve(config) -> int:
-    bus = await message_bus(config.bus, CheckedBus).connect()
-    interfaces = await build(config, bus)
+    bus = await message_bus(config.bus).connect()
+    interfaces, watcher = await build(config, bus)
     gc.freeze()  # what start-up made lives as long as we do: no full collection scans it again
     access = Access(bus, interfaces, config.gateway_group)
-    for member in access.check_table(interfaces):
-        log.warning("%s has no row in spd/dbus/access.py TABLE: refused to every caller", member)
+    for member in access.undeclared:
+        log.warning("%s declares no access rule: refused to every caller", member)
     await access.start()  # before export: no call is ever dispatched unchecked
     # export() reads every property for an InterfacesAdded signal that no one can receive yet (the
-    # name is not ours); with userdata.json unusable (logged above) each getter's error would be
-    # logged with a traceback as well.
-    quiet = _DropInterfacesAddedErrors()
-    logging.getLogger("dbus_fast.message_bus").addFilter(quiet)
-    try:
-        for interface in interfaces:
-            bus.export(PATH, interface)
-    finally:
-        logging.getLogger("dbus_fast.message_bus").removeFilter(quiet)
+    # name is not ours); with userdata.json unusable (logged above) or systemd not up yet (an async
+    # getter, answered after export) each getter's error would be logged with a traceback as well.
+    logging.getLogger("dbus_fast.message_bus").addFilter(_DropInterfacesAddedErrors())
+    for interface in interfaces:
+        bus.export(PATH, interface)
+    for interface in interfaces:
+        if hasattr(interface, "start"):
+            interface.start()
+    watcher.start()
     reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
         log.error("%s is already owned on this bus; is another spd running?", BUS_NAME)
@@ -87,7 +113,7 @@ async def serve(config) -> int:
     log.info("serving %s on %s, root %s", BUS_NAME, config.bus, config.root)
 
     def idle_for() -> float:
-        return 0.0 if busy(interfaces) else access.idle_for()
+        return 0.0 if busy(interfaces) or access.waiting() else CALLS.idle_for()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -114,6 +140,7 @@ async def serve(config) -> int:
         await until_idle(0.01, idle_for)
     for task in waiting:
         task.cancel()
+    watcher.stop()
     bus.disconnect()
     log.info("stopped")
     return 0

@@ -1,21 +1,16 @@
 """The server's services: which are enabled (userdata `<service>.enable`, applied by the next
 nixos-rebuild), whether their units run (asked of systemd), and the mail server's DKIM record."""
 
-import asyncio
-import base64
 import logging
 import re
 
 from .config import Config
+from .dbus.names import SERVICE_NAMES, STATUS_KEYS
 from .errors import Failed, NotFound
 from .jsonfile import JsonFile
 from .userdata import section, section_to_change
 
 log = logging.getLogger("spd.services")
-
-# service -> the name the app shows
-SERVICES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud",
-            "ocserv": "Ocserv", "pleroma": "Pleroma"}
 
 # GET /services/status key -> its units; running when any of them is active
 STATUS_UNITS = {
@@ -28,6 +23,7 @@ STATUS_UNITS = {
     "ocserv": ("ocserv.service",),
     "pleroma": ("pleroma.service",),
 }
+assert tuple(STATUS_UNITS) == STATUS_KEYS  # the contract's keys, each with its units here
 ALL_UNITS = tuple(u for units in STATUS_UNITS.values() for u in units)
 
 # The exit codes of `systemctl status`, which the app expects.
@@ -52,18 +48,19 @@ class Services:
 
     def enabled(self) -> dict[str, bool]:
         data = self.userdata.read()
-        return {s: bool(section(data, s).get("enable", False)) for s in SERVICES}
+        return {s: bool(section(data, s).get("enable", False)) for s in SERVICE_NAMES}
 
     async def set_enabled(self, service: str, enable: bool) -> bool:
         """Whether anything changed."""
-        if service not in SERVICES:
-            raise NotFound(f"No service named {service!r}; known: {', '.join(SERVICES)}")
-        if self.enabled()[service] == enable and "enable" in section(self.userdata.read(), service):
+        if service not in SERVICE_NAMES:
+            raise NotFound(f"No service named {service!r}; known: {', '.join(SERVICE_NAMES)}")
+        # Written as asked, also where absent means the same: that meaning is the NixOS config's.
+        if section(self.userdata.read(), service).get("enable") is enable:
             return False
 
         def change(data):  # decided again under the lock: a concurrent call may have done it
             settings = section_to_change(data, service)
-            if "enable" in settings and bool(settings["enable"]) == enable:
+            if settings.get("enable") is enable:
                 return False
             settings["enable"] = enable
             return True
@@ -86,15 +83,13 @@ class Services:
             result[key] = min(codes)  # running beats stopped beats missing
         return result
 
-    async def dkim(self) -> str:
-        """Base64 of the whole DKIM record file of the server's domain (read off the event loop)."""
-        return await asyncio.to_thread(self._dkim)
-
-    def _dkim(self) -> str:
+    def dkim_record(self) -> str:
+        """The text of the DKIM record file of the server's domain; "" when there is no domain or
+        no file. Failed when var/domain holds something that is not a domain name."""
         try:
             domain = self.config.path("var/domain").read_text().strip()
         except FileNotFoundError:
-            raise NotFound("The server's domain (var/domain) is not set") from None
+            return ""
         except OSError as e:  # its strerror only: the full text names the path under the root
             raise Failed(f"Cannot read var/domain: {e.strerror}") from None
         except UnicodeDecodeError:
@@ -105,8 +100,8 @@ class Services:
         try:
             record = self.config.path(f"var/dkim/{domain}.selector.txt").read_bytes()
         except FileNotFoundError:
-            raise NotFound("DKIM key not found") from None
+            return ""
         except OSError as e:
             raise Failed(f"Cannot read the DKIM record: {e.strerror}") from None
-        return base64.b64encode(record).decode()
-
+        # A record is ASCII (RFC 6376); anything else is shown, never refused.
+        return record.decode("utf-8", errors="replace")

@@ -157,10 +157,10 @@ class Daemon:
 
 
 class Gateway:
-    def __init__(self, bus: Bus, workdir: Path, port: int | None = None):
+    def __init__(self, bus: Bus, workdir: Path, port: int | None = None, prefix: tuple = ()):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = Process("spd-gateway", [PYTHON, "-m", "gateway", "--bus", bus.address,
+        self.process = Process("spd-gateway", [*prefix, PYTHON, "-m", "gateway", "--bus", bus.address,
                                                "--port", str(self.port)],
                                workdir / "gateway.log", env=env_for_children())
 
@@ -234,3 +234,8 @@ def files_containing(root: Path, needle: str) -> list:
         if p.is_file() and not p.is_symlink() and needle.encode() in p.read_bytes():
             found.append(p)
     return found
+
+
+def get_property(bus: Bus, interface: str, name: str):
+    """A property of the daemon through busctl: its value (JSON form)."""
+    return busctl(bus, "get-property", BUS_NAME, PATH, interface, name)["data"]

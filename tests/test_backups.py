@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack import BUS_NAME, TOKEN, Daemon, Gateway, call
+from stack import BUS_NAME, TOKEN, Daemon, Gateway, call, get_property
 
 BACKUPS = "org.selfprivacy.Backups1"
 STATUS = "/services/restic/backup/status"
@@ -253,7 +253,7 @@ def test_backup_list_change_restore_byte_for_byte(stack, root, bus):
     assert snap["time"].startswith(time.strftime("%Y-", time.gmtime()))
     assert snap["paths"] == [str(var)]
     # The same list over D-Bus.
-    (listed,) = call(bus, BACKUPS, "ListSnapshots")
+    listed = get_property(bus, BACKUPS, "Snapshots")
     assert [s["short_id"]["data"] for s in listed] == [snap["short_id"]]
 
     # Change, delete, add.
@@ -549,7 +549,7 @@ def test_a_running_backup_keeps_an_idle_daemon_alive_until_it_ends(bus, root, tm
     daemon = Daemon(bus, root, tmp_path, env={**daemon_env, "SPD_IDLE_TIMEOUT": idle})
     try:
         deadline = time.monotonic() + WAIT
-        while call(bus, BACKUPS, "GetStatus")[0] != "NOT_INITIALIZED":
+        while get_property(bus, BACKUPS, "State") != "NOT_INITIALIZED":
             assert time.monotonic() < deadline
             time.sleep(0.1)
         call(bus, BACKUPS, "StartBackup")

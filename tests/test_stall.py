@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import time
 
-from dbus_fast import Message, MessageType, Variant
+from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from spd import stall
@@ -34,9 +34,10 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 REPORT = re.compile(r"spd\.stall: (\w+): held the loop ([\d.]+) ms \(wall ([\d.]+) ms, ([\d.]+) ms waiting "
                     r"for a CPU\)(?:, not a stall)?: (.*)")
 READS = [
-    (TOKENS, "List", "", []), (USERS, "List", "", []), (TOKENS, "GetRecoveryStatus", "", []),
-    (PROPERTIES, "Get", "ss", [SYSTEM, "Timezone"]), (PROPERTIES, "GetAll", "s", [SSH]),
-    (SSH, "ListKeys", "s", ["root"]), (SERVICES, "GetDkim", "", []), (BACKUPS, "GetStatus", "", []),
+    (PROPERTIES, "Get", "ss", [TOKENS, "Devices"]), (PROPERTIES, "Get", "ss", [USERS, "Users"]),
+    (PROPERTIES, "Get", "ss", [TOKENS, "Recovery"]), (PROPERTIES, "Get", "ss", [SYSTEM, "Timezone"]),
+    (PROPERTIES, "GetAll", "s", [SSH]), (PROPERTIES, "Get", "ss", [SERVICES, "DkimRecord"]),
+    (PROPERTIES, "GetAll", "s", [BACKUPS]),
 ]
 ZONES = ["Europe/Berlin", "Europe/Paris", "Asia/Tokyo", "America/New_York", "Africa/Cairo"]
 
@@ -89,7 +90,8 @@ async def _workload(address: str, seconds: float) -> dict:
 
     async def backups(bus):
         while time.monotonic() < deadline:
-            (state, _, _) = await _call(bus, BACKUPS, "GetStatus")
+            (state,) = await _call(bus, PROPERTIES, "Get", "ss", [BACKUPS, "State"])
+            state = state.value
             if state in ("NOT_INITIALIZED", "INITIALIZED"):
                 await _call(bus, BACKUPS, "StartBackup")  # restic as a child, progress on the loop
                 counts["backups started"] += 1
@@ -101,9 +103,9 @@ async def _workload(address: str, seconds: float) -> dict:
         for on in itertools.cycle((False, True)):
             if time.monotonic() > deadline:
                 return
-            await _call(bus, SSH, "Configure", "a{sv}", [{"PasswordAuthentication": Variant("b", on)}])
+            await _call(bus, SSH, "SetPasswordAuthentication", "b", [on])
             await _call(bus, SERVICES, "Enable" if on else "Disable", "s", ["gitea"])
-            await _call(bus, SYSTEM, "SetAutoUpgrade", "a{sb}", [{"allowReboot": on}])
+            await _call(bus, SYSTEM, "SetAllowReboot", "b", [on])
             counts["ssh/service/auto-upgrade changes"] += 3
 
     try:

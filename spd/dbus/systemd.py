@@ -14,7 +14,7 @@ import time
 from dbus_fast import Message, MessageType
 
 from ..errors import Failed, Unavailable
-from .names import DBUS_UNAVAILABLE
+from .names import DBUS, DBUS_UNAVAILABLE
 
 log = logging.getLogger("spd.systemd")
 
@@ -26,7 +26,6 @@ LOGIND = "org.freedesktop.login1"
 LOGIND_PATH = "/org/freedesktop/login1"
 LOGIND_MANAGER = "org.freedesktop.login1.Manager"
 PROPERTIES = "org.freedesktop.DBus.Properties"
-DBUS = "org.freedesktop.DBus"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 
 TIMEOUT = 20.0  # seconds for one call to systemd or logind (the gateway gives up after 30)
@@ -153,6 +152,8 @@ class Systemd:
         w = self._watching
         if w is None or (w.done() and (w.cancelled() or w.exception())):
             self._watching = asyncio.ensure_future(self._set_up_watch())
+            # Its failure is each waiter's to report; one left at shutdown must not be "never retrieved".
+            self._watching.add_done_callback(lambda t: t.cancelled() or t.exception())
         await asyncio.shield(self._watching)
 
     async def _set_up_watch(self) -> None:
