@@ -172,7 +172,7 @@ def jobs(machine) -> dict:
 def test_actions_end_in_real_job_results(machine):
     for action in ACTIONS:
         assert ok(machine, "GET", f"/system/configuration/{action}") == 0
-    done = wait(lambda: (j := jobs(machine)) and all(r != "pending" for _, r in j.values()) and j,
+    done = wait(lambda: (j := jobs(machine)) and all(r != "running" for _, r in j.values()) and j,
                 "the jobs to finish")
     assert {a: r for a, (_, r) in done.items()} == {"apply": "done", "upgrade": "done", "rollback": "failed"}
     for action, unit in ACTIONS.items():
