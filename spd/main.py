@@ -151,10 +151,21 @@ async def serve(config) -> int:
             log.warning("calls still running after %gs: leaving without their answers", STOP_GRACE)
     for task in waiting:
         task.cancel()
-    watcher.stop()
+    await watcher.stop()
     bus.disconnect()
+    await _cancel_the_rest()
     log.info("stopped")
     return 0
+
+
+async def _cancel_the_rest() -> None:
+    """Cancel and collect what still runs in the background (a systemd query started at export, a
+    refresh): nobody waits for its outcome any more, and asyncio.run() would log any error it ends
+    with as an unhandled exception, with its traceback."""
+    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
 
 
 class _DropInterfacesAddedErrors(logging.Filter):

@@ -50,13 +50,15 @@ class Watcher:
             self._arm(target)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
         if self._flush is not None:
             self._flush.cancel()
         if self._inotify is not None:
-            self._inotify.close()
+            # Closing an inotify descriptor waits for the kernel's SRCU grace period: 355 ms seen on a
+            # busy machine (the stall test caught it). A thread waits for it, not the loop.
+            await asyncio.to_thread(self._inotify.close)
 
     def _watch(self, folder: Path) -> bool:
         if folder in self._watches:
