@@ -17,6 +17,7 @@ from dbus_fast.errors import DBusError
 from spd.bus import message_bus
 from spd.dbus.names import BUS_NAME, PATH, TOKENS
 
+from . import mirror
 from .errors import HTTPError, from_dbus
 
 log = logging.getLogger("spd-gateway")
@@ -34,6 +35,8 @@ class Daemon:
         self._auth: dict[bytes, str] = {}
         self._generation = 0
         self._cache = False  # whether the signals that empty the cache reach us
+        self.mirror = mirror.Mirror(self.call)
+        self.token_listeners = []  # called when any token may have been deleted or replaced
 
     async def connect(self):
         async with self._connecting:
@@ -49,16 +52,17 @@ class Daemon:
             watched = True
             for rule in (f"type='signal',sender='{BUS_NAME}',interface='{TOKENS}',member='Changed'",
                          "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
-                         f"arg0='{BUS_NAME}'"):
+                         f"arg0='{BUS_NAME}'", mirror.RULE):
                 reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
                                                interface="org.freedesktop.DBus", member="AddMatch",
                                                signature="s", body=[rule]))
                 if reply.message_type == MessageType.ERROR:
                     watched = False
-                    log.warning("cannot watch token changes (%s): every request will be authenticated "
-                                "by the daemon", reply.error_name)
-            # Without the signals a cached token would outlive its deletion: cache only with them.
-            self._cache = watched
+                    log.warning("cannot watch the daemon's signals (%s): every request will be authenticated "
+                                "and answered by the daemon", reply.error_name)
+            # Without the signals a cached token would outlive its deletion and a mirrored property
+            # its change: cache and mirror only with them.
+            self._cache = self.mirror.enabled = watched
             self.bus = bus
             return bus
 
@@ -67,11 +71,15 @@ class Daemon:
             self.bus.disconnect()
             self.bus = None
 
-    async def call(self, interface: str, member: str, signature: str = "", body=()) -> list:
-        """Call a daemon method; its D-Bus error becomes the matching HTTPError."""
+    async def call(self, interface: str, member: str, signature: str = "", body=(), on_send=None) -> list:
+        """Call a daemon method; its D-Bus error becomes the matching HTTPError. on_send(serial) learns
+        the call's serial before it is sent (the mirror recognizes its GetAll replies by it)."""
         bus = self.bus if self.bus is not None and self.bus.connected else await self.connect()
         msg = Message(destination=BUS_NAME, path=PATH, interface=interface, member=member,
                       signature=signature, body=list(body))
+        if on_send is not None:
+            msg.serial = bus.next_serial()
+            on_send(msg.serial)
         try:
             async with asyncio.timeout(CALL_TIMEOUT):  # no extra task per call, unlike wait_for
                 reply = await bus.call(msg)
@@ -101,14 +109,19 @@ class Daemon:
             self._auth[key] = name
         return name
 
-    def _forget(self):
+    def _forget(self, owner_changed=True):
         self._auth.clear()
         self._generation += 1
+        if owner_changed:
+            self.mirror.drop()
+        for listener in list(self.token_listeners):
+            listener()
 
     def _on_message(self, msg):
-        if msg.message_type == MessageType.SIGNAL and (
-            (msg.member == "Changed" and msg.interface == TOKENS)
-            or (msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == BUS_NAME)
-        ):
-            self._forget()
+        self.mirror.on_message(msg)
+        if msg.message_type == MessageType.SIGNAL:
+            if msg.member == "Changed" and msg.interface == TOKENS:
+                self._forget(owner_changed=False)
+            elif msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == BUS_NAME:
+                self._forget()
         return None

@@ -17,7 +17,7 @@ _PARAM = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>")
 _REASONS = {
     200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or invalid token",
     403: "Refused", 404: "Not found", 409: "Conflict", 413: "Body or URL too large",
-    429: "Too many failed attempts", 500: "Internal error", 503: "The daemon or a backend is unreachable",
+    429: "Too many failed attempts (or, for /events, streams)", 500: "Internal error", 503: "The daemon or a backend is unreachable",
 }
 
 
@@ -48,7 +48,7 @@ def error_statuses(route: Route) -> dict[int, dict]:
         derived.add(404)
     if route.limited:
         derived.add(429)
-    if route.member:
+    if route.member or route.stream:
         derived.add(503)
     out = {status: ERROR for status in derived}
     for entry in route.errors:
@@ -74,12 +74,19 @@ def operation(route: Route) -> dict:
         op["parameters"] = [{"name": name, "in": "path", "required": True,
                              "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_PARAM}}
                             for name in params]
+    if route.stream:
+        from .events import ALL_TOPICS  # it reads the route table too
+        op["parameters"] = [{"name": "topics", "in": "query", "required": False,
+                             "description": "comma-separated topics (default: all): " + ", ".join(ALL_TOPICS),
+                             "schema": {"type": "string", "maxLength": 256}}]
     if route.fields:
         op["requestBody"] = {
             "required": any(f.required for f in route.fields.values()),
             "content": {"application/json": {"schema": body_schema(route.fields)}},
         }
     responses = {str(route.status): _response(route.status, route.response or {})}
+    if route.stream:
+        responses[str(route.status)]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
     for status, schema in error_statuses(route).items():
         responses.setdefault(str(status), _response(status, schema))
     op["responses"] = responses

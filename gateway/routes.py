@@ -50,6 +50,23 @@ def const(value):
 
 
 @dataclass(frozen=True)
+class Props:
+    """A read answered from properties of one interface: from the gateway's mirror (gateway/mirror.py),
+    or from Properties.GetAll when the mirror has no copy. `shape` makes the JSON body for the route
+    and for its /events topic (gateway/events.py), which changes when any of `names` changes."""
+
+    interface: str
+    names: tuple
+    shape: Callable[[dict, Ctx], Any]  # property name -> value, and the request -> JSON body
+
+
+def properties(interface: str, names: tuple, shape, topic: str) -> dict:
+    """Route arguments for a read answered from properties; `topic` names it in GET /events."""
+    return dict(interface=PROPERTIES, member="GetAll", signature="s", args=(const(interface),),
+                props=Props(interface, names, shape), topic=topic)
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: str  # Sanic syntax: /users/<username>
@@ -69,6 +86,9 @@ class Route:
     # from the route itself (see gateway/openapi.py): e.g. (404, 409), or (status, JSON Schema) pairs
     # when that status has a body other than {"error"}.
     errors: tuple = ()
+    props: Props | None = None  # answered from properties (see properties())
+    topic: str = ""  # its GET /events topic
+    stream: bool = False  # answers text/event-stream (GET /events)
 
 
 # JSON Schema shorthands for `response`.
@@ -190,10 +210,8 @@ USER_ROUTES = tagged("users", [
 
 # --- ssh -----------------------------------------------------------------------------------
 
-def _ssh_settings(out, ctx):
-    props = out[0]
-    return {"enable": props["Enable"].value,
-            "passwordAuthentication": props["PasswordAuthentication"].value}
+def _ssh_settings(props, ctx):
+    return {"enable": props["Enable"], "passwordAuthentication": props["PasswordAuthentication"]}
 
 
 def _ssh_changes(ctx):
@@ -206,8 +224,9 @@ PUBLIC_KEY = {"public_key": Field(str, description="one line: TYPE BASE64 [comme
 KEY_WRITTEN = "New SSH key successfully written"
 
 SSH_ROUTES = tagged("ssh", [
-    Route("GET", "/services/ssh", "SSH settings", PROPERTIES, "GetAll", "s", args=(const(SSH),),
-          reply=_ssh_settings, response=obj(enable=BOOL, passwordAuthentication=BOOL)),
+    Route("GET", "/services/ssh", "SSH settings",
+          **properties(SSH, ("Enable", "PasswordAuthentication"), _ssh_settings, "ssh"),
+          response=obj(enable=BOOL, passwordAuthentication=BOOL)),
     Route("PUT", "/services/ssh", "Change SSH settings (only the fields given)", SSH, "Configure", "a{sv}",
           args=(_ssh_changes,), reply="SSH settings changed", response=STR,
           fields={"enable": Field(bool, False), "passwordAuthentication": Field(bool, False)}),
@@ -246,9 +265,9 @@ SERVICE_ROUTES = tagged("services", [
 
 # --- backups (restic) ---------------------------------------------------------------------
 
-def _backup_status(out, ctx):
-    state, progress, error = out
-    return {"status": state, "progress": progress, "error_message": error or None}
+def _backup_status(props, ctx):
+    return {"status": props["State"], "progress": props["Progress"],
+            "error_message": props["ErrorMessage"] or None}
 
 
 def _snapshots(out, ctx):
@@ -260,8 +279,8 @@ SNAPSHOT = {"type": "object", "properties": {"short_id": STR, "time": STR, "id":
             "required": ["short_id", "time"]}
 
 BACKUP_ROUTES = tagged("backups", [
-    Route("GET", "/services/restic/backup/status", "Backup status", BACKUPS, "GetStatus",
-          reply=_backup_status,
+    Route("GET", "/services/restic/backup/status", "Backup status",
+          **properties(BACKUPS, ("State", "Progress", "ErrorMessage"), _backup_status, "backup"),
           response=obj(status=STR, progress=NUMBER, error_message=nullable(STR))),
     Route("GET", "/services/restic/backup/list", "List the backups (as last loaded)", BACKUPS,
           "ListSnapshots", reply=_snapshots, response=arr(SNAPSHOT)),
@@ -286,15 +305,8 @@ BACKUP_ROUTES = tagged("backups", [
 # --- system --------------------------------------------------------------------------------
 
 
-def _property(name):
-    """Properties.Get of one System1 property: its value."""
-    return dict(interface=PROPERTIES, member="Get", signature="ss", args=(const(SYSTEM), const(name)),
-                reply=lambda out, ctx: out[0].value)
-
-
-def _auto_upgrade(out, ctx):
-    props = out[0]
-    return {"enable": props["AutoUpgrade"].value, "allowReboot": props["AllowReboot"].value}
+def _auto_upgrade(props, ctx):
+    return {"enable": props["AutoUpgrade"], "allowReboot": props["AllowReboot"]}
 
 
 PULL = obj(status=INT, message=STR, data=STR)
@@ -308,14 +320,16 @@ def _pull(out, ctx):
 
 
 SYSTEM_ROUTES = tagged("system", [
-    Route("GET", "/system/configuration/timezone", "The system timezone", **_property("Timezone"),
+    Route("GET", "/system/configuration/timezone", "The system timezone",
+          **properties(SYSTEM, ("Timezone",), lambda props, ctx: props["Timezone"], "timezone"),
           response=STR),
     Route("PUT", "/system/configuration/timezone", "Set the system timezone", SYSTEM, "SetTimezone",
           "s", args=(body("timezone"),), reply="Timezone changed", response=STR,
           fields={"timezone": Field(str, description="an IANA zone name, e.g. Europe/Berlin",
                                     max_length=64)}),
-    Route("GET", "/system/configuration/autoUpgrade", "Auto-upgrade settings", PROPERTIES, "GetAll",
-          "s", args=(const(SYSTEM),), reply=_auto_upgrade, response=obj(enable=BOOL, allowReboot=BOOL)),
+    Route("GET", "/system/configuration/autoUpgrade", "Auto-upgrade settings",
+          **properties(SYSTEM, ("AutoUpgrade", "AllowReboot"), _auto_upgrade, "autoUpgrade"),
+          response=obj(enable=BOOL, allowReboot=BOOL)),
     Route("PUT", "/system/configuration/autoUpgrade", "Change auto-upgrade settings", SYSTEM,
           "SetAutoUpgrade", "a{sb}", args=(lambda ctx: {k: v for k, v in ctx.body.items() if v is not None},),
           reply="Auto-upgrade settings changed", response=STR,
@@ -342,6 +356,14 @@ def _openapi_document(out, ctx):
     return cached_document()
 
 
+EVENT_TOPICS = "users, ssh, services, timezone, autoUpgrade, backup, snapshots, tokens, job"
+
+EVENT_ROUTES = [
+    Route("GET", "/events", "Server-Sent Events: the current state of each topic, then every change "
+          "(`event: <topic>`, `data:` the body of the topic's GET route; `: keep-alive` at least every "
+          "15 s; at most 8 streams per token)", stream=True, tag="events", errors=(400, 429)),
+]
+
 COMMON_ROUTES = [
     Route("GET", "/api/version", "API version", reply={"version": API_VERSION}, public=True,
           tag="system", response=obj(version=STR)),
@@ -352,4 +374,4 @@ COMMON_ROUTES = [
 
 
 ROUTES = [*TOKEN_ROUTES, *USER_ROUTES, *SSH_ROUTES, *SERVICE_ROUTES, *SYSTEM_ROUTES, *BACKUP_ROUTES,
-          *COMMON_ROUTES]
+          *EVENT_ROUTES, *COMMON_ROUTES]

@@ -156,12 +156,12 @@ class Daemon:
 
 
 class Gateway:
-    def __init__(self, bus: Bus, workdir: Path, port: int | None = None):
+    def __init__(self, bus: Bus, workdir: Path, port: int | None = None, env=None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = Process("spd-gateway", [PYTHON, "-m", "gateway", "--bus", bus.address,
                                                "--port", str(self.port)],
-                               workdir / "gateway.log", env=env_for_children())
+                               workdir / "gateway.log", env=env_for_children(**(env or {})))
 
         def answers():
             try:

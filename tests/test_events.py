@@ -1,0 +1,246 @@
+"""The gateway's property mirror and GET /events (live-and-local.md sections 2 and 3), with real
+processes: a private bus, spd and the gateway."""
+
+import json
+import os
+import signal
+
+import httpx
+import pytest
+
+from sse import Events
+from stack import SECOND_TOKEN, TOKEN, Daemon, Gateway
+
+ALL = ["users", "ssh", "services", "timezone", "autoUpgrade", "backup", "snapshots", "tokens"]
+ROUTE = {"users": "/users", "ssh": "/services/ssh", "services": "/services/status",
+         "timezone": "/system/configuration/timezone", "autoUpgrade": "/system/configuration/autoUpgrade",
+         "backup": "/services/restic/backup/status", "snapshots": "/services/restic/backup/list",
+         "tokens": "/auth/tokens"}
+
+
+def userdata_path(root):
+    return root / "etc/nixos/userdata/userdata.json"
+
+
+def edit_userdata(root, change) -> None:
+    """A hand edit as an editor saves it: a new file renamed over the old one."""
+    data = json.loads(userdata_path(root).read_text())
+    change(data)
+    tmp = userdata_path(root).with_name("edit.tmp")
+    tmp.write_text(json.dumps(data, indent=4))
+    os.replace(tmp, userdata_path(root))
+
+
+def eventually(read, expected, tries: int = 200):
+    """read() until it returns expected (the daemon notices a hand edit through inotify)."""
+    import time
+    for _ in range(tries):
+        got = read()
+        if got == expected:
+            return got
+        time.sleep(0.05)
+    return got
+
+
+def topics():
+    from gateway.events import ALL_TOPICS
+    return [t for t in ALL_TOPICS if t != "job"]
+
+
+# --- the mirror --------------------------------------------------------------------------------
+
+def test_mirrored_reads_need_no_round_trip(api, daemon):
+    """With the daemon stopped (SIGSTOP), the mirrored routes still answer: from the copy."""
+    expected = {t: api.get(ROUTE[t]) for t in topics()}
+    assert all(r.status_code == 200 for r in expected.values()), expected
+    daemon.process.proc.send_signal(signal.SIGSTOP)
+    try:
+        for t in topics():
+            r = api.get(ROUTE[t], timeout=5)
+            assert (r.status_code, r.json()) == (200, expected[t].json()), t
+    finally:
+        daemon.process.proc.send_signal(signal.SIGCONT)
+
+
+def test_mirror_follows_a_hand_edit(api, root):
+    assert api.get("/system/configuration/timezone").json() == "Europe/Moscow"
+    edit_userdata(root, lambda d: d.update(timezone="Asia/Tokyo"))
+    assert eventually(lambda: api.get("/system/configuration/timezone").json(), "Asia/Tokyo") == "Asia/Tokyo"
+
+
+def test_no_stale_read_after_a_daemon_restart(api, daemon, bus, root, tmp_path):
+    """The copy is dropped when the daemon's name changes owner: what a new daemon read from a file
+    changed while none ran is what the gateway answers."""
+    assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": True}
+    assert daemon.stop() == 0
+    assert api.get("/services/ssh").status_code == 503
+    edit_userdata(root, lambda d: d["ssh"].update(passwordAuthentication=False))
+    (tmp_path / "again").mkdir()
+    again = Daemon(bus, root, tmp_path / "again")
+    try:
+        assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": False}
+    finally:
+        assert again.stop() == 0
+
+
+def test_read_your_writes_under_16_clients(gateway):
+    """16 clients at once: each writes (creates, then deletes its own user) and, once the reply came,
+    reads on another connection: the read always shows the write."""
+    import concurrent.futures
+
+    def client(i):
+        name = f"ryw{i}"
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=gateway.url, headers=headers, timeout=60) as writer, \
+                httpx.Client(base_url=gateway.url, headers=headers, timeout=60) as reader:
+            for _ in range(3):
+                r = writer.post("/users", json={"username": name, "password": "secret"})
+                assert r.status_code == 201, r.text
+                assert name in reader.get("/users").json()
+                assert writer.delete(f"/users/{name}").status_code == 200
+                assert name not in reader.get("/users").json()
+            for enable in (False, True):  # one property each client shares: the last write wins
+                assert writer.put("/services/ssh", json={"passwordAuthentication": enable}).status_code == 200
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        for f in [pool.submit(client, i) for i in range(16)]:
+            f.result()
+
+
+def test_without_the_bus_signals_every_read_asks_the_daemon(tmp_path):
+    """A bus that refuses our match rules: no copy, so a hand edit is seen at once; no /events."""
+    from stack import OPEN_POLICY, Bus, make_root
+
+    bus = Bus(tmp_path / "bus", policy=OPEN_POLICY + '\n  <limit name="max_match_rules_per_connection">0</limit>')
+    daemon = gateway = None
+    try:
+        root = make_root(tmp_path / "root")
+        daemon = Daemon(bus, root, tmp_path)
+        gateway = Gateway(bus, tmp_path)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        url = gateway.url + "/system/configuration/timezone"
+        assert httpx.get(url, headers=headers).json() == "Europe/Moscow"
+        edit_userdata(root, lambda d: d.update(timezone="Asia/Tokyo"))
+        assert httpx.get(url, headers=headers).json() == "Asia/Tokyo"
+        r = httpx.get(gateway.url + "/events", headers=headers)
+        assert r.status_code == 503 and "error" in r.json()
+    finally:
+        for p in (gateway, daemon):
+            if p is not None:
+                p.stop()
+        bus.stop()
+
+
+# --- GET /events --------------------------------------------------------------------------------
+
+def test_full_state_first_then_a_change(gateway, api):
+    with Events(gateway.url) as events:
+        assert events.status == 200
+        assert events.response.headers["content-type"].startswith("text/event-stream")
+        assert events.response.headers["cache-control"] == "no-store"
+        assert events.response.headers["x-accel-buffering"] == "no"
+        first = dict(events.take(len(topics())))
+        assert sorted(first) == sorted(topics())
+        for topic in topics():  # the same bodies as the routes
+            assert first[topic] == api.get(ROUTE[topic]).json(), topic
+        assert api.put("/system/configuration/timezone", json={"timezone": "Asia/Tokyo"}).status_code == 200
+        assert events.next() == ("timezone", "Asia/Tokyo")
+        assert api.put("/services/ssh", json={"enable": False}).status_code == 200
+        assert events.next() == ("ssh", {"enable": False, "passwordAuthentication": True})
+
+
+def test_tokens_topic_marks_the_streams_own_token(gateway):
+    with Events(gateway.url, token=SECOND_TOKEN, topics="tokens") as events:
+        topic, data = events.next()
+        assert topic == "tokens"
+        assert {t["name"]: t["is_caller"] for t in data} == {"primary_token": False, "second_token": True}
+
+
+def test_topic_filter(gateway, api):
+    with Events(gateway.url, topics="timezone,backup") as events:
+        assert sorted(t for t, _ in events.take(2)) == ["backup", "timezone"]
+        assert api.put("/services/ssh", json={"enable": False}).status_code == 200  # not asked for
+        assert api.put("/system/configuration/timezone", json={"timezone": "Asia/Tokyo"}).status_code == 200
+        assert events.next() == ("timezone", "Asia/Tokyo")
+
+
+@pytest.mark.parametrize("query", ["nope", "timezone,nope", ","])
+def test_unknown_topic_is_400(api, query):
+    r = api.get("/events", params={"topics": query})
+    assert r.status_code == 400 and "topic" in r.json()["error"]
+
+
+def test_needs_a_token(anon):
+    assert anon.get("/events").status_code == 401
+
+
+def test_keep_alive(bus, daemon, tmp_path):
+    gateway = Gateway(bus, tmp_path, env={"SPD_EVENTS_KEEPALIVE": "0.2"})
+    try:
+        with Events(gateway.url, topics="timezone") as events:
+            assert events.next()[0] == "timezone"
+            assert events.comments_only(3) == [": keep-alive"] * 3  # nothing changes: only those come
+    finally:
+        gateway.stop()
+
+
+def test_ninth_stream_of_a_token_is_429(gateway):
+    streams = [Events(gateway.url, topics="timezone") for _ in range(8)]
+    try:
+        assert [s.status for s in streams] == [200] * 8
+        r = httpx.get(gateway.url + "/events", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 429 and "error" in r.json()
+        with Events(gateway.url, token=SECOND_TOKEN, topics="timezone") as other:  # per token
+            assert other.status == 200
+        streams.pop().close()
+        with Events(gateway.url, topics="timezone") as again:  # a closed one frees its place
+            assert again.status == 200 and again.next()[0] == "timezone"
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_stream_ends_when_its_token_is_deleted(gateway, api):
+    with Events(gateway.url, token=SECOND_TOKEN, topics="timezone") as second, \
+            Events(gateway.url, topics="timezone") as first:
+        assert second.next()[0] == "timezone" and first.next()[0] == "timezone"
+        assert api.request("DELETE", "/auth/tokens", json={"token_name": "second_token"}).status_code == 200
+        assert second.ended()
+        # the other token's stream goes on
+        assert api.put("/system/configuration/timezone", json={"timezone": "Asia/Tokyo"}).status_code == 200
+        assert first.next() == ("timezone", "Asia/Tokyo")
+
+
+def test_stream_ends_when_its_token_is_replaced(gateway, api):
+    with Events(gateway.url, topics="timezone") as events:
+        assert events.next()[0] == "timezone"
+        r = api.post("/auth/tokens")
+        assert r.status_code == 200
+        assert events.ended()
+        with Events(gateway.url, token=r.json()["token"], topics="timezone") as again:
+            assert again.next() == ("timezone", "Europe/Moscow")
+
+
+def test_reconnect_after_a_daemon_restart_gets_full_state(gateway, daemon, bus, root, tmp_path):
+    with Events(gateway.url, topics="ssh,timezone") as events:
+        assert len(events.take(2)) == 2
+        assert daemon.stop() == 0
+        assert events.ended()
+    with Events(gateway.url) as down:
+        assert down.status == 503
+    edit_userdata(root, lambda d: d.update(timezone="Asia/Tokyo"))
+    (tmp_path / "again").mkdir()
+    again = Daemon(bus, root, tmp_path / "again")
+    try:
+        with Events(gateway.url, topics="ssh,timezone") as events:
+            assert dict(events.take(2)) == {"ssh": {"enable": True, "passwordAuthentication": True},
+                                             "timezone": "Asia/Tokyo"}
+    finally:
+        assert again.stop() == 0
+
+
+def test_the_document_has_the_stream(anon):
+    op = anon.get("/api/swagger.json").json()["paths"]["/events"]["get"]
+    assert "text/event-stream" in op["responses"]["200"]["content"]
+    assert {"400", "401", "429", "503"} <= set(op["responses"])
+    assert [p["name"] for p in op["parameters"]] == ["topics"]
