@@ -3,7 +3,7 @@
 Besides the statuses a route declares (`status`, `errors`), each operation documents the errors the
 gateway itself can answer for it: 400 for a body or path parameter it checks, 401 when a token is
 needed, 404 when a path parameter names something, 413 for a body or URL too large, 429 for routes with a
-failed-attempt limit, and 503 for any route that calls the daemon (which may be down)."""
+failed-attempt limit and for streams (a limit per token), and 503 for any route that calls the daemon (which may be down)."""
 
 import re
 
@@ -17,7 +17,7 @@ _PARAM = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>")
 _REASONS = {
     200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or invalid token",
     403: "Refused", 404: "Not found", 409: "Conflict", 413: "Body or URL too large",
-    429: "Too many failed attempts (or, for /events, streams)", 500: "Internal error", 503: "The daemon or a backend is unreachable",
+    429: "Too many failed attempts (or, for a stream, too many open)", 500: "Internal error", 503: "The daemon or a backend is unreachable",
 }
 
 
@@ -46,7 +46,7 @@ def error_statuses(route: Route) -> dict[int, dict]:
         derived.add(401)
     if path_params(route.path):
         derived.add(404)
-    if route.limited:
+    if route.limited or route.stream:  # failed attempts; open streams per token
         derived.add(429)
     if route.member or route.stream:
         derived.add(503)

@@ -361,7 +361,7 @@ EVENT_TOPICS = "users, ssh, services, timezone, autoUpgrade, backup, snapshots, 
 EVENT_ROUTES = [
     Route("GET", "/events", "Server-Sent Events: the current state of each topic, then every change "
           "(`event: <topic>`, `data:` the body of the topic's GET route; `: keep-alive` at least every "
-          "15 s; at most 8 streams per token)", stream=True, tag="events", errors=(400, 429)),
+          "15 s; at most 8 streams per token)", stream=True, tag="events", errors=(400,)),
 ]
 
 COMMON_ROUTES = [
