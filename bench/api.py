@@ -4,7 +4,8 @@ Starts a private bus, spd on a copy of the demo server (tests/data/root), the ga
 route table has /services/status — python-dbusmock's systemd with the units it reads. Then wrk runs
 against every GET route of the route table that is a cheap read (not the ones that start a job,
 reboot, pull or rescan), the write routes below that exist, and prints req/s, p50, p99 per route and
-the RSS of the daemon and the gateway afterwards. Numbers are only comparable on the same machine.
+the RSS of the daemon and the gateway afterwards. Numbers are only comparable on the same machine; the
+ratio column (against a bare Sanic handler measured just before each route) is the figure to compare.
 """
 
 import argparse
@@ -17,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import wrk
+from common import bare_sanic, wrk
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 from systemd_helpers import demo_systemd  # noqa: E402
 
@@ -51,7 +52,7 @@ def read_routes():
     """(label, path) of every cheap GET route, with path parameters filled in."""
     out = []
     for r in ROUTES:
-        if r.method != "GET" or r.path in NOT_READS:
+        if r.method != "GET" or r.path in NOT_READS or r.stream:  # bench/live.py measures streams
             continue
         names = re.findall(r"<([A-Za-z_]\w*)(?::[^>]*)?>", r.path)
         if any(n not in PARAMS for n in names):
@@ -116,15 +117,21 @@ def main():
             routes = [r for r in routes if a.only in r[0]]
         print(f"machine: {machine()}")
         print(f"wrk -t{a.threads} -c{a.connections} -d{a.duration:g}s per route, after {a.warmup:g}s of warm-up\n")
-        print(f"{'route':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        bare, bare_url = bare_sanic(work)
+        started.append(bare)
+        # The reference: a bare Sanic handler (bench/bare.py), measured right before each route so that
+        # the ratio (route req/s / reference req/s) holds however busy the machine is meanwhile.
+        wrk(bare_url, max(a.warmup, 1), a.connections, a.threads)
+        print(f"{'route':<44} {'req/s':>8} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'ref req/s':>10}")
         for label, path, script in routes:
+            reference = wrk(bare_url, a.duration, a.connections, a.threads)["rps"]
             url = gateway.url + path
             if a.warmup:
                 wrk(url, a.warmup, a.connections, a.threads, script, TOKEN)
             r = wrk(url, a.duration, a.connections, a.threads, script, TOKEN)
             note = f"  socket errors: {r['socket']}" if r["socket"] else ""
-            print(f"{label:<44} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['errors']:>8}{note}",
-                  flush=True)
+            print(f"{label:<44} {r['rps']:>8.0f} {r['rps'] / reference:>6.2f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                  f"{r['errors']:>8} {reference:>10.0f}{note}", flush=True)
         print(f"\n{'memory after the run (MiB)':<44} {'VmRSS':>8} {'peak':>8} {'anon':>8} {'file':>8}")
         total = 0.0
         for name, pid in (("spd", daemon.process.pid), ("spd-gateway", gateway.process.pid)):

@@ -32,3 +32,22 @@ def wrk(url: str, seconds: float, connections: int = 16, threads: int = 2, scrip
 def _ms(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def bare_sanic(work: Path):
+    """The reference server of bench/bare.py as a process; returns (process, its URL)."""
+    from stack import PYTHON, Process, _wait, free_port
+    import httpx
+
+    port = free_port()
+    process = Process("bare", [PYTHON, str(REPO / "bench" / "bare.py"), "--port", str(port)], work / "bare.log")
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers():
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    _wait(answers, "the bare Sanic handler to answer", process)
+    return process, url

@@ -3,7 +3,8 @@
 Besides the statuses a route declares (`status`, `errors`), each operation documents the errors the
 gateway itself can answer for it: 400 for a body or path parameter it checks, 401 when a token is
 needed, 404 when a path parameter names something, 413 for a body or URL too large, 429 for routes with a
-failed-attempt limit and for streams (a limit per token), and 503 for any route that calls the daemon (which may be down)."""
+failed-attempt limit and for streams (a limit per token), and 503 for any route that calls the daemon
+(which may be down) or streams its state."""
 
 import re
 
