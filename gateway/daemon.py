@@ -64,7 +64,17 @@ class Daemon:
             # its change: cache and mirror only with them.
             self._cache = self.mirror.enabled = watched
             self.bus = bus
+            self._watch = asyncio.get_running_loop().create_task(self._until_disconnected(bus))
             return bus
+
+    async def _until_disconnected(self, bus):
+        """A lost connection loses the signals too: forget what they kept current."""
+        try:
+            await bus.wait_for_disconnect()
+        except Exception:  # disconnected with an error: the same for us
+            pass
+        if self.bus is bus:
+            self._forget()
 
     def close(self):
         if self.bus is not None:

@@ -7,7 +7,8 @@ request resumes), so a signal that follows it on the wire is never overwritten b
 The daemon emits a change before it replies to the call that made it, so a client that got the
 reply of its write reads the new value from here on any connection.
 
-The copy is dropped when the daemon's name changes owner, the bus connection is lost, or a signal
+The copy is dropped when the daemon's name changes owner, the bus connection is lost (gateway/daemon.py
+calls drop()), or a signal
 invalidates a property without its value; while the bus refuses our match rules nothing is kept and
 every read is a GetAll at the daemon, as before the mirror existed.
 """

@@ -10,6 +10,7 @@ import pytest
 
 from sse import Events
 from stack import SECOND_TOKEN, TOKEN, Daemon, Gateway
+from systemd_helpers import systemd  # noqa: F401
 
 ALL = ["users", "ssh", "services", "timezone", "autoUpgrade", "backup", "snapshots", "tokens"]
 ROUTE = {"users": "/users", "ssh": "/services/ssh", "services": "/services/status",
@@ -162,6 +163,15 @@ def test_topic_filter(gateway, api):
         assert api.put("/services/ssh", json={"enable": False}).status_code == 200  # not asked for
         assert api.put("/system/configuration/timezone", json={"timezone": "Asia/Tokyo"}).status_code == 200
         assert events.next() == ("timezone", "Asia/Tokyo")
+
+
+def test_job_topic_follows_a_rebuild(systemd, gateway, api):  # noqa: F811
+    systemd.add_unit("sp-nixos-rebuild.service")
+    with Events(gateway.url, topics="job,timezone") as events:
+        assert events.next()[0] == "timezone"  # a job has no state before one runs
+        assert api.get("/system/configuration/apply").status_code == 200
+        seen = events.until("job", {"name": "apply", "result": "done"})
+        assert all(topic == "job" and data["name"] == "apply" for topic, data in seen), seen
 
 
 @pytest.mark.parametrize("query", ["nope", "timezone,nope", ","])
