@@ -53,10 +53,15 @@ class Stream:
     def __init__(self, token: str, device: str, topics: tuple):
         self.token, self.ctx, self.topics = token, Ctx(path={}, body={}, token=token, device=device), topics
         self.pending: dict[str, str] = {}
+        self.last: dict[str, str] = {}  # what was last queued per key: the same state is not sent twice
         self.wake = asyncio.Event()
         self.ended = False
 
-    def put(self, key: str, text: str) -> None:
+    def put(self, key: str, text: str, again: bool = False) -> None:
+        """Queue a state; unless `again`, only when it differs from the one queued before."""
+        if self.last.get(key) == text and not again:
+            return
+        self.last[key] = text
         self.pending.pop(key, None)  # the newest state goes last
         self.pending[key] = text
         self.wake.set()
@@ -126,7 +131,7 @@ class Hub:
                             self._jobs(stream, new["Jobs"], before.get("Jobs") or {})
                         continue
                     props = TOPICS[topic].props
-                    if props.interface != interface or not any(n in new for n in props.names):
+                    if props.interface != interface or (props.names and not any(n in new for n in props.names)):
                         continue
                     key = (topic, stream.ctx.device)
                     if key not in bodies:
@@ -137,7 +142,8 @@ class Hub:
     def _jobs(stream: Stream, jobs: dict, before: dict) -> None:
         for name, (path, result) in jobs.items():
             if list(before.get(name) or ()) != [path, result]:
-                stream.put(f"{JOB}:{name}", event(JOB, {"name": name, "result": result}))
+                # a job run again may end as the one before: that is news (its job path differs)
+                stream.put(f"{JOB}:{name}", event(JOB, {"name": name, "result": result}), again=True)
 
     def _tokens_changed(self) -> None:
         """A token was deleted, replaced or added: every stream's token is checked again."""

@@ -53,17 +53,24 @@ def const(value):
 class Props:
     """A read answered from properties of one interface: from the gateway's mirror (gateway/mirror.py),
     or from Properties.GetAll when the mirror has no copy. `shape` makes the JSON body for the route
-    and for its /events topic (gateway/events.py), which changes when any of `names` changes."""
+    and for its /events topic (gateway/events.py), made again when one of `names` changes (None: any)."""
 
     interface: str
-    names: tuple
     shape: Callable[[dict, Ctx], Any]  # property name -> value, and the request -> JSON body
+    names: tuple | None = None
 
 
-def properties(interface: str, names: tuple, shape, topic: str) -> dict:
-    """Route arguments for a read answered from properties; `topic` names it in GET /events."""
+def props(interface: str, shape, topic: str = "", names: tuple | None = None) -> dict:
+    """Route arguments for a read answered from the interface's properties: shape({name: value}, ctx).
+    `topic` names it in GET /events."""
     return dict(interface=PROPERTIES, member="GetAll", signature="s", args=(const(interface),),
-                props=Props(interface, names, shape), topic=topic)
+                props=Props(interface, shape, names), topic=topic)
+
+
+def prop(interface: str, name: str, shape=None, topic: str = "") -> dict:
+    """Route arguments for a read of one property: its value, or shape(value, ctx)."""
+    return props(interface, (lambda p, ctx: p[name]) if shape is None else (lambda p, ctx: shape(p[name], ctx)),
+                 topic, (name,))
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ class Route:
     # from the route itself (see gateway/openapi.py): e.g. (404, 409), or (status, JSON Schema) pairs
     # when that status has a body other than {"error"}.
     errors: tuple = ()
-    props: Props | None = None  # answered from properties (see properties())
+    props: Props | None = None  # answered from properties (see props())
     topic: str = ""  # its GET /events topic
     stream: bool = False  # answers text/event-stream (GET /events)
 
@@ -225,7 +232,7 @@ KEY_WRITTEN = "New SSH key successfully written"
 
 SSH_ROUTES = tagged("ssh", [
     Route("GET", "/services/ssh", "SSH settings",
-          **properties(SSH, ("Enable", "PasswordAuthentication"), _ssh_settings, "ssh"),
+          **props(SSH, _ssh_settings, "ssh", ("Enable", "PasswordAuthentication")),
           response=obj(enable=BOOL, passwordAuthentication=BOOL)),
     Route("PUT", "/services/ssh", "Change SSH settings (only the fields given)", SSH, "Configure", "a{sv}",
           args=(_ssh_changes,), reply="SSH settings changed", response=STR,
@@ -280,7 +287,7 @@ SNAPSHOT = {"type": "object", "properties": {"short_id": STR, "time": STR, "id":
 
 BACKUP_ROUTES = tagged("backups", [
     Route("GET", "/services/restic/backup/status", "Backup status",
-          **properties(BACKUPS, ("State", "Progress", "ErrorMessage"), _backup_status, "backup"),
+          **props(BACKUPS, _backup_status, "backup", ("State", "Progress", "ErrorMessage")),
           response=obj(status=STR, progress=NUMBER, error_message=nullable(STR))),
     Route("GET", "/services/restic/backup/list", "List the backups (as last loaded)", BACKUPS,
           "ListSnapshots", reply=_snapshots, response=arr(SNAPSHOT)),
@@ -321,14 +328,14 @@ def _pull(out, ctx):
 
 SYSTEM_ROUTES = tagged("system", [
     Route("GET", "/system/configuration/timezone", "The system timezone",
-          **properties(SYSTEM, ("Timezone",), lambda props, ctx: props["Timezone"], "timezone"),
+          **prop(SYSTEM, "Timezone", topic="timezone"),
           response=STR),
     Route("PUT", "/system/configuration/timezone", "Set the system timezone", SYSTEM, "SetTimezone",
           "s", args=(body("timezone"),), reply="Timezone changed", response=STR,
           fields={"timezone": Field(str, description="an IANA zone name, e.g. Europe/Berlin",
                                     max_length=64)}),
     Route("GET", "/system/configuration/autoUpgrade", "Auto-upgrade settings",
-          **properties(SYSTEM, ("AutoUpgrade", "AllowReboot"), _auto_upgrade, "autoUpgrade"),
+          **props(SYSTEM, _auto_upgrade, "autoUpgrade", ("AutoUpgrade", "AllowReboot")),
           response=obj(enable=BOOL, allowReboot=BOOL)),
     Route("PUT", "/system/configuration/autoUpgrade", "Change auto-upgrade settings", SYSTEM,
           "SetAutoUpgrade", "a{sb}", args=(lambda ctx: {k: v for k, v in ctx.body.items() if v is not None},),
