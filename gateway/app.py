@@ -119,10 +119,13 @@ def _handler(app, route: Route):
                 if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
             if route.props:  # from the mirror: no round trip when it has a copy
-                result = route.props.shape(await daemon.mirror.get(route.props.interface), ctx)
+                result = route.props.shape(await daemon.mirror.get(route.props.interface, route.props.names), ctx)
             else:
-                args = [source(ctx) for source in route.args]
-                out = await daemon.call(route.interface, route.member, route.signature, args) if route.member else []
+                out = []
+                for step in route.steps:
+                    if step.when is None or step.when(ctx):
+                        out = await daemon.call(step.interface, step.member, step.signature,
+                                                [source(ctx) for source in step.args])
                 result = route.reply(out, ctx) if callable(route.reply) else route.reply
             status = route.status
             if isinstance(result, Reply):

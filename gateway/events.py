@@ -110,12 +110,20 @@ class Hub:
                 stream.end()
 
     async def full_state(self, stream: Stream) -> None:
-        """One event per topic with its current state (job excepted: it has none until a job runs)."""
+        """One event per topic with its current state (job excepted: it has none until a job runs). A
+        topic that cannot be read now (services while systemd is away) is left out; its changes come
+        later as usual. When none can be read, the stream answers that error."""
+        failed = None
         for topic in stream.topics:
             if topic != JOB:
                 props = TOPICS[topic].props
-                stream.put(topic, event(topic, props.shape(await self.daemon.mirror.get(props.interface),
-                                                           stream.ctx)))
+                try:
+                    values = await self.daemon.mirror.get(props.interface, props.names)
+                    stream.put(topic, event(topic, props.shape(values, stream.ctx)))
+                except HTTPError as e:
+                    failed = e
+        if failed is not None and not stream.pending:
+            raise failed
 
     def _changed(self, interface, new: dict, before: dict) -> None:
         if interface is None:  # the daemon went away or restarted: clients reconnect for full state
@@ -131,7 +139,8 @@ class Hub:
                             self._jobs(stream, new["Jobs"], before.get("Jobs") or {})
                         continue
                     props = TOPICS[topic].props
-                    if props.interface != interface or (props.names and not any(n in new for n in props.names)):
+                    if props.interface != interface or not any(n in new for n in props.names) \
+                            or not all(n in values for n in props.names):  # (one invalidated: not known)
                         continue
                     key = (topic, stream.ctx.device)
                     if key not in bodies:

@@ -49,7 +49,7 @@ def error_statuses(route: Route) -> dict[int, dict]:
         derived.add(404)
     if route.limited or route.stream:  # failed attempts; open streams per token
         derived.add(429)
-    if route.member or route.stream:
+    if route.steps or route.stream:
         derived.add(503)
     out = {status: ERROR for status in derived}
     for entry in route.errors:

@@ -15,7 +15,7 @@ import introspection
 from spd.dbus import access
 from spd.dbus.access import ACCESS_DENIED, GATEWAY, ROOT, Access, Caller, Prop, Rule
 from spd.idle import Activity, busy, until_idle
-from stack import BUS_NAME, PATH, TOKEN, call
+from stack import BUS_NAME, PATH, TOKEN, call, get_property
 
 TOKENS = "org.selfprivacy.Tokens1"
 
@@ -73,7 +73,7 @@ def test_xml_files_are_named_for_their_one_interface():
 
 
 def test_changes_are_logged_with_the_callers_uid(daemon, bus):
-    call(bus, TOKENS, "List")
+    get_property(bus, TOKENS, "Devices")
     call(bus, TOKENS, "Delete", "s", "second_token")
     with pytest.raises(Exception):
         call(bus, TOKENS, "Delete", "s", "no_such_device")
@@ -96,7 +96,7 @@ def test_changes_that_ask_for_no_reply_are_logged_too(daemon, bus):
                                       signature="s", body=["second_token"],
                                       flags=MessageFlag.NO_REPLY_EXPECTED))
             deadline = time.monotonic() + 5
-            while any(name == "second_token" for name, _ in call(bus, TOKENS, "List")[0]):
+            while any(name == "second_token" for name, _ in get_property(bus, TOKENS, "Devices")):
                 assert time.monotonic() < deadline, "the call was not dispatched"
                 await asyncio.sleep(0.05)
         finally:

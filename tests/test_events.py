@@ -50,7 +50,7 @@ def topics():
 
 # --- the mirror --------------------------------------------------------------------------------
 
-def test_mirrored_reads_need_no_round_trip(api, daemon):
+def test_mirrored_reads_need_no_round_trip(systemd, api, daemon):  # noqa: F811
     """With the daemon stopped (SIGSTOP), the mirrored routes still answer: from the copy."""
     expected = {t: api.get(ROUTE[t]) for t in topics()}
     assert all(r.status_code == 200 for r in expected.values()), expected
@@ -134,7 +134,7 @@ def test_without_the_bus_signals_every_read_asks_the_daemon(tmp_path):
 
 # --- GET /events --------------------------------------------------------------------------------
 
-def test_full_state_first_then_a_change(gateway, api):
+def test_full_state_first_then_a_change(systemd, gateway, api):  # noqa: F811
     with Events(gateway.url) as events:
         assert events.status == 200
         assert events.response.headers["content-type"].startswith("text/event-stream")

@@ -1,57 +1,57 @@
-"""org.selfprivacy.Backups1: restic backups of `var`, with the state machine's state, progress and error
-message as properties that emit PropertiesChanged while work runs (`busctl monitor` follows a backup)."""
+"""org.selfprivacy.Backups1: restic backups of `var`, with the state machine's state, progress, error
+message and snapshot list as properties that emit PropertiesChanged while work runs (`busctl monitor`
+follows a backup)."""
 
 import json
 
 from dbus_fast import Variant
-from dbus_fast.constants import PropertyAccess
-from dbus_fast.service import ServiceInterface, dbus_property
 
 from ..backups import Backups
-from .base import method
+from .base import LiveInterface, method, prop
 from .names import BACKUPS
 
-# Domain field -> D-Bus property.
-PROPERTIES = {"state": "State", "progress": "Progress", "error_message": "ErrorMessage"}
 
-
-class BackupsInterface(ServiceInterface):
+class BackupsInterface(LiveInterface):
     def __init__(self, backups: Backups):
         super().__init__(BACKUPS)
         self.backups = backups
-        backups.on_change = self._changed
-        backups.start()  # looks at the repository in the background, reporting through _changed
+        self._snapshots = (None, [])  # (the domain's list, its D-Bus form): converted once per list
+        backups.on_change = self.refresh
+        backups.start()  # looks at the repository in the background, reporting through refresh
 
     def busy(self) -> bool:
         return self.backups.busy()
 
-    def _changed(self, fields: dict) -> None:
-        self.emit_properties_changed({PROPERTIES[k]: v for k, v in fields.items()})
+    def current(self) -> dict:
+        source, converted = self._snapshots
+        if source is not self.backups.snapshots:
+            source = self.backups.snapshots
+            converted = [{k: _variant(v) for k, v in s.items()} for s in source]
+            self._snapshots = (source, converted)
+        return {"State": self.backups.state, "Progress": self.backups.progress,
+                "ErrorMessage": self.backups.error_message, "Snapshots": converted}
 
-    @dbus_property(access=PropertyAccess.READ)
+    @prop()
     def State(self) -> "s":
         """NO_KEY, NOT_INITIALIZED, INITIALIZING, INITIALIZED, BACKING_UP, RESTORING or ERROR."""
-        return self.backups.state
+        return self.value("State")
 
-    @dbus_property(access=PropertyAccess.READ)
+    @prop()
     def Progress(self) -> "d":
         """0.0 to 1.0 of the running (or last) backup or restore."""
-        return self.backups.progress
+        return self.value("Progress")
 
-    @dbus_property(access=PropertyAccess.READ)
+    @prop()
     def ErrorMessage(self) -> "s":
         """Why the last operation failed ("" when it did not)."""
-        return self.backups.error_message
+        return self.value("ErrorMessage")
 
-    @method()
-    def GetStatus(self) -> "sds":
-        """State, progress and error message in one call."""
-        return list(self.backups.status())
-
-    @method()
-    def ListSnapshots(self) -> "aa{sv}":
-        """The snapshots as last loaded, with restic's fields (short_id, id, time, paths, ...)."""
-        return [{k: _variant(v) for k, v in s.items()} for s in self.backups.list()]
+    @prop()
+    def Snapshots(self) -> "aa{sv}":
+        """The snapshots as last loaded (at start, after each backup, on Reload), oldest first, each
+        with restic's fields: short_id, id, time, parent, tree, hostname, username, program_version
+        as s; paths, tags, excludes as as; uid, gid as x; anything else as s holding its JSON."""
+        return self.value("Snapshots")
 
     @method()
     def Reload(self):

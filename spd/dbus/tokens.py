@@ -1,20 +1,59 @@
 """org.selfprivacy.Tokens1: API tokens for the app's devices."""
 
-from dbus_fast.service import ServiceInterface, dbus_signal
+import asyncio
+from datetime import datetime, timezone
 
-from ..tokens import Tokens
-from .base import method
+from dbus_fast.service import dbus_signal
+
+from ..tokens import Tokens, parse_date
+from .base import LiveInterface, method, prop
 from .names import TOKENS
 
 
-class TokensInterface(ServiceInterface):
+class TokensInterface(LiveInterface):
     def __init__(self, tokens: Tokens):
         super().__init__(TOKENS)
         self.tokens = tokens
+        self._expiry = None  # the timer that refreshes Recovery when its token expires
+
+    def current(self) -> dict:
+        return {"Devices": [list(t) for t in self.tokens.list()],
+                "Recovery": list(self.tokens.recovery_status())}
+
+    def refresh(self) -> None:
+        super().refresh()
+        self._watch_expiry()
+
+    def _watch_expiry(self) -> None:
+        """Recovery's `valid` turns false when its expiration passes: signal that moment too."""
+        recovery = self._published.get("Recovery")
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if not recovery or not recovery[1] or not recovery[3]:
+            return
+        left = (parse_date(recovery[3]) - datetime.now(timezone.utc)).total_seconds()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # before the loop runs (at build): the first read or change sets it
+            return
+        self._expiry = loop.call_later(max(left, 0) + 0.01, self.refresh)
 
     @dbus_signal()
     def Changed(self):
         """Device tokens were added, replaced or removed: drop any cached authentication."""
+
+    @prop()
+    def Devices(self) -> "a(ss)":
+        """(device name, creation date) of every device token, in creation order. Dates are
+        ISO-8601 in UTC ending in Z."""
+        return self.value("Devices")
+
+    @prop()
+    def Recovery(self) -> "(bbssi)":
+        """The recovery token: (exists, valid now, creation date, expiration date or "" for
+        never, uses left or -1 for unlimited). No token: (false, false, "", "", -1)."""
+        return self.value("Recovery")
 
     @method()
     def Authenticate(self, token: "s") -> "s":
@@ -22,21 +61,17 @@ class TokensInterface(ServiceInterface):
         return self.tokens.authenticate(token)
 
     @method()
-    def List(self) -> "a(ss)":
-        """(device name, creation date) of every device token."""
-        return [list(t) for t in self.tokens.list()]
-
-    @method()
     def Refresh(self, token: "s") -> "s":
         """Replace a token with a new one for the same device."""
         new = self.tokens.refresh(token)
-        self.Changed()
+        self._changed()
         return new
 
     @method()
     def Delete(self, name: "s"):
+        """Delete a device's token. NotFound for an unknown device name."""
         self.tokens.delete(name)
-        self.Changed()
+        self._changed()
 
     @method()
     def CreateNewDevice(self) -> "s":
@@ -45,26 +80,32 @@ class TokensInterface(ServiceInterface):
 
     @method()
     def ForgetNewDevice(self):
+        """Forget the pending new-device mnemonic."""
         self.tokens.new_device_forget()
 
     @method()
     def AuthorizeNewDevice(self, words: "s", device: "s") -> "s":
+        """A device token for the new-device mnemonic's words. NotFound for wrong, expired or used
+        words."""
         token = self.tokens.new_device_redeem(words, device)
-        self.Changed()
+        self._changed()
         return token
-
-    @method()
-    def GetRecoveryStatus(self) -> "bbssi":
-        """exists, valid, date, expiration ("" = never), uses left (-1 = unlimited or none)."""
-        return list(self.tokens.recovery_status())
 
     @method()
     def CreateRecovery(self, expiration: "s", uses: "i") -> "s":
         """An 18-word recovery mnemonic. expiration: ISO-8601 or "" for never; uses: 0 unlimited."""
-        return self.tokens.recovery_create(expiration, uses)
+        token = self.tokens.recovery_create(expiration, uses)
+        self.refresh()
+        return token
 
     @method()
     def UseRecovery(self, words: "s", device: "s") -> "s":
+        """A device token for the recovery mnemonic's words; uses one of its uses."""
         token = self.tokens.recovery_redeem(words, device)
-        self.Changed()
+        self._changed()
         return token
+
+    def _changed(self) -> None:
+        """Devices changed: Changed for caches of authentication, then the properties."""
+        self.Changed()
+        self.refresh()

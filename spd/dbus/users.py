@@ -1,21 +1,22 @@
 """org.selfprivacy.Users1: the server's users (not the master user)."""
 
-from dbus_fast.service import ServiceInterface
-
 from ..users import Users
-from .base import method
+from .base import LiveInterface, method, prop
 from .names import USERS
 
 
-class UsersInterface(ServiceInterface):
+class UsersInterface(LiveInterface):
     def __init__(self, users: Users):
         super().__init__(USERS)
         self.users = users
 
-    @method()
-    def List(self) -> "as":
-        """Usernames from users[] of userdata.json."""
-        return self.users.list()
+    def current(self) -> dict:
+        return {"Users": self.users.list()}
+
+    @prop()
+    def Users(self) -> "as":
+        """Usernames from users[] of userdata.json, in file order (the master user is not one)."""
+        return self.value("Users")
 
     @method()
     async def Create(self, username: "s", password: "s"):
