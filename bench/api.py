@@ -122,7 +122,8 @@ def main():
         # The reference: a bare Sanic handler (bench/bare.py), measured right before each route so that
         # the ratio (route req/s / reference req/s) holds however busy the machine is meanwhile.
         wrk(bare_url, max(a.warmup, 1), a.connections, a.threads)
-        print(f"{'route':<44} {'req/s':>8} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'ref req/s':>10}")
+        print(f"{'route':<44} {'req/s':>8} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+              f"{'ref req/s':>10}")
         for label, path, script in routes:
             reference = wrk(bare_url, a.duration, a.connections, a.threads)["rps"]
             url = gateway.url + path

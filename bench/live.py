@@ -75,6 +75,8 @@ class Streams:
                 self.seen.setdefault(zone, []).append(time.monotonic())
 
     def close(self):
+        if not self.thread.is_alive():
+            return
         asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()

@@ -119,7 +119,8 @@ def _handler(app, route: Route):
                 if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
             if route.props:  # from the mirror: no round trip when it has a copy
-                result = route.props.shape(await daemon.mirror.get(route.props.interface, route.props.names), ctx)
+                props = route.props
+                result = props.shape(await daemon.mirror.get(props.interface, props.names), ctx)
             else:
                 out = []
                 for step in route.steps:
