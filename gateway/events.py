@@ -155,9 +155,9 @@ class Hub:
                 stream.put(f"{JOB}:{name}", event(JOB, {"name": name, "result": result}), again=True)
 
     def _tokens_changed(self) -> None:
-        """A token was deleted, replaced or added: every stream's token is checked again."""
-        if not self.streams:
-            return
+        """A token was deleted, replaced or added: every stream's token is checked again, by a task
+        that runs after this signal: a stream whose token was authenticated just before the signal
+        and that is opening now is registered by then, and checked too."""
         if self._recheck is not None and not self._recheck.done():
             self._again = True
             return
