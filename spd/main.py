@@ -4,6 +4,7 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import sdnotify
 from dbus_fast import RequestNameReply
@@ -12,7 +13,7 @@ from dbus_fast.constants import NameFlag
 from . import config as configuration
 from .bus import message_bus
 from .backups import Backups
-from .dbus.access import Access, CheckedBus
+from .dbus.access import Access
 from .dbus.backups import BackupsInterface
 from .dbus.names import BUS_NAME, PATH
 from .dbus.services import ServicesInterface
@@ -22,12 +23,13 @@ from .dbus.ssh import SSHInterface
 from .dbus.tokens import TokensInterface
 from .dbus.users import UsersInterface
 from .errors import SpdError
-from .idle import busy, until_idle
+from .idle import CALLS, busy, until_idle
 from .services import Services
 from .system import System
 from .ssh import SSH
 from .tokens import Tokens
 from .users import Users
+from .watch import Target, Watcher
 from .userdata import open_userdata
 
 log = logging.getLogger("spd")
@@ -45,18 +47,34 @@ def build(config, bus):
     tokens = Tokens(config, userdata)
     tokens.import_legacy()
     systemd = Systemd(bus)
+    backups = Backups(config, userdata)
     interfaces = [
         TokensInterface(tokens),
         ServicesInterface(Services(config, userdata, systemd)),
         SystemInterface(System(config, userdata, systemd, Logind(bus))),
         UsersInterface(Users(userdata)),
         SSHInterface(SSH(userdata)),
-        BackupsInterface(Backups(config, userdata)),
+        BackupsInterface(backups),
     ]
-    # Every change of userdata.json (ours, before the call's reply) refreshes what it may change.
-    userdata.on_commit.append(lambda: refresh(interfaces))
+
+    def files_changed() -> None:
+        refresh(interfaces)  # each signals what differs, or keeps its last values if unreadable
+        backups.userdata_changed()
+
+    def snapshots_changed() -> None:  # a backup or forget by another restic: list it
+        if not backups.busy():
+            backups.reload()
+
+    # Our own changes of userdata.json refresh before the call's reply; the watcher sees the rest.
+    userdata.on_commit.append(files_changed)
+    targets = [Target(config.userdata.parent, frozenset({config.userdata.name}), files_changed),
+               Target(config.path("var"), frozenset({"domain"}), files_changed),
+               Target(config.path("var/dkim"), None, files_changed)]
+    local = (config.restic_repository or "").removeprefix("local:")
+    if local.startswith("/"):  # a repository on this machine (B2's is asked on Reload)
+        targets.append(Target(Path(local) / "snapshots", None, snapshots_changed))
     refresh(interfaces)  # the values at start, so the first signal is a real change
-    return interfaces
+    return interfaces, Watcher(targets)
 
 
 def refresh(interfaces) -> None:
@@ -65,11 +83,11 @@ def refresh(interfaces) -> None:
 
 
 async def serve(config) -> int:
-    bus = await message_bus(config.bus, CheckedBus).connect()
-    interfaces = build(config, bus)
+    bus = await message_bus(config.bus).connect()
+    interfaces, watcher = build(config, bus)
     access = Access(bus, interfaces, config.gateway_group)
-    for member in access.check_table(interfaces):
-        log.warning("%s has no row in spd/dbus/access.py TABLE: refused to every caller", member)
+    for member in access.undeclared:
+        log.warning("%s declares no access rule: refused to every caller", member)
     await access.start()  # before export: no call is ever dispatched unchecked
     # export() reads every property for an InterfacesAdded signal that no one can receive yet (the
     # name is not ours); with userdata.json unusable (logged above) or systemd not up yet (an async
@@ -80,6 +98,7 @@ async def serve(config) -> int:
     for interface in interfaces:
         if hasattr(interface, "start"):
             interface.start()
+    watcher.start()
     reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
         log.error("%s is already owned on this bus; is another spd running?", BUS_NAME)
@@ -89,7 +108,7 @@ async def serve(config) -> int:
     log.info("serving %s on %s, root %s", BUS_NAME, config.bus, config.root)
 
     def idle_for() -> float:
-        return 0.0 if busy(interfaces) else access.idle_for()
+        return 0.0 if busy(interfaces) or access.waiting() else CALLS.idle_for()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -116,6 +135,7 @@ async def serve(config) -> int:
         await until_idle(0.01, idle_for)
     for task in waiting:
         task.cancel()
+    watcher.stop()
     bus.disconnect()
     log.info("stopped")
     return 0

@@ -9,11 +9,14 @@ from dbus_fast import Variant
 from ..backups import Backups
 from .base import LiveInterface, method, prop
 from .names import BACKUPS
+from .rules import BACKUPS_MANAGE, changes
 
 
 class BackupsInterface(LiveInterface):
+    NAME = BACKUPS
+
     def __init__(self, backups: Backups):
-        super().__init__(BACKUPS)
+        super().__init__()
         self.backups = backups
         self._snapshots = (None, [])  # (the domain's list, its D-Bus form): converted once per list
         backups.on_change = self.refresh
@@ -53,23 +56,23 @@ class BackupsInterface(LiveInterface):
         as s; paths, tags, excludes as as; uid, gid as x; anything else as s holding its JSON."""
         return self.value("Snapshots")
 
-    @method()
+    @method(changes(BACKUPS_MANAGE))
     def Reload(self):
         """Reload the snapshot list in the background."""
         self.backups.reload()
 
-    @method()
+    @method(changes(BACKUPS_MANAGE))
     def StartBackup(self):
         """Start a backup (initializing the repository first when needed). NotReady without a key or
         while the repository is being initialized; Busy while a backup or restore runs."""
         self.backups.start_backup()
 
-    @method()
+    @method(changes(BACKUPS_MANAGE))
     def StartRestore(self, snapshot_id: "s"):
         """Start restoring a snapshot (short or full id) into var. NotFound for an unknown id."""
         self.backups.start_restore(snapshot_id)
 
-    @method()
+    @method(changes(BACKUPS_MANAGE))
     async def SetBackblazeConfig(self, account_id: "s", account_key: "s", bucket: "s"):
         """Store the Backblaze B2 credentials in userdata and look at the repository again."""
         await self.backups.set_backblaze(account_id, account_key, bucket)

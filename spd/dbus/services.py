@@ -7,6 +7,7 @@ from ..errors import SpdError, Unavailable
 from ..services import Services
 from .base import LiveInterface, method, prop
 from .names import SERVICES
+from .rules import SERVICES_MANAGE, changes
 
 log = logging.getLogger("spd.services")
 
@@ -14,8 +15,10 @@ SETTLE = 0.1  # seconds: a burst of unit signals from systemd costs one look at 
 
 
 class ServicesInterface(LiveInterface):
+    NAME = SERVICES
+
     def __init__(self, services: Services):
-        super().__init__(SERVICES)
+        super().__init__()
         self.services = services
         self._refresh_status = None
         self._serving = False
@@ -68,12 +71,12 @@ class ServicesInterface(LiveInterface):
         self.publish({"DkimRecord": record})
         return record
 
-    @method()
+    @method(changes(SERVICES_MANAGE))
     async def Enable(self, service: "s"):
         """Write <service>.enable = true. NotFound for a service not in Enabled."""
         await self.services.set_enabled(service, True)
 
-    @method()
+    @method(changes(SERVICES_MANAGE))
     async def Disable(self, service: "s"):
         """Write <service>.enable = false."""
         await self.services.set_enabled(service, False)

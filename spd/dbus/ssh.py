@@ -3,11 +3,14 @@
 from ..ssh import SSH
 from .base import LiveInterface, method, prop
 from .names import SSH as SSH_INTERFACE
+from .rules import SSH_MANAGE, changes
 
 
 class SSHInterface(LiveInterface):
+    NAME = SSH_INTERFACE
+
     def __init__(self, ssh: SSH):
-        super().__init__(SSH_INTERFACE)
+        super().__init__()
         self.ssh = ssh
 
     def current(self) -> dict:
@@ -32,28 +35,28 @@ class SSHInterface(LiveInterface):
         (top-level sshKeys) and every user of Users1 (users[].sshKeys); [] for none."""
         return self.value("Keys")
 
-    @method()
+    @method(changes(SSH_MANAGE))
     async def SetEnable(self, enable: "b"):
         """Write ssh.enable as given (also when it is absent and true is what its absence means)."""
         await self.ssh.set("enable", enable)
 
-    @method()
+    @method(changes(SSH_MANAGE))
     async def SetPasswordAuthentication(self, enable: "b"):
         """Write ssh.passwordAuthentication as given."""
         await self.ssh.set("passwordAuthentication", enable)
 
-    @method()
+    @method(changes(SSH_MANAGE))
     async def AddRootKey(self, key: "s"):
         """Authorize a key for root. InvalidArgument for anything but one valid public key,
         AlreadyExists when the key is there."""
         await self.ssh.add_root_key(key)
 
-    @method()
+    @method(changes(SSH_MANAGE))
     async def AddKey(self, user: "s", key: "s"):
         """Authorize a key for a user (not root: use AddRootKey)."""
         await self.ssh.add_key(user, key)
 
-    @method()
+    @method(changes(SSH_MANAGE))
     async def RemoveKey(self, user: "s", key: "s"):
         """Remove a key (matched by its key material, whatever the comment). NotFound for an
         unknown user or key."""

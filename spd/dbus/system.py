@@ -4,11 +4,14 @@ and pulling the NixOS configuration."""
 from ..system import System
 from .base import LiveInterface, method, prop
 from .names import SYSTEM
+from .rules import SYSTEM_MANAGE, SYSTEM_REBOOT, changes
 
 
 class SystemInterface(LiveInterface):
+    NAME = SYSTEM
+
     def __init__(self, system: System):
-        super().__init__(SYSTEM)
+        super().__init__()
         self.system = system
         system.listeners.append(lambda: self.publish({"Jobs": self._jobs()}))
 
@@ -54,44 +57,44 @@ class SystemInterface(LiveInterface):
         """"Python 3.x.y", the daemon's interpreter (constant)."""
         return self.system.python_version()
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def SetTimezone(self, timezone: "s"):
         """An IANA zone name such as Europe/Berlin; InvalidArgument otherwise."""
         await self.system.set_timezone(timezone)
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def SetAutoUpgrade(self, enable: "b"):
         """Write autoUpgrade.enable as given."""
         await self.system.set_auto_upgrade("enable", enable)
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def SetAllowReboot(self, allow: "b"):
         """Write autoUpgrade.allowReboot as given."""
         await self.system.set_auto_upgrade("allowReboot", allow)
 
     # --- actions -----------------------------------------------------------------------------
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def Apply(self) -> "o":
         """Start sp-nixos-rebuild.service; the systemd job (see Jobs)."""
         return await self.system.start("apply")
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def Upgrade(self) -> "o":
         """Start sp-nixos-upgrade.service; the systemd job (see Jobs)."""
         return await self.system.start("upgrade")
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def Rollback(self) -> "o":
         """Start sp-nixos-rollback.service; the systemd job (see Jobs)."""
         return await self.system.start("rollback")
 
-    @method()
+    @method(changes(SYSTEM_REBOOT))
     async def Reboot(self):
         """Ask logind to reboot now."""
         await self.system.reboot()
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def Pull(self) -> "is":
         """`git pull` in the NixOS configuration: git's exit code and output."""
         return list(await self.system.pull())

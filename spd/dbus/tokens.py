@@ -8,11 +8,14 @@ from dbus_fast.service import dbus_signal
 from ..tokens import Tokens, parse_date
 from .base import LiveInterface, method, prop
 from .names import TOKENS
+from .rules import TOKENS_MANAGE, changes, reads
 
 
 class TokensInterface(LiveInterface):
+    NAME = TOKENS
+
     def __init__(self, tokens: Tokens):
-        super().__init__(TOKENS)
+        super().__init__()
         self.tokens = tokens
         self._expiry = None  # the timer that refreshes Recovery when its token expires
 
@@ -43,47 +46,47 @@ class TokensInterface(LiveInterface):
     def Changed(self):
         """Device tokens were added, replaced or removed: drop any cached authentication."""
 
-    @prop()
+    @prop(reads(TOKENS_MANAGE))
     def Devices(self) -> "a(ss)":
         """(device name, creation date) of every device token, in creation order. Dates are
         ISO-8601 in UTC ending in Z."""
         return self.value("Devices")
 
-    @prop()
+    @prop(reads(TOKENS_MANAGE))
     def Recovery(self) -> "(bbssi)":
         """The recovery token: (exists, valid now, creation date, expiration date or "" for
         never, uses left or -1 for unlimited). No token: (false, false, "", "", -1)."""
         return self.value("Recovery")
 
-    @method()
+    @method(reads(TOKENS_MANAGE))
     def Authenticate(self, token: "s") -> "s":
         """The device name behind a token; NotFound when the token is not valid."""
         return self.tokens.authenticate(token)
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def Refresh(self, token: "s") -> "s":
         """Replace a token with a new one for the same device."""
         new = self.tokens.refresh(token)
         self._changed()
         return new
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def Delete(self, name: "s"):
         """Delete a device's token. NotFound for an unknown device name."""
         self.tokens.delete(name)
         self._changed()
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def CreateNewDevice(self) -> "s":
         """A 12-word mnemonic that authorizes one new device within 10 minutes."""
         return self.tokens.new_device_create()
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def ForgetNewDevice(self):
         """Forget the pending new-device mnemonic."""
         self.tokens.new_device_forget()
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def AuthorizeNewDevice(self, words: "s", device: "s") -> "s":
         """A device token for the new-device mnemonic's words. NotFound for wrong, expired or used
         words."""
@@ -91,14 +94,14 @@ class TokensInterface(LiveInterface):
         self._changed()
         return token
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def CreateRecovery(self, expiration: "s", uses: "i") -> "s":
         """An 18-word recovery mnemonic. expiration: ISO-8601 or "" for never; uses: 0 unlimited."""
         token = self.tokens.recovery_create(expiration, uses)
         self.refresh()
         return token
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def UseRecovery(self, words: "s", device: "s") -> "s":
         """A device token for the recovery mnemonic's words; uses one of its uses."""
         token = self.tokens.recovery_redeem(words, device)
