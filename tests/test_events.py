@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sse import Events
-from stack import SECOND_TOKEN, TOKEN, Daemon, Gateway
+from stack import SECOND_TOKEN, TOKEN, Daemon, Gateway, eventually
 from systemd_helpers import systemd  # noqa: F401
 
 ALL = ["users", "ssh", "services", "timezone", "autoUpgrade", "backup", "snapshots", "tokens"]
@@ -30,17 +30,6 @@ def edit_userdata(root, change) -> None:
     tmp = userdata_path(root).with_name("edit.tmp")
     tmp.write_text(json.dumps(data, indent=4))
     os.replace(tmp, userdata_path(root))
-
-
-def eventually(read, expected, tries: int = 200):
-    """read() until it returns expected (the daemon notices a hand edit through inotify)."""
-    import time
-    for _ in range(tries):
-        got = read()
-        if got == expected:
-            return got
-        time.sleep(0.05)
-    return got
 
 
 def topics():

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from stack import BUS_NAME, PATH, Daemon, busctl, call, get_property
+from stack import BUS_NAME, PATH, Daemon, busctl, call, eventually, get_property
 from systemd_helpers import MOCK, STATUS_UNITS, SystemdMock, signals, systemd  # noqa: F401
 
 SERVICES = "org.selfprivacy.Services1"
@@ -19,16 +19,6 @@ def userdata(root):
 
 
 # --- running state ------------------------------------------------------------------------------
-
-def eventually(read, expected, tries: int = 200):
-    """read() until it returns expected (a change travels through signals: systemd's, then spd's)."""
-    for _ in range(tries):
-        got = read()
-        if got == expected:
-            return got
-        time.sleep(0.05)
-    return got
-
 
 def test_status_maps_running_stopped_and_missing_units(systemd, api, bus):
     systemd.add_unit("dovecot2.service", "active")
