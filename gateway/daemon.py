@@ -18,13 +18,12 @@ from spd.bus import message_bus
 from spd.dbus.names import BUS_NAME, PATH, TOKENS
 
 from . import mirror
-from .errors import HTTPError, from_dbus
+from .errors import HTTPError, from_dbus, unreachable
 
 log = logging.getLogger("spd-gateway")
 
 CALL_TIMEOUT = 30.0
 CACHE_MAX = 4096
-_UNREACHABLE = HTTPError(503, "The SelfPrivacy daemon is not reachable")
 
 
 class Daemon:
@@ -47,7 +46,7 @@ class Daemon:
                 bus = await message_bus(self.address).connect()
             except (OSError, EOFError, DBusError, ValueError) as e:
                 log.error("cannot connect to the bus %s: %s", self.address, e)
-                raise _UNREACHABLE from None
+                raise unreachable() from None
             bus.add_message_handler(self._on_message)
             watched = True
             for rule in (f"type='signal',sender='{BUS_NAME}',interface='{TOKENS}',member='Changed'",
@@ -94,7 +93,7 @@ class Daemon:
             async with asyncio.timeout(CALL_TIMEOUT):  # no extra task per call, unlike wait_for
                 reply = await bus.call(msg)
         except (asyncio.TimeoutError, EOFError, OSError):
-            raise _UNREACHABLE from None
+            raise unreachable() from None
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
             raise from_dbus(reply.error_name, text)

@@ -18,7 +18,8 @@ _PARAM = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>")
 _REASONS = {
     200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or invalid token",
     403: "Refused", 404: "Not found", 409: "Conflict", 413: "Body or URL too large",
-    429: "Too many failed attempts (or, for a stream, too many open)", 500: "Internal error", 503: "The daemon or a backend is unreachable",
+    429: "Too many failed attempts (or, for a stream, too many open)", 500: "Internal error",
+    503: "The daemon or a backend is unreachable",
 }
 
 
