@@ -52,7 +52,7 @@ def read_routes():
     """(label, path) of every cheap GET route, with path parameters filled in."""
     out = []
     for r in ROUTES:
-        if r.method != "GET" or r.path in NOT_READS or r.stream:  # bench/live.py measures streams
+        if r.method != "GET" or r.path in NOT_READS or r.stream:  # bench/events.py measures streams
             continue
         names = re.findall(r"<([A-Za-z_]\w*)(?::[^>]*)?>", r.path)
         if any(n not in PARAMS for n in names):

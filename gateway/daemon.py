@@ -14,8 +14,7 @@ import logging
 from dbus_fast import Message, MessageType
 from dbus_fast.errors import DBusError
 
-from spd.bus import message_bus
-from spd.dbus.names import BUS_NAME, PATH, TOKENS
+from spd.dbus.names import BUS_NAME, PATH, TOKENS, message_bus
 
 from . import mirror
 from .errors import HTTPError, from_dbus, unreachable

@@ -3,6 +3,9 @@
 from spd.dbus.names import DBUS_ACCESS_DENIED, DBUS_UNAVAILABLE, ERROR_PREFIX, ERRORS
 
 
+UNREACHABLE = "The SelfPrivacy daemon is not reachable"  # the 503 of every route while it is
+
+
 class HTTPError(Exception):
     """An answer with a JSON body {"error": message}."""
 
@@ -14,7 +17,7 @@ class HTTPError(Exception):
 
 def unreachable() -> HTTPError:
     """The answer when the daemon (or the bus) cannot be reached; a new one each time it is raised."""
-    return HTTPError(503, "The SelfPrivacy daemon is not reachable")
+    return HTTPError(503, UNREACHABLE)
 
 
 def from_dbus(name: str, text: str) -> HTTPError:

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 import base64
 
-from spd.dbus.names import BACKUPS, PROPERTIES, SERVICES, SSH, SYSTEM, TOKENS, USERS
+from spd.dbus.names import (BACKUPS, PROPERTIES, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM, TOKENS,
+                            USERS)
 
 from .errors import HTTPError
 from .fields import Field  # noqa: F401  (routes are declared with it)
@@ -135,20 +136,18 @@ def given(name):
     return lambda ctx: ctx.body.get(name) is not None
 
 
-def props(interface: str, names: tuple, shape, topic: str = "", mirrored: bool = True):
-    """The route fields of a read of these properties: shape({name: value}, ctx). `topic` names it in
-    GET /events; `mirrored=False` asks the daemon every time (a value that changes without a signal)."""
-    return dict(interface=PROPERTIES, member="GetAll", signature="s", args=(const(interface),),
-                reply=lambda out, ctx: shape({k: v.value for k, v in out[0].items()}, ctx),
-                props=Props(interface, tuple(names), shape) if mirrored else None, topic=topic)
+def props(interface: str, names: tuple, shape, topic: str = ""):
+    """The route fields of a read of these properties: shape({name: value}, ctx), from the mirror (the
+    D-Bus member here is what the mirror asks the daemon for each one it has no copy of). `topic`
+    names it in GET /events."""
+    return dict(interface=PROPERTIES, member="Get", signature="ss", args=(const(interface), const(names[0])),
+                props=Props(interface, tuple(names), shape), topic=topic)
 
 
-def prop(interface: str, name: str, shape=None, topic: str = "", mirrored: bool = True):
+def prop(interface: str, name: str, shape=None, topic: str = ""):
     """The route fields of a read of one property: its value, shaped by shape(value, ctx)."""
-    one = (lambda p, ctx: p[name]) if shape is None else (lambda p, ctx: shape(p[name], ctx))
-    return dict(interface=PROPERTIES, member="Get", signature="ss", args=(const(interface), const(name)),
-                reply=lambda out, ctx: one({name: out[0].value}, ctx),
-                props=Props(interface, (name,), one) if mirrored else None, topic=topic)
+    return props(interface, (name,),
+                 (lambda p, ctx: p[name]) if shape is None else (lambda p, ctx: shape(p[name], ctx)), topic)
 
 
 def tagged(tag: str, routes: list) -> list:
@@ -205,8 +204,7 @@ TOKEN_ROUTES = tagged("tokens", [
           response=obj(message=STR, token=STR),
           public=True, limited=True, errors=(404,)),
     Route("GET", "/auth/recovery_token", "Recovery token status",
-          # not mirrored: `valid` turns false when the expiration passes, which no signal tells
-          **prop(TOKENS, "Recovery", _recovery_status, mirrored=False),
+          **prop(TOKENS, "Recovery", _recovery_status),
           response=obj(exists=BOOL, valid=BOOL, date=nullable(STR), expiration=nullable(STR),
                        uses_left=nullable(INT))),
     Route("POST", "/auth/recovery_token", "Create a recovery mnemonic", TOKENS, "CreateRecovery", "si",
@@ -284,10 +282,6 @@ SSH_ROUTES = tagged("ssh", [
 ])
 
 # --- services ------------------------------------------------------------------------------
-
-SERVICE_NAMES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud",
-                 "ocserv": "Ocserv", "pleroma": "Pleroma"}
-STATUS_KEYS = ("imap", "smtp", "http", "bitwarden", "gitea", "nextcloud", "ocserv", "pleroma")
 
 def _dkim(record, ctx):
     if not record:

@@ -11,11 +11,10 @@ from dbus_fast import RequestNameReply
 from dbus_fast.constants import NameFlag
 
 from . import config as configuration
-from .bus import message_bus
 from .backups import Backups
 from .dbus.access import Access
 from .dbus.backups import BackupsInterface
-from .dbus.names import BUS_NAME, PATH
+from .dbus.names import BUS_NAME, PATH, message_bus
 from .dbus.services import ServicesInterface
 from .dbus.system import SystemInterface
 from .dbus.systemd import Logind, Systemd

@@ -104,6 +104,7 @@ class LiveInterface(ServiceInterface):
         super().__init__(self.NAME)
         self._published: dict = {}  # property -> the value last published
         self._error: SpdError | None = None  # why the last refresh could not read the state
+        self._source = None  # source() as of the last refresh on a read
 
     def current(self) -> dict:
         """Every property whose value comes from the domain, as it is now (may raise SpdError)."""
@@ -127,9 +128,21 @@ class LiveInterface(ServiceInterface):
             self._published.update(changed)
             self.emit_properties_changed(changed)  # a no-op before export
 
+    def source(self):
+        """What current() reads, if one cheap object says so (the parsed userdata.json, cached while
+        the file is unchanged): a read refreshes only when it is another object. None: always."""
+        return None
+
     def value(self, name: str):
-        """A property's value for a read: refreshed first, so a read is never behind the files."""
-        self.refresh()
+        """A property's value for a read: refreshed first when its source changed, so a read is never
+        behind the files (and a GetAll of many properties reads them once)."""
+        try:
+            source = self.source()
+        except SpdError:
+            source = None
+        if source is None or source is not self._source:
+            self.refresh()
+            self._source = source if self._error is None else None
         try:
             return self._published[name]
         except KeyError:
