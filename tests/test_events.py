@@ -80,6 +80,15 @@ def test_no_stale_read_after_a_daemon_restart(api, daemon, bus, root, tmp_path):
         assert again.stop() == 0
 
 
+def test_mirror_follows_a_recovery_token_expiring(api):
+    """`valid` changes with the clock: the daemon signals that moment, and the copy follows."""
+    import datetime
+    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+    assert api.post("/auth/recovery_token", json={"expiration": expires.isoformat()}).status_code == 200
+    assert api.get("/auth/recovery_token").json()["valid"] is True
+    assert eventually(lambda: api.get("/auth/recovery_token").json()["valid"], False) is False
+
+
 def test_read_your_writes_under_16_clients(gateway):
     """16 clients at once: each writes (creates, then deletes its own user) and, once the reply came,
     reads on another connection: the read always shows the write."""
