@@ -1,6 +1,8 @@
-"""The gateway's one connection to the daemon, and its cache of authenticated tokens.
+"""The gateway's one connection to the daemon, its cache of authenticated tokens, and (mirror.py) its
+copy of the daemon's properties, which both follow the daemon's signals on this connection.
 
-A request costs one D-Bus round trip when its token is cached. The cache is emptied by the daemon's
+A request costs one D-Bus round trip when its token is cached, none when it reads a mirrored
+property. The cache is emptied by the daemon's
 Tokens1.Changed signal (sent before the reply of the call that changed tokens, and the bus keeps
 their order) and when the daemon's name changes owner; when the bus refuses to send us those
 signals, nothing is cached. A generation counter stops an Authenticate
