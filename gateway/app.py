@@ -12,6 +12,7 @@ from spd.dbus.names import Activity
 
 from . import docs as docs_page
 from . import events
+from . import protocol
 from .daemon import Daemon
 from .errors import HTTPError
 from .fields import MAX_PATH_PARAM, parse_body, text
@@ -33,6 +34,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.ACCESS_LOG = False
     app.config.MOTD = False
+    protocol.configure(app)
     app.ctx.daemon = Daemon(bus_address)
     app.ctx.limiter = FailureLimiter()
     app.ctx.activity = Activity()  # requests in progress, for the idle exit
@@ -126,7 +128,7 @@ def _handler(app, route: Route):
                 for step in route.steps:
                     if step.when is None or step.when(ctx):
                         out = await daemon.call(step.interface, step.member, step.signature,
-                                                [source(ctx) for source in step.args])
+                                                [source(ctx) for source in step.args], route.timeout)
                 result = route.reply(out, ctx) if callable(route.reply) else route.reply
             status = route.status
             if isinstance(result, Reply):
@@ -137,8 +139,9 @@ def _handler(app, route: Route):
             activity.end()
             if attempt is not None and status != 404:  # only wrong words count
                 limiter.release(address, attempt)
-        if route.method != "GET":
-            log.info("%s %s %s by %s", route.method, request.path, status, (ctx and ctx.device) or "-")
+            if route.changes:  # the audit line: who changed what, with which outcome; never a body
+                log.info("device=%s request=%s %s status=%d", (ctx and ctx.device) or "-", route.method,
+                         request.path, status)
         return json_response(result, status=status, headers=HEADERS)
 
     return handle

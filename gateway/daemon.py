@@ -10,6 +10,7 @@ reply that raced with such a signal from re-filling the cache with a stale entry
 """
 
 import asyncio
+import functools
 import hashlib
 import logging
 
@@ -23,7 +24,8 @@ from .errors import HTTPError, from_dbus, unreachable
 
 log = logging.getLogger("spd-gateway")
 
-CALL_TIMEOUT = 30.0
+CALL_TIMEOUT = 30.0  # calls that change something: a git pull, a job's start
+READ_TIMEOUT = 10.0  # reads: a daemon that stopped answering must not hold them for the full 30 s
 CACHE_MAX = 4096
 
 
@@ -35,7 +37,7 @@ class Daemon:
         self._auth: dict[bytes, str] = {}
         self._generation = 0
         self._cache = False  # whether the signals that empty the cache reach us
-        self.mirror = mirror.Mirror(self.call)
+        self.mirror = mirror.Mirror(functools.partial(self.call, timeout=READ_TIMEOUT))
         self.token_listeners = []  # called when any token may have been deleted or replaced
 
     async def connect(self):
@@ -81,9 +83,10 @@ class Daemon:
             self.bus.disconnect()
             self.bus = None
 
-    async def call(self, interface: str, member: str, signature: str = "", body=(), on_send=None) -> list:
+    async def call(self, interface: str, member: str, signature: str = "", body=(),
+                   timeout: float = CALL_TIMEOUT, on_send=None) -> list:
         """Call a daemon method; its D-Bus error becomes the matching HTTPError. on_send(serial) learns
-        the call's serial before it is sent (the mirror recognizes its GetAll replies by it)."""
+        the call's serial before it is sent (the mirror recognizes its Get replies by it)."""
         bus = self.bus if self.bus is not None and self.bus.connected else await self.connect()
         msg = Message(destination=BUS_NAME, path=PATH, interface=interface, member=member,
                       signature=signature, body=list(body))
@@ -91,9 +94,11 @@ class Daemon:
             msg.serial = bus.next_serial()
             on_send(msg.serial)
         try:
-            async with asyncio.timeout(CALL_TIMEOUT):  # no extra task per call, unlike wait_for
+            async with asyncio.timeout(timeout):  # no extra task per call, unlike wait_for
                 reply = await bus.call(msg)
-        except (asyncio.TimeoutError, EOFError, OSError):
+        except asyncio.TimeoutError:
+            raise HTTPError(503, "The SelfPrivacy daemon did not answer in time") from None
+        except (EOFError, OSError):
             raise unreachable() from None
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
@@ -108,7 +113,7 @@ class Daemon:
             return name
         generation = self._generation
         try:
-            (name,) = await self.call(TOKENS, "Authenticate", "s", [token])
+            (name,) = await self.call(TOKENS, "Authenticate", "s", [token], READ_TIMEOUT)
         except HTTPError as e:
             if e.status == 404:
                 raise HTTPError(401, "Invalid token") from None

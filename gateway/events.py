@@ -6,8 +6,8 @@ route: an event per change of an entry of System1.Jobs.
 
 A stream keeps at most one unsent event per topic (and per job name): a newer state replaces an older
 one that the client has not read yet. So a slow client costs a bounded amount of memory and never
-holds up the others; one that reads nothing at all is cut off by Sanic's response timeout, since
-nothing more can be sent to it.
+holds up the others; one that reads nothing at all is cut off by the answer deadline (protocol.py),
+which only a line sent resets: KEEPALIVE must stay below it.
 """
 
 import asyncio

@@ -259,3 +259,10 @@ def test_the_document_has_the_stream(anon):
     assert "text/event-stream" in op["responses"]["200"]["content"]
     assert {"400", "401", "429", "503"} <= set(op["responses"])
     assert [p["name"] for p in op["parameters"]] == ["topics"]
+
+
+def test_keep_alive_comes_before_the_answer_deadline():
+    """A stream lives as long as lines are sent: the keep-alive must come before the gateway's
+    answer deadline would cut a quiet stream off."""
+    from gateway import events, protocol
+    assert events.KEEPALIVE < protocol.RESPONSE_DEADLINE

@@ -33,6 +33,7 @@ log = logging.getLogger("spd.dbus")
 audit = logging.getLogger("spd.access")
 
 _MISSING = object()
+DOC = "org.gtk.GDBus.DocString"
 
 
 def _as_dbus(e: SpdError) -> DBusError:
@@ -105,6 +106,16 @@ class LiveInterface(ServiceInterface):
         self._published: dict = {}  # property -> the value last published
         self._error: SpdError | None = None  # why the last refresh could not read the state
         self._source = None  # source() as of the last refresh on a read
+
+    def introspect(self):
+        """The introspection data with each member's docstring as its DocString annotation (the
+        convention of gdbus-codegen), so `busctl introspect` and the shipped XML say what it means."""
+        info = super().introspect()
+        for member in [*info.methods, *info.properties, *info.signals]:
+            doc = getattr(getattr(type(self), member.name, None), "__doc__", None)
+            if doc:
+                member.annotations[DOC] = " ".join(doc.split())
+        return info
 
     def current(self) -> dict:
         """Every property whose value comes from the domain, as it is now (may raise SpdError)."""
