@@ -5,7 +5,8 @@ route table has /services/status — python-dbusmock's systemd with the units it
 against every GET route of the route table that is a cheap read (not the ones that start a job,
 reboot, pull or rescan), the write routes below that exist, and prints req/s, p50, p99 per route
 (marked with ! when some answers were not 2xx), how many timezone writes really changed the value,
-and the RSS of the daemon and the gateway afterwards. Numbers are only comparable on the same machine.
+and the RSS of the daemon and the gateway afterwards. Numbers are only comparable on the same machine;
+the ratio column (against a bare Sanic handler measured just before each route) is the figure to compare.
 """
 
 import argparse
@@ -16,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import SignalCounter, machine, timezone_script, wrk
+from common import SignalCounter, bare_sanic, machine, timezone_script, wrk
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 from systemd_helpers import demo_systemd  # noqa: E402
 
@@ -47,7 +48,7 @@ def read_routes():
     """(label, path) of every cheap GET route, with path parameters filled in."""
     out = []
     for r in ROUTES:
-        if r.changes:  # writes, and the GETs that start jobs, reboot, pull from git or rescan
+        if r.changes or r.stream:  # writes and GETs that act (jobs, reboot, pull); streams: bench/events.py
             continue
         names = re.findall(r"<([A-Za-z_]\w*)(?::[^>]*)?>", r.path)
         if any(n not in PARAMS for n in names):
@@ -108,11 +109,18 @@ def main():
             routes = [r for r in routes if a.only in r[0]]
         print(f"machine: {machine()}")
         print(f"wrk -t{a.threads} -c{a.connections} -d{a.duration:g}s per route, after {a.warmup:g}s of warm-up\n")
-        print(f"{'route':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        bare, bare_url = bare_sanic(work)
+        started.append(bare)
+        # The reference: a bare Sanic handler (bench/bare.py), measured right before each route so that
+        # the ratio (route req/s / reference req/s) holds however busy the machine is meanwhile.
+        wrk(bare_url, max(a.warmup, 1), a.connections, a.threads)
+        print(f"{'route':<44} {'req/s':>8} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+              f"{'ref req/s':>10}")
         timezones = SignalCounter(bus.address, "org.selfprivacy.System1", "Timezone")
         started.append(timezones)
         failing = []
         for label, path, script in routes:
+            reference = wrk(bare_url, a.duration, a.connections, a.threads)["rps"]
             url = gateway.url + path
             args = (a.threads,)  # the timezone script's share of zones per wrk thread
             if a.warmup:
@@ -127,8 +135,9 @@ def main():
             if path == "/system/configuration/timezone" and script is not None:
                 notes.append(f"{timezones.take()} Timezone changes signalled, {r['requests']} answers counted "
                              "(wrk does not count those in flight when it stops)")
-            print(f"{label:<44} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['errors']:>8}"
-                  f"{' !' if r['errors'] else '  '}{'  '.join(notes)}", flush=True)
+            print(f"{label:<44} {r['rps']:>8.0f} {r['rps'] / reference:>6.2f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                  f"{r['errors']:>8} {reference:>10.0f}{' !' if r['errors'] else '  '}{'  '.join(notes)}",
+                  flush=True)
         if failing:
             print(f"\n! non-2xx answers (their req/s count failures): {', '.join(failing)}")
         print(f"\n{'memory after the run (MiB)':<44} {'VmRSS':>8} {'peak':>8} {'anon':>8} {'file':>8}")

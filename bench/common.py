@@ -137,3 +137,22 @@ class SignalCounter:
         self.loop.call_soon_threadsafe(self.bus.disconnect)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+
+def bare_sanic(work: Path):
+    """The reference server of bench/bare.py as a process; returns (process, its URL)."""
+    from stack import PYTHON, Process, _wait, free_port
+    import httpx
+
+    port = free_port()
+    process = Process("bare", [PYTHON, str(REPO / "bench" / "bare.py"), "--port", str(port)], work / "bare.log")
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers():
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    _wait(answers, "the bare Sanic handler to answer", process)
+    return process, url

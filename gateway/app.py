@@ -11,6 +11,7 @@ from sanic.response import json as json_response
 from spd.dbus.names import Activity
 
 from . import docs as docs_page
+from . import events
 from . import protocol
 from .daemon import Daemon
 from .errors import HTTPError
@@ -37,6 +38,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
     app.ctx.daemon = Daemon(bus_address)
     app.ctx.limiter = FailureLimiter()
     app.ctx.activity = Activity()  # requests in progress, for the idle exit
+    app.ctx.events = events.Hub(app.ctx.daemon)
 
     @app.before_server_start
     async def connect(app):
@@ -44,6 +46,10 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
             await app.ctx.daemon.connect()
         except HTTPError:
             log.warning("the bus is not reachable yet; requests will answer 503 until it is")
+
+    @app.before_server_stop
+    async def end_streams(app):
+        app.ctx.events.end_all()
 
     @app.after_server_stop
     async def disconnect(app):
@@ -92,6 +98,7 @@ def _handler(app, route: Route):
     daemon: Daemon = app.ctx.daemon
     limiter: FailureLimiter = app.ctx.limiter
     activity: Activity = app.ctx.activity
+    hub: events.Hub = app.ctx.events
 
     async def handle(request, **path_params):
         address = ctx = attempt = None
@@ -102,6 +109,10 @@ def _handler(app, route: Route):
             if not route.public:
                 ctx.token = _bearer(request)
                 ctx.device = await daemon.authenticate(ctx.token)
+            if route.stream:
+                topics = events.parse_topics(",".join(request.args.getlist("topics")))
+                await events.serve(request, hub, ctx.token, ctx.device, topics)
+                return None  # the stream was the answer
             if route.fields:
                 ctx.body = parse_body(request.body, route.fields)
             if route.limited:
@@ -109,12 +120,16 @@ def _handler(app, route: Route):
                 attempt = limiter.begin(address)  # counted as failed until it is known not to be
                 if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
-            out = []
-            for step in route.steps:
-                if step.when is None or step.when(ctx):
-                    out = await daemon.call(step.interface, step.member, step.signature,
-                                            [source(ctx) for source in step.args], route.timeout)
-            result = route.reply(out, ctx) if callable(route.reply) else route.reply
+            if route.props:  # from the mirror: no round trip when it has a copy
+                props = route.props
+                result = props.shape(await daemon.mirror.get(props.interface, props.names), ctx)
+            else:
+                out = []
+                for step in route.steps:
+                    if step.when is None or step.when(ctx):
+                        out = await daemon.call(step.interface, step.member, step.signature,
+                                                [source(ctx) for source in step.args], route.timeout)
+                result = route.reply(out, ctx) if callable(route.reply) else route.reply
             status = route.status
             if isinstance(result, Reply):
                 status, result = result.status, result.body

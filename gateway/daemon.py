@@ -1,6 +1,8 @@
-"""The gateway's one connection to the daemon, and its cache of authenticated tokens.
+"""The gateway's one connection to the daemon, its cache of authenticated tokens, and (mirror.py) its
+copy of the daemon's properties, which both follow the daemon's signals on this connection.
 
-A request costs one D-Bus round trip when its token is cached. The cache is emptied by the daemon's
+A request costs one D-Bus round trip when its token is cached, none when it reads a mirrored
+property. The cache is emptied by the daemon's
 Tokens1.Changed signal (sent before the reply of the call that changed tokens, and the bus keeps
 their order) and when the daemon's name changes owner; when the bus refuses to send us those
 signals, nothing is cached. A generation counter stops an Authenticate
@@ -8,6 +10,7 @@ reply that raced with such a signal from re-filling the cache with a stale entry
 """
 
 import asyncio
+import functools
 import hashlib
 import logging
 
@@ -16,18 +19,14 @@ from dbus_fast.errors import DBusError
 
 from spd.dbus.names import BUS_NAME, PATH, TOKENS, message_bus
 
-from .errors import UNREACHABLE, HTTPError, from_dbus
+from . import mirror
+from .errors import HTTPError, from_dbus, unreachable
 
 log = logging.getLogger("spd-gateway")
 
 CALL_TIMEOUT = 30.0  # calls that change something: a git pull, a job's start
 READ_TIMEOUT = 10.0  # reads: a daemon that stopped answering must not hold them for the full 30 s
 CACHE_MAX = 4096
-
-
-def _unreachable() -> HTTPError:
-    # A fresh error each time: one shared instance raised again and again grows its traceback.
-    return HTTPError(503, UNREACHABLE)
 
 
 class Daemon:
@@ -38,6 +37,8 @@ class Daemon:
         self._auth: dict[bytes, str] = {}
         self._generation = 0
         self._cache = False  # whether the signals that empty the cache reach us
+        self.mirror = mirror.Mirror(functools.partial(self.call, timeout=READ_TIMEOUT))
+        self.token_listeners = []  # called when any token may have been deleted or replaced
 
     async def connect(self):
         async with self._connecting:
@@ -48,23 +49,34 @@ class Daemon:
                 bus = await message_bus(self.address).connect()
             except (OSError, EOFError, DBusError, ValueError) as e:
                 log.error("cannot connect to the bus %s: %s", self.address, e)
-                raise _unreachable() from None
+                raise unreachable() from None
             bus.add_message_handler(self._on_message)
             watched = True
             for rule in (f"type='signal',sender='{BUS_NAME}',interface='{TOKENS}',member='Changed'",
                          "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
-                         f"arg0='{BUS_NAME}'"):
+                         f"arg0='{BUS_NAME}'", mirror.RULE):
                 reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
                                                interface="org.freedesktop.DBus", member="AddMatch",
                                                signature="s", body=[rule]))
                 if reply.message_type == MessageType.ERROR:
                     watched = False
-                    log.warning("cannot watch token changes (%s): every request will be authenticated "
-                                "by the daemon", reply.error_name)
-            # Without the signals a cached token would outlive its deletion: cache only with them.
-            self._cache = watched
+                    log.warning("cannot watch the daemon's signals (%s): every request will be authenticated "
+                                "and answered by the daemon", reply.error_name)
+            # Without the signals a cached token would outlive its deletion and a mirrored property
+            # its change: cache and mirror only with them.
+            self._cache = self.mirror.enabled = watched
             self.bus = bus
+            self._watch = asyncio.get_running_loop().create_task(self._until_disconnected(bus))
             return bus
+
+    async def _until_disconnected(self, bus):
+        """A lost connection loses the signals too: forget what they kept current."""
+        try:
+            await bus.wait_for_disconnect()
+        except Exception:  # disconnected with an error: the same for us
+            pass
+        if self.bus is bus:
+            self._forget()
 
     def close(self):
         if self.bus is not None:
@@ -72,18 +84,22 @@ class Daemon:
             self.bus = None
 
     async def call(self, interface: str, member: str, signature: str = "", body=(),
-                   timeout: float = CALL_TIMEOUT) -> list:
-        """Call a daemon method; its D-Bus error becomes the matching HTTPError."""
+                   timeout: float = CALL_TIMEOUT, on_send=None) -> list:
+        """Call a daemon method; its D-Bus error becomes the matching HTTPError. on_send(serial) learns
+        the call's serial before it is sent (the mirror recognizes its Get replies by it)."""
         bus = self.bus if self.bus is not None and self.bus.connected else await self.connect()
         msg = Message(destination=BUS_NAME, path=PATH, interface=interface, member=member,
                       signature=signature, body=list(body))
+        if on_send is not None:
+            msg.serial = bus.next_serial()
+            on_send(msg.serial)
         try:
             async with asyncio.timeout(timeout):  # no extra task per call, unlike wait_for
                 reply = await bus.call(msg)
         except asyncio.TimeoutError:
             raise HTTPError(503, "The SelfPrivacy daemon did not answer in time") from None
         except (EOFError, OSError):
-            raise _unreachable() from None
+            raise unreachable() from None
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
             raise from_dbus(reply.error_name, text)
@@ -108,14 +124,19 @@ class Daemon:
             self._auth[key] = name
         return name
 
-    def _forget(self):
+    def _forget(self, owner_changed=True):
         self._auth.clear()
         self._generation += 1
+        if owner_changed:
+            self.mirror.drop()
+        for listener in list(self.token_listeners):
+            listener()
 
     def _on_message(self, msg):
-        if msg.message_type == MessageType.SIGNAL and (
-            (msg.member == "Changed" and msg.interface == TOKENS)
-            or (msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == BUS_NAME)
-        ):
-            self._forget()
+        self.mirror.on_message(msg)
+        if msg.message_type == MessageType.SIGNAL:
+            if msg.member == "Changed" and msg.interface == TOKENS:
+                self._forget(owner_changed=False)
+            elif msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == BUS_NAME:
+                self._forget()
         return None

@@ -48,11 +48,14 @@ fetch("swagger.json").then(r => r.json()).then(doc => {
         el("summary", {}, el("span", {className: "m " + method, textContent: method}),
            el("code", {textContent: path}), " " + (op.summary || ""),
            el("span", {className: "lock", innerHTML: op.security && op.security.length ? LOCK : ""})));
+      for (const p of op.parameters || [])
+        if (p.in === "query") d.append(el("p", {textContent: "?" + p.name + "= " + (p.description || "")}));
       const body = op.requestBody && op.requestBody.content["application/json"].schema;
       if (body) d.append(el("p", {textContent: "Body" + (op.requestBody.required ? "" : " (optional)")}),
                          el("pre", {textContent: json(body)}));
       for (const [status, r] of Object.entries(op.responses)) {
-        const schema = r.content && r.content["application/json"].schema;
+        const content = r.content && (r.content["application/json"] || r.content["text/event-stream"]);
+        const schema = content && content.schema;
         d.append(el("p", {}, el("b", {textContent: status}), " " + r.description));
         if (schema && Object.keys(schema).length) d.append(el("pre", {textContent: json(schema)}));
       }

@@ -15,11 +15,16 @@ class HTTPError(Exception):
         self.message = message
 
 
+def unreachable() -> HTTPError:
+    """The answer when the daemon (or the bus) cannot be reached; a new one each time it is raised."""
+    return HTTPError(503, UNREACHABLE)
+
+
 def from_dbus(name: str, text: str) -> HTTPError:
     if name.startswith(ERROR_PREFIX) and name[len(ERROR_PREFIX):] in ERRORS:
         return HTTPError(ERRORS[name[len(ERROR_PREFIX):]], text)
     if name in DBUS_UNAVAILABLE:
-        return HTTPError(503, UNREACHABLE)
+        return unreachable()
     if name == DBUS_ACCESS_DENIED:
         return HTTPError(403, "The SelfPrivacy daemon refused this request")
     if name in ("org.freedesktop.DBus.Error.InvalidArgs", "org.freedesktop.DBus.Error.InvalidSignature"):

@@ -3,7 +3,8 @@
 Besides the statuses a route declares (`status`, `errors`), each operation documents the errors the
 gateway itself can answer for it: 400 for a body or path parameter it checks, 401 when a token is
 needed, 404 when a path parameter names something, 413 for a body or URL too large, 429 for routes with a
-failed-attempt limit, and 503 for any route that calls the daemon (which may be down)."""
+failed-attempt limit and for streams (a limit per token), and 503 for any route that calls the daemon
+(which may be down) or streams its state."""
 
 import re
 
@@ -17,7 +18,8 @@ _PARAM = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>")
 _REASONS = {
     200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or invalid token",
     403: "Refused", 404: "Not found", 409: "Conflict", 413: "Body or URL too large",
-    429: "Too many failed attempts", 500: "Internal error", 503: "The daemon or a backend is unreachable",
+    429: "Too many failed attempts (or, for a stream, too many open)", 500: "Internal error",
+    503: "The daemon or a backend is unreachable",
 }
 
 
@@ -46,9 +48,9 @@ def error_statuses(route: Route) -> dict[int, dict]:
         derived.add(401)
     if path_params(route.path):
         derived.add(404)
-    if route.limited:
+    if route.limited or route.stream:  # failed attempts; open streams per token
         derived.add(429)
-    if route.steps:
+    if route.steps or route.stream:
         derived.add(503)
     out = {status: ERROR for status in derived}
     for entry in route.errors:
@@ -74,12 +76,19 @@ def operation(route: Route) -> dict:
         op["parameters"] = [{"name": name, "in": "path", "required": True,
                              "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_PARAM}}
                             for name in params]
+    if route.stream:
+        from .events import ALL_TOPICS  # it reads the route table too
+        op["parameters"] = [{"name": "topics", "in": "query", "required": False,
+                             "description": "comma-separated topics (default: all): " + ", ".join(ALL_TOPICS),
+                             "schema": {"type": "string", "maxLength": 256}}]
     if route.fields:
         op["requestBody"] = {
             "required": any(f.required for f in route.fields.values()),
             "content": {"application/json": {"schema": body_schema(route.fields)}},
         }
     responses = {str(route.status): _response(route.status, route.response or {})}
+    if route.stream:
+        responses[str(route.status)]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
     for status, schema in error_statuses(route).items():
         responses.setdefault(str(status), _response(status, schema))
     op["responses"] = responses

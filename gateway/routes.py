@@ -63,6 +63,17 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Props:
+    """A read answered from properties: from the gateway's mirror (gateway/mirror.py), which asks the
+    daemon only for what it has no copy of. `shape({name: value}, ctx)` makes the JSON body, for the
+    route and for its /events topic (gateway/events.py), made again when one of `names` changes."""
+
+    interface: str
+    names: tuple
+    shape: Callable[[dict, Ctx], Any]
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: str  # Sanic syntax: /users/<username>
@@ -85,6 +96,9 @@ class Route:
     # from the route itself (see gateway/openapi.py): e.g. (404, 409), or (status, JSON Schema) pairs
     # when that status has a body other than {"error"}.
     errors: tuple = ()
+    props: Props | None = None  # answered from the mirror (see props())
+    topic: str = ""  # its GET /events topic
+    stream: bool = False  # answers text/event-stream (GET /events)
     acts: bool = False  # a GET that changes something: starts a job, reboots, pulls, rescans
 
     @property
@@ -133,16 +147,18 @@ def given(name):
     return lambda ctx: ctx.body.get(name) is not None
 
 
-def prop(interface: str, name: str, shape=None):
-    """The route fields of a Properties.Get of one property: its value, shaped by shape(value, ctx)."""
-    return dict(interface=PROPERTIES, member="Get", signature="ss", args=(const(interface), const(name)),
-                reply=lambda out, ctx: out[0].value if shape is None else shape(out[0].value, ctx))
+def props(interface: str, names: tuple, shape, topic: str = ""):
+    """The route fields of a read of these properties: shape({name: value}, ctx), from the mirror (the
+    D-Bus member here is what the mirror asks the daemon for each one it has no copy of). `topic`
+    names it in GET /events."""
+    return dict(interface=PROPERTIES, member="Get", signature="ss", args=(const(interface), const(names[0])),
+                props=Props(interface, tuple(names), shape), topic=topic)
 
 
-def props(interface: str, shape):
-    """The route fields of a Properties.GetAll: shape({name: value}, ctx)."""
-    return dict(interface=PROPERTIES, member="GetAll", signature="s", args=(const(interface),),
-                reply=lambda out, ctx: shape({k: v.value for k, v in out[0].items()}, ctx))
+def prop(interface: str, name: str, shape=None, topic: str = ""):
+    """The route fields of a read of one property: its value, shaped by shape(value, ctx)."""
+    return props(interface, (name,),
+                 (lambda p, ctx: p[name]) if shape is None else (lambda p, ctx: shape(p[name], ctx)), topic)
 
 
 def tagged(tag: str, routes: list) -> list:
@@ -180,7 +196,8 @@ MNEMONIC = {"token": Field(str, description="the mnemonic words"),
             "device": Field(str, description="a name for the new device", max_length=255)}
 
 TOKEN_ROUTES = tagged("tokens", [
-    Route("GET", "/auth/tokens", "List device tokens", **prop(TOKENS, "Devices", _token_list),
+    Route("GET", "/auth/tokens", "List device tokens",
+          **prop(TOKENS, "Devices", _token_list, "tokens"),
           response=arr(obj(name=STR, date=STR, is_caller=BOOL))),
     Route("DELETE", "/auth/tokens", "Delete a device token", TOKENS, "Delete", "s",
           args=(_token_to_delete,), reply={"message": "Token deleted"}, response=MESSAGE, errors=(404,),
@@ -221,7 +238,7 @@ def _user_result(username):
 USER_RESULT = obj(result=INT, username=STR)
 
 USER_ROUTES = tagged("users", [
-    Route("GET", "/users", "List users (not the master user)", **prop(USERS, "Users"),
+    Route("GET", "/users", "List users (not the master user)", **prop(USERS, "Users", topic="users"),
           response=arr(STR)),
     Route("POST", "/users", "Create a user", USERS, "Create", "ss",
           args=(body("username"), body("password")), status=201,
@@ -251,7 +268,8 @@ PUBLIC_KEY = {"public_key": Field(str, description="one line: TYPE BASE64 [comme
 KEY_WRITTEN = "New SSH key successfully written"
 
 SSH_ROUTES = tagged("ssh", [
-    Route("GET", "/services/ssh", "SSH settings", **props(SSH, _ssh_settings),
+    Route("GET", "/services/ssh", "SSH settings",
+          **props(SSH, ("Enable", "PasswordAuthentication"), _ssh_settings, "ssh"),
           response=obj(enable=BOOL, passwordAuthentication=BOOL)),
     Route("PUT", "/services/ssh", "Change SSH settings (only the fields given)",
           calls=(Call(SSH, "SetEnable", "b", (body("enable"),), given("enable")),
@@ -288,7 +306,7 @@ SERVICE_ROUTES = tagged("services", [
             reply={"status": 0, "message": f"{name} {action}d"}, response=STATUS_MESSAGE)
       for service, name in SERVICE_NAMES.items() for action in ("enable", "disable")),
     Route("GET", "/services/status", "Running state of the services (0 running, 3 stopped, 4 missing)",
-          **prop(SERVICES, "Status"), response=obj(**{k: INT for k in STATUS_KEYS})),
+          **prop(SERVICES, "Status", topic="services"), response=obj(**{k: INT for k in STATUS_KEYS})),
     Route("GET", "/services/mailserver/dkim", "The DKIM record, base64",
           **prop(SERVICES, "DkimRecord", _dkim), response=STR, errors=(404,)),
 ])
@@ -309,10 +327,11 @@ SNAPSHOT = {"type": "object", "properties": {"short_id": STR, "time": STR, "id":
             "required": ["short_id", "time"]}
 
 BACKUP_ROUTES = tagged("backups", [
-    Route("GET", "/services/restic/backup/status", "Backup status", **props(BACKUPS, _backup_status),
+    Route("GET", "/services/restic/backup/status", "Backup status",
+          **props(BACKUPS, ("State", "Progress", "ErrorMessage"), _backup_status, "backup"),
           response=obj(status=STR, progress=NUMBER, error_message=nullable(STR))),
     Route("GET", "/services/restic/backup/list", "List the backups (as last loaded)",
-          **prop(BACKUPS, "Snapshots", _snapshots), response=arr(SNAPSHOT)),
+          **prop(BACKUPS, "Snapshots", _snapshots, "snapshots"), response=arr(SNAPSHOT)),
     Route("PUT", "/services/restic/backup/create", "Start a backup", BACKUPS, "StartBackup",
           reply={"status": 0, "message": "Backup creation has started"}, response=STATUS_MESSAGE,
           errors=(400, 409)),
@@ -350,14 +369,16 @@ def _pull(out, ctx):
 
 
 SYSTEM_ROUTES = tagged("system", [
-    Route("GET", "/system/configuration/timezone", "The system timezone", **prop(SYSTEM, "Timezone"),
+    Route("GET", "/system/configuration/timezone", "The system timezone",
+          **prop(SYSTEM, "Timezone", topic="timezone"),
           response=STR),
     Route("PUT", "/system/configuration/timezone", "Set the system timezone", SYSTEM, "SetTimezone",
           "s", args=(body("timezone"),), reply="Timezone changed", response=STR,
           fields={"timezone": Field(str, description="an IANA zone name, e.g. Europe/Berlin",
                                     max_length=64)}),
     Route("GET", "/system/configuration/autoUpgrade", "Auto-upgrade settings",
-          **props(SYSTEM, _auto_upgrade), response=obj(enable=BOOL, allowReboot=BOOL)),
+          **props(SYSTEM, ("AutoUpgrade", "AllowReboot"), _auto_upgrade, "autoUpgrade"),
+          response=obj(enable=BOOL, allowReboot=BOOL)),
     Route("PUT", "/system/configuration/autoUpgrade", "Change auto-upgrade settings",
           calls=(Call(SYSTEM, "SetAutoUpgrade", "b", (body("enable"),), given("enable")),
                  Call(SYSTEM, "SetAllowReboot", "b", (body("allowReboot"),), given("allowReboot"))),
@@ -386,6 +407,12 @@ def _openapi_document(out, ctx):
     return cached_document()
 
 
+EVENT_ROUTES = [
+    Route("GET", "/events", "Server-Sent Events: the current state of each topic, then every change "
+          "(`event: <topic>`, `data:` the body of the topic's GET route; `: keep-alive` at least every "
+          "15 s; at most 8 streams per token)", stream=True, tag="events", errors=(400,)),
+]
+
 COMMON_ROUTES = [
     Route("GET", "/api/version", "API version", reply={"version": API_VERSION}, public=True,
           tag="system", response=obj(version=STR)),
@@ -396,4 +423,4 @@ COMMON_ROUTES = [
 
 
 ROUTES = [*TOKEN_ROUTES, *USER_ROUTES, *SSH_ROUTES, *SERVICE_ROUTES, *SYSTEM_ROUTES, *BACKUP_ROUTES,
-          *COMMON_ROUTES]
+          *EVENT_ROUTES, *COMMON_ROUTES]

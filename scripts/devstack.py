@@ -36,6 +36,7 @@ spd is running on a demo server.
 Try:
   curl -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/auth/tokens
   curl -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/services/status
+  curl -N -H "Authorization: Bearer {TOKEN}" "http://127.0.0.1:{a.port}/events?topics=backup,snapshots"   # follow a backup
   curl -X PUT -H "Authorization: Bearer {TOKEN}" http://127.0.0.1:{a.port}/services/restic/backup/create
   busctl --address={bus.address} monitor org.selfprivacy.Daemon   # follow a backup live
   busctl --address={bus.address} introspect org.selfprivacy.Daemon /org/selfprivacy/Daemon

@@ -157,12 +157,12 @@ class Daemon:
 
 
 class Gateway:
-    def __init__(self, bus: Bus, workdir: Path, port: int | None = None, prefix: tuple = ()):
+    def __init__(self, bus: Bus, workdir: Path, port: int | None = None, prefix: tuple = (), env=None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = Process("spd-gateway", [*prefix, PYTHON, "-m", "gateway", "--bus", bus.address,
                                                "--port", str(self.port)],
-                               workdir / "gateway.log", env=env_for_children())
+                               workdir / "gateway.log", env=env_for_children(**(env or {})))
 
         def answers():
             try:
@@ -239,3 +239,15 @@ def files_containing(root: Path, needle: str) -> list:
 def get_property(bus: Bus, interface: str, name: str):
     """A property of the daemon through busctl: its value (JSON form)."""
     return busctl(bus, "get-property", BUS_NAME, PATH, interface, name)["data"]
+
+
+def eventually(read, expected, timeout: float = 10):
+    """read() until it returns expected, or the last value after `timeout` seconds. For what travels
+    through signals (a hand edit the daemon sees through inotify, a systemd change), which the
+    gateway's copy of the daemon's properties learns soon after, not at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        if got == expected or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import ssh_helpers as keys
-from stack import TOKEN, call, get_property
+from stack import TOKEN, call, eventually, get_property
 from systemd_helpers import Signals
 from test_backups import backup, daemon_env, private_tmp, repo, restic, stack  # noqa: F401 (fixtures)
 
@@ -196,6 +196,7 @@ def test_a_restore_and_another_restics_snapshot_are_signalled(stack, root, bus, 
         signals.wait_for(lambda r: len(_changes(signals, BACKUPS, "Snapshots")) > before, timeout=30)
         listed = _changes(signals, BACKUPS, "Snapshots")[-1]
         assert len(listed) == 2 and snapshot["short_id"] in [s["short_id"].value for s in listed]
-        assert len(stack.api.get("/services/restic/backup/list").json()) == 2
+        # the gateway's copy learns it from the same signal, on its own connection
+        assert eventually(lambda: len(stack.api.get("/services/restic/backup/list").json()), 2) == 2
     finally:
         signals.close()

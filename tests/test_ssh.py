@@ -10,7 +10,7 @@ import pytest
 
 import ssh_helpers as keys
 from bus_client import BusClient
-from stack import TOKEN, busctl, call, get_property
+from stack import TOKEN, busctl, call, eventually, get_property
 
 SSH = "org.selfprivacy.SSH1"
 ROOT_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPP56BVBjHNwYn/m8ynDdGYWr1MQeI6P6zK99m7WeSHT "
@@ -40,7 +40,8 @@ def test_get_settings(api, root, bus):
     data = userdata(root)
     data["ssh"]["passwordAuthentication"] = False
     replace_userdata(root, data)
-    assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": False}
+    changed = {"enable": True, "passwordAuthentication": False}
+    assert eventually(lambda: api.get("/services/ssh").json(), changed) == changed
 
 
 def test_settings_default_to_true(api, root):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from stack import BUS_NAME, PATH, PYTHON, call, get_property
+from stack import BUS_NAME, PATH, PYTHON, call, eventually, get_property
 from systemd_helpers import MOCK, logind, signals, systemd  # noqa: F401
 
 SYSTEM = "org.selfprivacy.System1"
@@ -132,9 +132,8 @@ def test_python_version(api):
 def test_timezone_defaults_when_unset(api, root):
     assert api.get("/system/configuration/timezone").json() == "Europe/Moscow"
     edit_userdata(root, lambda data: data.pop("timezone"))
-    r = api.get("/system/configuration/timezone")
-    assert r.status_code == 200
-    assert r.json() == "Europe/Uzhgorod"
+    assert eventually(lambda: api.get("/system/configuration/timezone").json(), "Europe/Uzhgorod") \
+        == "Europe/Uzhgorod"
 
 
 def test_timezone_is_set_and_signalled_once(api, bus, root, signals):
@@ -185,10 +184,11 @@ def test_empty_body_is_400(api, root):
 # --- auto-upgrade ------------------------------------------------------------------------------
 
 def test_auto_upgrade_defaults(api, root):
+    read = lambda: api.get("/system/configuration/autoUpgrade").json()  # noqa: E731
     edit_userdata(root, lambda data: data.pop("autoUpgrade"))
-    assert api.get("/system/configuration/autoUpgrade").json() == {"enable": True, "allowReboot": False}
+    assert eventually(read, {"enable": True, "allowReboot": False}) == {"enable": True, "allowReboot": False}
     edit_userdata(root, lambda data: data.__setitem__("autoUpgrade", {"allowReboot": True}))
-    assert api.get("/system/configuration/autoUpgrade").json() == {"enable": True, "allowReboot": True}
+    assert eventually(read, {"enable": True, "allowReboot": True}) == {"enable": True, "allowReboot": True}
 
 
 def test_auto_upgrade_sets_only_the_fields_given(api, bus, root, signals):

@@ -94,3 +94,6 @@ class ServicesInterface(LiveInterface):
             self.publish({"Status": await self.services.status()})
         except SpdError as e:  # systemd is not there (yet): a read says so; NameOwnerChanged retries
             log.debug("running state not read: %s", e.message)
+            if self._published.pop("Status", None) is not None:
+                # no value to announce: copies of it (the gateway's mirror) must ask again
+                self.emit_properties_changed({}, ["Status"])
