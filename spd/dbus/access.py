@@ -30,6 +30,7 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface
 
+from . import polkit
 from .names import BACKUPS, SERVICES, SSH, SYSTEM, TOKENS, USERS
 
 log = logging.getLogger("spd.access")
@@ -130,6 +131,31 @@ TABLE: dict[str, dict[str, Rule | Prop]] = {
     },
 }
 
+# The polkit action (live-and-local.md §5) that decides a call for a caller who is neither root nor
+# the gateway's group: the interface's ".manage" for a change, "read" for a read, except Tokens1,
+# whose every member is tokens.manage (tokens are credentials), and Reboot, which has its own.
+READ_ACTION = "org.selfprivacy.read"
+MANAGE_ACTIONS = {
+    USERS: "org.selfprivacy.users.manage",
+    SSH: "org.selfprivacy.ssh.manage",
+    SERVICES: "org.selfprivacy.services.manage",
+    SYSTEM: "org.selfprivacy.system.manage",
+    BACKUPS: "org.selfprivacy.backups.manage",
+    TOKENS: "org.selfprivacy.tokens.manage",
+}
+OWN_ACTIONS = {(SYSTEM, "Reboot"): "org.selfprivacy.system.reboot"}
+
+
+def polkit_action(interface: str, member: str, change: bool) -> str | None:
+    if interface not in MANAGE_ACTIONS:
+        return None
+    if (interface, member) in OWN_ACTIONS:
+        return OWN_ACTIONS[(interface, member)]
+    if change or interface == TOKENS:
+        return MANAGE_ACTIONS[interface]
+    return READ_ACTION
+
+
 ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 DBUS = "org.freedesktop.DBus"
 PROPERTIES = "org.freedesktop.DBus.Properties"
@@ -183,6 +209,8 @@ class Access:
         self._gone: set[str] = set()  # held callers that disconnected during their lookup
         self._in_flight: dict[tuple, tuple] = {}  # (sender, serial) -> (Caller, label if logged)
         self._tasks: set = set()
+        self._asking = 0  # calls waiting for polkit
+        self._authorized: set[tuple] = set()  # (sender, serial) polkit allowed, being dispatched
         self.last_call = time.monotonic()
 
     def _compile(self, table, interfaces):
@@ -211,7 +239,7 @@ class Access:
 
     def idle_for(self) -> float:
         """Seconds since the last call ended; 0 while one is running or waiting."""
-        if self._in_flight or self._held:
+        if self._in_flight or self._held or self._asking:
             return 0.0
         return time.monotonic() - self.last_call
 
@@ -248,9 +276,7 @@ class Access:
                 self._held[sender].append(msg)
             else:
                 self._held[sender] = [msg]
-                task = asyncio.get_running_loop().create_task(self._look_up(sender))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._look_up(sender))
             return True  # held: dispatched or refused once the lookup answers
         return self._decide(msg, known)
 
@@ -258,7 +284,13 @@ class Access:
         rule = self.rule(msg)
         if rule is _PUBLIC:
             return None
-        if rule is None or not (who.kinds & rule.callers):
+        action = self._polkit_action(msg, rule) if rule is not None and not who.kinds else None
+        if action is not None:  # neither root nor the gateway: polkit decides
+            if (msg.sender, msg.serial) not in self._authorized:
+                self._spawn(self._ask_polkit(msg, who, action))
+                return True  # held: dispatched or refused once polkit answers
+            self._authorized.discard((msg.sender, msg.serial))
+        elif rule is None or not (who.kinds & rule.callers):
             log.warning("refused %s to uid %d (%s)", _label(msg), who.uid, msg.sender)
             return _denied(msg, f"{_label(msg)} is not allowed for uid {who.uid}")
         if _expects_reply(msg):
@@ -267,6 +299,39 @@ class Access:
             log.info("uid=%d call=%s result=(no reply requested)", who.uid, _label(msg))
         caller.set(who)
         return None
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _polkit_action(msg: Message, rule: Rule) -> str | None:
+        """The action polkit decides this call by; None when polkit may not allow it at all (a
+        read-only property's Set, a member of no interface of ours)."""
+        if not rule.callers:
+            return None
+        if msg.interface == PROPERTIES:
+            interface, member = msg.body[0], msg.body[1] if len(msg.body) > 1 else ""
+        else:
+            interface, member = msg.interface, msg.member
+        return polkit_action(interface, member, rule.change)
+
+    async def _ask_polkit(self, msg: Message, who: Caller, action: str) -> None:
+        """polkit decides; other calls go on meanwhile (a person may be typing a password)."""
+        self._asking += 1
+        try:
+            refusal = await polkit.check(self.bus, msg.sender, action, polkit.interactive(msg))
+        finally:
+            self._asking -= 1
+            self.last_call = time.monotonic()
+        if refusal is None:
+            self._authorized.add((msg.sender, msg.serial))
+            self.bus._process_message(msg)  # back through _decide, which now lets it through
+            return
+        log.warning("refused %s to uid %d (%s): %s", _label(msg), who.uid, msg.sender, refusal[0])
+        if _expects_reply(msg):
+            self.bus.send(Message.new_error(msg, *refusal))
 
     async def _look_up(self, sender: str) -> None:
         who = None
