@@ -231,3 +231,19 @@ def test_each_member_asks_for_its_action():
     assert polkit_action(USERS, "Create", True) == "org.selfprivacy.users.manage"
     assert polkit_action(TOKENS, "List", False) == "org.selfprivacy.tokens.manage"  # reads too
     assert polkit_action("org.example.Other1", "Anything", False) is None
+
+
+def test_spdctl_as_nobody_gets_polkits_decision(shared_bus, spd, polkitd):
+    mock(shared_bus, "SetAllowed", "as", 1, "org.selfprivacy.read")
+
+    def spdctl(*args, input=None):
+        return subprocess.run([*AS_NOBODY, PYTHON, "-m", "spdctl", "--no-ask-password", *args], input=input,
+                              capture_output=True, text=True, timeout=60, cwd="/",
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SPD_BUS": shared_bus.address})
+
+    r = spdctl("users")
+    assert r.returncode == 0 and r.stdout.split() == ["USER", "user1", "user2"], r.stderr
+    r = spdctl("users", "add", "carol", "--password-stdin", input="pw\n")
+    assert r.returncode == 1 and r.stderr.startswith("spdctl: Access denied by polkit"), r.stderr
+    assert "org.selfprivacy.users.manage" in r.stderr
+    assert [f for _, _, f in checks(shared_bus)] == [0, 0]  # --no-ask-password: no interaction

@@ -1,0 +1,99 @@
+"""spdctl's side of the bus: one connection to the daemon, its REST routes run over D-Bus, and the
+properties it watches.
+
+The JSON that `--json` prints is the REST body: each command names the REST route it mirrors, and
+`run` makes that route's D-Bus call and shapes the reply with the route's own shaper from the
+gateway's route table (gateway/routes.py, which imports nothing but the bus contract and dbus-fast).
+So there is one copy of every body, and spdctl cannot drift from the API.
+"""
+
+import asyncio
+
+from dbus_fast import BusType, Message, MessageFlag, MessageType
+from dbus_fast.aio import MessageBus
+
+from gateway.errors import HTTPError
+from gateway.routes import ROUTES, Ctx, Reply
+from spd.dbus.names import BUS_NAME, PATH, PROPERTIES
+
+_ROUTES = {(r.method, r.path): r for r in ROUTES}
+PROPERTIES_CHANGED = (f"type='signal',sender='{BUS_NAME}',path='{PATH}',"
+                      f"interface='{PROPERTIES}',member='PropertiesChanged'")
+
+
+class Refused(Exception):
+    """The daemon (or the bus) refused or failed: exit 1 with this message (and, with --json, the
+    REST route's body when it has one for the failure, as GET /system/configuration/pull does)."""
+
+    def __init__(self, message: str, body=None):
+        super().__init__(message)
+        self.body = body
+
+
+class Daemon:
+    def __init__(self, address: str, interactive: bool):
+        self.address = address
+        # Let polkit ask the person at the terminal (it may take a while: no timeout on calls).
+        self.flags = MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION if interactive else MessageFlag.NONE
+        self.bus: MessageBus | None = None
+
+    async def connect(self) -> "Daemon":
+        try:
+            if self.address in ("system", "session"):
+                bus_type = BusType.SYSTEM if self.address == "system" else BusType.SESSION
+                self.bus = await MessageBus(bus_type=bus_type).connect()
+            else:
+                self.bus = await MessageBus(bus_address=self.address).connect()
+        except Exception as e:
+            raise Refused(f"cannot connect to the bus {self.address}: {e}") from None
+        return self
+
+    def close(self) -> None:
+        if self.bus is not None:
+            self.bus.disconnect()
+
+    async def call(self, interface: str, member: str, signature: str = "", args=(),
+                   destination: str = BUS_NAME, path: str = PATH) -> list:
+        reply = await self.bus.call(Message(destination=destination, path=path, interface=interface,
+                                            member=member, signature=signature, body=list(args),
+                                            flags=self.flags))
+        if reply.message_type is MessageType.ERROR:
+            text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
+            raise Refused(text or reply.error_name)
+        return reply.body
+
+    async def get(self, interface: str, name: str):
+        return (await self.call(PROPERTIES, "Get", "ss", [interface, name]))[0].value
+
+    async def run(self, method: str, path: str, params: dict | None = None, body: dict | None = None):
+        """The JSON body that `method path` answers over HTTP, from the same D-Bus call."""
+        route = _ROUTES[(method, path)]
+        ctx = Ctx(path=params or {}, body={**{k: f.default for k, f in route.fields.items()}, **(body or {})})
+        try:
+            args = [source(ctx) for source in route.args]
+        except HTTPError as e:
+            raise Refused(e.message) from None
+        out = await self.call(route.interface, route.member, route.signature, args) if route.member else []
+        result = route.reply(out, ctx) if callable(route.reply) else route.reply
+        if isinstance(result, Reply):
+            if result.status >= 400:
+                body = result.body
+                detail = body.get("data", "").strip()
+                raise Refused(body.get("message", "failed") + (f"\n{detail}" if detail else ""), body)
+            result = result.body
+        return result
+
+    async def watch(self) -> asyncio.Queue:
+        """A queue of (interface, changed properties {name: value}) from now on, in the bus's order."""
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def on_message(msg: Message):
+            if (msg.message_type is MessageType.SIGNAL and msg.path == PATH
+                    and msg.interface == PROPERTIES and msg.member == "PropertiesChanged"):
+                interface, changed, _ = msg.body
+                queue.put_nowait((interface, {k: v.value for k, v in changed.items()}))
+
+        self.bus.add_message_handler(on_message)
+        await self.call("org.freedesktop.DBus", "AddMatch", "s", [PROPERTIES_CHANGED],
+                        destination="org.freedesktop.DBus", path="/org/freedesktop/DBus")
+        return queue
