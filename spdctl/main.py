@@ -8,6 +8,7 @@ import asyncio
 import os
 import sys
 
+from . import agent
 from . import commands as c
 from .bus import Daemon, Refused
 
@@ -120,6 +121,7 @@ def main(argv=None) -> int:
         finally:
             d.close()
 
+    helper = agent.start() if interactive and a.bus == "system" else None  # the agent speaks to the system bus
     try:
         asyncio.run(run())
     except c.Usage as e:
@@ -133,6 +135,8 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0 if a.fn is c.monitor else 130
+    finally:
+        agent.stop(helper)
     return 0
 
 

@@ -46,6 +46,7 @@ def ctl(bus, daemon, mocks):
         if check is not None:
             assert r.returncode == check, (args, r.returncode, r.stdout, r.stderr)
         return r
+    run.bus = bus
     return run
 
 
@@ -221,6 +222,9 @@ def test_backup_and_restore_wait_with_real_restic(ctl, api, root):
     assert ctl("backups", check=0).stdout.split()[:3] == ["ID", "TIME", snapshots[0]["short_id"]]
     r = ctl("restore", snapshots[0]["short_id"], "--wait", check=0)
     assert "restore: done" in r.stdout
+    out, code = on_terminal(ctl.bus, ["backup", "--wait"], [])  # a bar, redrawn in place
+    assert code == 0, out
+    assert "backup: [" in out and "\r" in out and out.rstrip().endswith("backup: done"), out
     r = ctl("restore", "nosuchid", check=1)
     assert r.stderr.startswith("spdctl: ") and "nosuchid" in r.stderr
 
@@ -319,3 +323,35 @@ def on_terminal(bus, args: list, answers: list) -> tuple[str, int]:
             break
     os.close(master)
     return seen.decode(errors="replace"), p.wait(10)
+
+
+# --- bash completion -------------------------------------------------------------------------------------
+
+COMPLETION = REPO / "data" / "bash-completion" / "spdctl"
+
+
+def complete(bus, *words) -> list:
+    """What the shipped completion offers after `spdctl WORDS` (the last word being completed), with
+    bash-completion's _init_completion reduced to what the file uses."""
+    script = f"""
+_init_completion() {{ words=("${{COMP_WORDS[@]}}"); cword=$COMP_CWORD; cur=${{words[cword]}}; prev=${{words[cword-1]}}; }}
+source {COMPLETION}
+COMP_WORDS=(spdctl {' '.join(repr(w) for w in words)}); COMP_CWORD={len(words)}
+_spdctl
+printf '%s\\n' "${{COMPREPLY[@]}}"
+"""
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                       env=env_for_children(SPD_BUS=bus.address, PATH=f"{os.path.dirname(PYTHON)}:{os.environ['PATH']}"))
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+def test_bash_completion(ctl, bus):
+    assert {"status", "users", "monitor", "recovery-key"} <= set(complete(bus, ""))
+    assert complete(bus, "ti") == ["timezone"]
+    assert complete(bus, "users", "remove", "") == ["user1", "user2"]  # asked from the daemon
+    assert complete(bus, "services", "enable", "ne") == ["nextcloud"]
+    assert complete(bus, "ssh", "password-auth", "") == ["yes", "no"]
+    assert complete(bus, "backup", "--w") == ["--wait"]
+    assert complete(bus, "devices", "revoke", "") == ["primary_token", "second_token"]
+    assert "job" in complete(bus, "monitor", "users", "")
