@@ -15,7 +15,7 @@ from .daemon import Daemon
 from .errors import HTTPError
 from .fields import MAX_PATH_PARAM, parse_body, text
 from .limits import FailureLimiter, client_address
-from .routes import ROUTES, Ctx, Reply, Route
+from .routes import ROUTES, Ctx, Route, answer
 
 log = logging.getLogger("spd-gateway")
 
@@ -107,12 +107,7 @@ def _handler(app, route: Route):
                 attempt = limiter.begin(address)  # counted as failed until it is known not to be
                 if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
-            args = [source(ctx) for source in route.args]
-            out = await daemon.call(route.interface, route.member, route.signature, args) if route.member else []
-            result = route.reply(out, ctx) if callable(route.reply) else route.reply
-            status = route.status
-            if isinstance(result, Reply):
-                status, result = result.status, result.body
+            status, result = await answer(route, ctx, daemon.call)
         except HTTPError as e:
             status, result = e.status, {"error": e.message}
         finally:

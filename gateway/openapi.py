@@ -48,7 +48,7 @@ def error_statuses(route: Route) -> dict[int, dict]:
         derived.add(404)
     if route.limited:
         derived.add(429)
-    if route.member:
+    if route.steps:
         derived.add(503)
     out = {status: ERROR for status in derived}
     for entry in route.errors:

@@ -5,7 +5,7 @@ come from, its body fields, and how the reply becomes the JSON the app parses. T
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from dbus_fast import Variant
+import base64
 
 from spd.dbus.names import BACKUPS, PROPERTIES, SERVICES, SSH, SYSTEM, TOKENS, USERS
 
@@ -50,6 +50,17 @@ def const(value):
 
 
 @dataclass(frozen=True)
+class Call:
+    """One D-Bus call of a route; `when(ctx)` false skips it (a setting the body does not give)."""
+
+    interface: str
+    member: str
+    signature: str = ""
+    args: tuple = ()
+    when: Callable[[Ctx], bool] | None = None
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: str  # Sanic syntax: /users/<username>
@@ -65,10 +76,34 @@ class Route:
     limited: bool = False  # failed attempts are limited per client address
     tag: str = ""
     response: dict | None = None  # JSON Schema of the success body (for OpenAPI and the fuzz tests)
+    # Several calls in order instead of interface/member (each Set<Property> of a multi-field PUT);
+    # the reply shaper gets the last one's reply.
+    calls: tuple = ()
     # Error statuses the daemon can answer for this route beyond those the OpenAPI document derives
     # from the route itself (see gateway/openapi.py): e.g. (404, 409), or (status, JSON Schema) pairs
     # when that status has a body other than {"error"}.
     errors: tuple = ()
+
+    @property
+    def steps(self) -> tuple:
+        """The D-Bus calls this route makes, in order (none for a route the gateway answers)."""
+        if self.member:
+            return (Call(self.interface, self.member, self.signature, self.args),)
+        return self.calls
+
+
+async def answer(route: Route, ctx: Ctx, call) -> tuple[int, Any]:
+    """The status and JSON body of `route` for `ctx`, its D-Bus calls made with
+    `await call(interface, member, signature, args)` (which raises for an error reply). The gateway
+    answers HTTP with it, spdctl prints it (--json)."""
+    out = []
+    for step in route.steps:
+        if step.when is None or step.when(ctx):
+            out = await call(step.interface, step.member, step.signature, [source(ctx) for source in step.args])
+    result = route.reply(out, ctx) if callable(route.reply) else route.reply
+    if isinstance(result, Reply):
+        return result.status, result.body
+    return route.status, result
 
 
 # JSON Schema shorthands for `response`.
@@ -95,8 +130,21 @@ MESSAGE = obj(message=STR)
 STATUS_MESSAGE = obj(status=INT, message=STR)
 
 
-def first(out, ctx):
-    return out[0]
+def given(name):
+    """A Call's `when`: the body has this field."""
+    return lambda ctx: ctx.body.get(name) is not None
+
+
+def prop(interface: str, name: str, shape=None):
+    """The route fields of a Properties.Get of one property: its value, shaped by shape(value, ctx)."""
+    return dict(interface=PROPERTIES, member="Get", signature="ss", args=(const(interface), const(name)),
+                reply=lambda out, ctx: out[0].value if shape is None else shape(out[0].value, ctx))
+
+
+def props(interface: str, shape):
+    """The route fields of a Properties.GetAll: shape({name: value}, ctx)."""
+    return dict(interface=PROPERTIES, member="GetAll", signature="s", args=(const(interface),),
+                reply=lambda out, ctx: shape({k: v.value for k, v in out[0].items()}, ctx))
 
 
 def tagged(tag: str, routes: list) -> list:
@@ -106,8 +154,8 @@ def tagged(tag: str, routes: list) -> list:
 
 # --- tokens ------------------------------------------------------------------------------
 
-def _token_list(out, ctx):
-    return [{"name": name, "date": date, "is_caller": name == ctx.device} for name, date in out[0]]
+def _token_list(devices, ctx):
+    return [{"name": name, "date": date, "is_caller": name == ctx.device} for name, date in devices]
 
 
 def _token_to_delete(ctx):
@@ -119,8 +167,8 @@ def _token_to_delete(ctx):
     return name
 
 
-def _recovery_status(out, ctx):
-    exists, valid, date, expiration, uses = out
+def _recovery_status(recovery, ctx):
+    exists, valid, date, expiration, uses = recovery
     return {"exists": exists, "valid": valid, "date": date or None,
             "expiration": expiration or None, "uses_left": uses if uses >= 0 else None}
 
@@ -134,7 +182,7 @@ MNEMONIC = {"token": Field(str, description="the mnemonic words"),
             "device": Field(str, description="a name for the new device", max_length=255)}
 
 TOKEN_ROUTES = tagged("tokens", [
-    Route("GET", "/auth/tokens", "List device tokens", TOKENS, "List", reply=_token_list,
+    Route("GET", "/auth/tokens", "List device tokens", **prop(TOKENS, "Devices", _token_list),
           response=arr(obj(name=STR, date=STR, is_caller=BOOL))),
     Route("DELETE", "/auth/tokens", "Delete a device token", TOKENS, "Delete", "s",
           args=(_token_to_delete,), reply={"message": "Token deleted"}, response=MESSAGE, errors=(404,),
@@ -151,8 +199,8 @@ TOKEN_ROUTES = tagged("tokens", [
           reply=lambda out, ctx: {"message": "Device authorized", "token": out[0]},
           response=obj(message=STR, token=STR),
           public=True, limited=True, errors=(404,)),
-    Route("GET", "/auth/recovery_token", "Recovery token status", TOKENS, "GetRecoveryStatus",
-          reply=_recovery_status,
+    Route("GET", "/auth/recovery_token", "Recovery token status",
+          **prop(TOKENS, "Recovery", _recovery_status),
           response=obj(exists=BOOL, valid=BOOL, date=nullable(STR), expiration=nullable(STR),
                        uses_left=nullable(INT))),
     Route("POST", "/auth/recovery_token", "Create a recovery mnemonic", TOKENS, "CreateRecovery", "si",
@@ -175,7 +223,7 @@ def _user_result(username):
 USER_RESULT = obj(result=INT, username=STR)
 
 USER_ROUTES = tagged("users", [
-    Route("GET", "/users", "List users (not the master user)", USERS, "List", reply=first,
+    Route("GET", "/users", "List users (not the master user)", **prop(USERS, "Users"),
           response=arr(STR)),
     Route("POST", "/users", "Create a user", USERS, "Create", "ss",
           args=(body("username"), body("password")), status=201,
@@ -190,35 +238,36 @@ USER_ROUTES = tagged("users", [
 
 # --- ssh -----------------------------------------------------------------------------------
 
-def _ssh_settings(out, ctx):
-    props = out[0]
-    return {"enable": props["Enable"].value,
-            "passwordAuthentication": props["PasswordAuthentication"].value}
+def _ssh_settings(props, ctx):
+    return {"enable": props["Enable"], "passwordAuthentication": props["PasswordAuthentication"]}
 
 
-def _ssh_changes(ctx):
-    """Only the settings the body gives, as SSH1.Configure wants them."""
-    names = {"enable": "Enable", "passwordAuthentication": "PasswordAuthentication"}
-    return {names[k]: Variant("b", v) for k, v in ctx.body.items() if v is not None}
+def _user_keys(keys, ctx):
+    user = ctx.path["username"]
+    if user not in keys:
+        raise HTTPError(404, f"User {user} does not exist")
+    return keys[user]
 
 
 PUBLIC_KEY = {"public_key": Field(str, description="one line: TYPE BASE64 [comment]", max_length=16384)}
 KEY_WRITTEN = "New SSH key successfully written"
 
 SSH_ROUTES = tagged("ssh", [
-    Route("GET", "/services/ssh", "SSH settings", PROPERTIES, "GetAll", "s", args=(const(SSH),),
-          reply=_ssh_settings, response=obj(enable=BOOL, passwordAuthentication=BOOL)),
-    Route("PUT", "/services/ssh", "Change SSH settings (only the fields given)", SSH, "Configure", "a{sv}",
-          args=(_ssh_changes,), reply="SSH settings changed", response=STR,
+    Route("GET", "/services/ssh", "SSH settings", **props(SSH, _ssh_settings),
+          response=obj(enable=BOOL, passwordAuthentication=BOOL)),
+    Route("PUT", "/services/ssh", "Change SSH settings (only the fields given)",
+          calls=(Call(SSH, "SetEnable", "b", (body("enable"),), given("enable")),
+                 Call(SSH, "SetPasswordAuthentication", "b", (body("passwordAuthentication"),),
+                      given("passwordAuthentication"))),
+          reply="SSH settings changed", response=STR,
           fields={"enable": Field(bool, False), "passwordAuthentication": Field(bool, False)}),
-    Route("POST", "/services/ssh/enable", "Enable SSH", SSH, "Configure", "a{sv}",
-          args=(const({"Enable": Variant("b", True)}),),
+    Route("POST", "/services/ssh/enable", "Enable SSH", SSH, "SetEnable", "b", args=(const(True),),
           reply={"status": 0, "message": "SSH enabled"}, response=STATUS_MESSAGE),
     Route("PUT", "/services/ssh/key/send", "Add a root SSH key", SSH, "AddRootKey", "s",
           args=(body("public_key"),), fields=PUBLIC_KEY, status=201,
           reply={"status": 0, "message": KEY_WRITTEN}, response=STATUS_MESSAGE, errors=(409,)),
-    Route("GET", "/services/ssh/keys/<username>", "List a user's SSH keys", SSH, "ListKeys", "s",
-          args=(path("username"),), reply=first, response=arr(STR)),
+    Route("GET", "/services/ssh/keys/<username>", "List a user's SSH keys",
+          **prop(SSH, "Keys", _user_keys), response=arr(STR)),
     Route("POST", "/services/ssh/keys/<username>", "Add an SSH key to a user (not root)", SSH, "AddKey",
           "ss", args=(path("username"), body("public_key")), fields=PUBLIC_KEY, status=201,
           reply={"message": KEY_WRITTEN}, response=MESSAGE, errors=(409,)),
@@ -233,38 +282,43 @@ SERVICE_NAMES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextc
                  "ocserv": "Ocserv", "pleroma": "Pleroma"}
 STATUS_KEYS = ("imap", "smtp", "http", "bitwarden", "gitea", "nextcloud", "ocserv", "pleroma")
 
+def _dkim(record, ctx):
+    if not record:
+        raise HTTPError(404, "DKIM key not found")
+    return base64.b64encode(record.encode()).decode()
+
+
 SERVICE_ROUTES = tagged("services", [
     *(Route("POST", f"/services/{service}/{action}", f"{action.capitalize()} {name}", SERVICES,
             action.capitalize(), "s", args=(const(service),),
             reply={"status": 0, "message": f"{name} {action}d"}, response=STATUS_MESSAGE)
       for service, name in SERVICE_NAMES.items() for action in ("enable", "disable")),
     Route("GET", "/services/status", "Running state of the services (0 running, 3 stopped, 4 missing)",
-          SERVICES, "GetStatus", reply=first, response=obj(**{k: INT for k in STATUS_KEYS})),
-    Route("GET", "/services/mailserver/dkim", "The DKIM record, base64", SERVICES, "GetDkim",
-          reply=first, response=STR, errors=(404,)),
+          **prop(SERVICES, "Status"), response=obj(**{k: INT for k in STATUS_KEYS})),
+    Route("GET", "/services/mailserver/dkim", "The DKIM record, base64",
+          **prop(SERVICES, "DkimRecord", _dkim), response=STR, errors=(404,)),
 ])
 
 # --- backups (restic) ---------------------------------------------------------------------
 
-def _backup_status(out, ctx):
-    state, progress, error = out
-    return {"status": state, "progress": progress, "error_message": error or None}
+def _backup_status(props, ctx):
+    return {"status": props["State"], "progress": props["Progress"],
+            "error_message": props["ErrorMessage"] or None}
 
 
-def _snapshots(out, ctx):
+def _snapshots(snapshots, ctx):
     """Each snapshot as restic printed it (the D-Bus variants unwrapped)."""
-    return [{k: v.value for k, v in snapshot.items()} for snapshot in out[0]]
+    return [{k: v.value for k, v in snapshot.items()} for snapshot in snapshots]
 
 
 SNAPSHOT = {"type": "object", "properties": {"short_id": STR, "time": STR, "id": STR},
             "required": ["short_id", "time"]}
 
 BACKUP_ROUTES = tagged("backups", [
-    Route("GET", "/services/restic/backup/status", "Backup status", BACKUPS, "GetStatus",
-          reply=_backup_status,
+    Route("GET", "/services/restic/backup/status", "Backup status", **props(BACKUPS, _backup_status),
           response=obj(status=STR, progress=NUMBER, error_message=nullable(STR))),
-    Route("GET", "/services/restic/backup/list", "List the backups (as last loaded)", BACKUPS,
-          "ListSnapshots", reply=_snapshots, response=arr(SNAPSHOT)),
+    Route("GET", "/services/restic/backup/list", "List the backups (as last loaded)",
+          **prop(BACKUPS, "Snapshots", _snapshots), response=arr(SNAPSHOT)),
     Route("PUT", "/services/restic/backup/create", "Start a backup", BACKUPS, "StartBackup",
           reply={"status": 0, "message": "Backup creation has started"}, response=STATUS_MESSAGE,
           errors=(400, 409)),
@@ -286,15 +340,8 @@ BACKUP_ROUTES = tagged("backups", [
 # --- system --------------------------------------------------------------------------------
 
 
-def _property(name):
-    """Properties.Get of one System1 property: its value."""
-    return dict(interface=PROPERTIES, member="Get", signature="ss", args=(const(SYSTEM), const(name)),
-                reply=lambda out, ctx: out[0].value)
-
-
-def _auto_upgrade(out, ctx):
-    props = out[0]
-    return {"enable": props["AutoUpgrade"].value, "allowReboot": props["AllowReboot"].value}
+def _auto_upgrade(props, ctx):
+    return {"enable": props["AutoUpgrade"], "allowReboot": props["AllowReboot"]}
 
 
 PULL = obj(status=INT, message=STR, data=STR)
@@ -308,16 +355,17 @@ def _pull(out, ctx):
 
 
 SYSTEM_ROUTES = tagged("system", [
-    Route("GET", "/system/configuration/timezone", "The system timezone", **_property("Timezone"),
+    Route("GET", "/system/configuration/timezone", "The system timezone", **prop(SYSTEM, "Timezone"),
           response=STR),
     Route("PUT", "/system/configuration/timezone", "Set the system timezone", SYSTEM, "SetTimezone",
           "s", args=(body("timezone"),), reply="Timezone changed", response=STR,
           fields={"timezone": Field(str, description="an IANA zone name, e.g. Europe/Berlin",
                                     max_length=64)}),
-    Route("GET", "/system/configuration/autoUpgrade", "Auto-upgrade settings", PROPERTIES, "GetAll",
-          "s", args=(const(SYSTEM),), reply=_auto_upgrade, response=obj(enable=BOOL, allowReboot=BOOL)),
-    Route("PUT", "/system/configuration/autoUpgrade", "Change auto-upgrade settings", SYSTEM,
-          "SetAutoUpgrade", "a{sb}", args=(lambda ctx: {k: v for k, v in ctx.body.items() if v is not None},),
+    Route("GET", "/system/configuration/autoUpgrade", "Auto-upgrade settings",
+          **props(SYSTEM, _auto_upgrade), response=obj(enable=BOOL, allowReboot=BOOL)),
+    Route("PUT", "/system/configuration/autoUpgrade", "Change auto-upgrade settings",
+          calls=(Call(SYSTEM, "SetAutoUpgrade", "b", (body("enable"),), given("enable")),
+                 Call(SYSTEM, "SetAllowReboot", "b", (body("allowReboot"),), given("allowReboot"))),
           reply="Auto-upgrade settings changed", response=STR,
           fields={"enable": Field(bool, False, description="upgrade automatically"),
                   "allowReboot": Field(bool, False, description="reboot after an upgrade when needed")}),
@@ -329,10 +377,11 @@ SYSTEM_ROUTES = tagged("system", [
           "Rollback", reply=0, response=INT),
     Route("GET", "/system/reboot", "Reboot the server", SYSTEM, "Reboot",
           reply="System reboot has started", response=STR),
-    Route("GET", "/system/version", "What uname -a prints", SYSTEM, "GetVersion",
-          reply=lambda out, ctx: {"system_version": out[0]}, response=obj(system_version=STR)),
-    Route("GET", "/system/pythonVersion", "The daemon's Python version", SYSTEM, "GetPythonVersion",
-          reply=first, response=STR),
+    Route("GET", "/system/version", "What uname -a prints",
+          **prop(SYSTEM, "Version", lambda version, ctx: {"system_version": version}),
+          response=obj(system_version=STR)),
+    Route("GET", "/system/pythonVersion", "The daemon's Python version", **prop(SYSTEM, "PythonVersion"),
+          response=STR),
     Route("GET", "/system/configuration/pull", "git pull the NixOS configuration", SYSTEM, "Pull",
           reply=_pull, response=PULL, errors=((500, PULL),)),
 ])

@@ -1,5 +1,6 @@
 """Backups of `var` under the root with restic: a state machine whose every change (state, progress,
-error message) is reported through `on_change`, so the D-Bus adapter can emit PropertiesChanged.
+error message, snapshot list) is reported through `on_change`, so the D-Bus adapter can emit
+PropertiesChanged.
 
 States, named as the app expects: NO_KEY (no repository configured or no resticPassword),
 NOT_INITIALIZED, INITIALIZING (the repository is being checked at start or created), INITIALIZED (idle,
@@ -60,7 +61,7 @@ class Backups:
         self.snapshots: list[dict] = []
         self._lists_started = 0  # snapshot lists asked of restic (or cleared), in order
         self._list_shown = 0  # which of them self.snapshots is: an older one never replaces a newer
-        self.on_change = None  # callable(dict of changed fields: state, progress, error_message)
+        self.on_change = None  # callable() after state, progress, error_message or snapshots changed
         self._operation: asyncio.Task | None = None  # the one running check, backup or restore
         self._reloading: asyncio.Task | None = None
         self._recheck = False  # the credentials changed while an operation ran
@@ -74,13 +75,6 @@ class Backups:
             self._check()
         except SpdError as e:
             self._set(ERROR, 0.0, e.message)
-
-    def status(self) -> tuple[str, float, str]:
-        return self.state, self.progress, self.error_message
-
-    def list(self) -> list[dict]:
-        """The snapshots as last loaded (at start, after each backup, on reload)."""
-        return self.snapshots
 
     async def set_backblaze(self, account_id: str, account_key: str, bucket: str) -> None:
         for name, value, rule in (("accountId", account_id, CREDENTIAL), ("accountKey", account_key, CREDENTIAL),
@@ -131,7 +125,7 @@ class Backups:
         if error is not None and error != self.error_message:
             self.error_message = changed["error_message"] = error
         if changed and self.on_change is not None:
-            self.on_change(changed)
+            self.on_change()
         if "state" in changed:
             log.info("backup state: %s%s", state, f" ({self.error_message})" if state == ERROR else "")
 
@@ -244,7 +238,10 @@ class Backups:
             ticket = self._lists_started
         if ticket > self._list_shown:
             self._list_shown = ticket
-            self.snapshots = snapshots
+            if snapshots != self.snapshots:
+                self.snapshots = snapshots
+                if self.on_change is not None:
+                    self.on_change()
 
     async def _reload_list(self) -> None:
         try:

@@ -24,6 +24,9 @@ class Activity:
         return 0.0 if self.running else time.monotonic() - self.last
 
 
+CALLS = Activity()  # the daemon's D-Bus calls in progress (counted by spd/dbus/base.py)
+
+
 def busy(interfaces) -> bool:
     """True while any object says it has long work running. An object that runs work beyond the
     call that started it (a backup, a restore) defines `busy() -> bool` to keep its process alive."""

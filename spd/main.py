@@ -12,7 +12,7 @@ from dbus_fast.constants import NameFlag
 from . import config as configuration
 from .bus import message_bus
 from .backups import Backups
-from .dbus.access import Access, CheckedBus
+from .dbus.access import Access
 from .dbus.backups import BackupsInterface
 from .dbus.names import BUS_NAME, PATH
 from .dbus.services import ServicesInterface
@@ -22,7 +22,7 @@ from .dbus.ssh import SSHInterface
 from .dbus.tokens import TokensInterface
 from .dbus.users import UsersInterface
 from .errors import SpdError
-from .idle import busy, until_idle
+from .idle import CALLS, busy, until_idle
 from .services import Services
 from .system import System
 from .ssh import SSH
@@ -45,7 +45,7 @@ def build(config, bus):
     tokens = Tokens(config, userdata)
     tokens.import_legacy()
     systemd = Systemd(bus)
-    return [
+    interfaces = [
         TokensInterface(tokens),
         ServicesInterface(Services(config, userdata, systemd)),
         SystemInterface(System(config, userdata, systemd, Logind(bus))),
@@ -53,25 +53,33 @@ def build(config, bus):
         SSHInterface(SSH(userdata)),
         BackupsInterface(Backups(config, userdata)),
     ]
+    # Every change of userdata.json (ours, before the call's reply) refreshes what it may change.
+    userdata.on_commit.append(lambda: refresh(interfaces))
+    refresh(interfaces)  # the values at start, so the first signal is a real change
+    return interfaces
+
+
+def refresh(interfaces) -> None:
+    for interface in interfaces:
+        interface.refresh()
 
 
 async def serve(config) -> int:
-    bus = await message_bus(config.bus, CheckedBus).connect()
+    bus = await message_bus(config.bus).connect()
     interfaces = build(config, bus)
     access = Access(bus, interfaces, config.gateway_group)
-    for member in access.check_table(interfaces):
-        log.warning("%s has no row in spd/dbus/access.py TABLE: refused to every caller", member)
+    for member in access.undeclared:
+        log.warning("%s declares no access rule: refused to every caller", member)
     await access.start()  # before export: no call is ever dispatched unchecked
     # export() reads every property for an InterfacesAdded signal that no one can receive yet (the
-    # name is not ours); with userdata.json unusable (logged above) each getter's error would be
-    # logged with a traceback as well.
-    quiet = _DropInterfacesAddedErrors()
-    logging.getLogger("dbus_fast.message_bus").addFilter(quiet)
-    try:
-        for interface in interfaces:
-            bus.export(PATH, interface)
-    finally:
-        logging.getLogger("dbus_fast.message_bus").removeFilter(quiet)
+    # name is not ours); with userdata.json unusable (logged above) or systemd not up yet (an async
+    # getter, answered after export) each getter's error would be logged with a traceback as well.
+    logging.getLogger("dbus_fast.message_bus").addFilter(_DropInterfacesAddedErrors())
+    for interface in interfaces:
+        bus.export(PATH, interface)
+    for interface in interfaces:
+        if hasattr(interface, "start"):
+            interface.start()
     reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
         log.error("%s is already owned on this bus; is another spd running?", BUS_NAME)
@@ -81,7 +89,7 @@ async def serve(config) -> int:
     log.info("serving %s on %s, root %s", BUS_NAME, config.bus, config.root)
 
     def idle_for() -> float:
-        return 0.0 if busy(interfaces) else access.idle_for()
+        return 0.0 if busy(interfaces) or access.waiting() else CALLS.idle_for()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ from . import sshkeys
 from .errors import Failed, InvalidArgument, NotFound, AlreadyExists
 from .jsonfile import JsonFile
 from .userdata import section_to_change
+from .users import usernames
 
 log = logging.getLogger("spd.ssh")
 
@@ -56,6 +57,10 @@ def _key_list(data, user: str, create: bool = False) -> list:
     return keys
 
 
+def _listed(keys: list) -> list[str]:
+    return [k for k in keys if isinstance(k, str) and k != ""]
+
+
 class SSH:
     def __init__(self, userdata: JsonFile):
         self.userdata = userdata
@@ -64,28 +69,38 @@ class SSH:
         ssh = _ssh(self.userdata.read())
         return {name: _setting(ssh, name) for name in SETTINGS}
 
-    async def configure(self, changes: dict) -> dict:
-        """Set the given settings; returns those whose value really changed."""
-        for name, value in changes.items():
-            if name not in SETTINGS:
-                raise InvalidArgument(f"Unknown SSH setting {name!r}")
-            if not isinstance(value, bool):
-                raise InvalidArgument(f"{name} must be a boolean")
+    async def set(self, name: str, value: bool) -> None:
+        """Write one setting as the caller gave it, also where it is absent and its absence means
+        the same: what an absent key means is the NixOS configuration's choice, not ours."""
+        if name not in SETTINGS:
+            raise InvalidArgument(f"Unknown SSH setting {name[:64]!r}")
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{name} must be a boolean")
+        if _ssh(self.userdata.read()).get(name) is value:
+            return
 
-        def apply(data):
-            current = _ssh(data)
-            changed = {k: v for k, v in changes.items() if _setting(current, k) != v}
-            if changed:
-                _ssh(data, create=True).update(changed)
-            return changed
+        def change(data):  # decided again under the lock: a concurrent call may have done it
+            ssh = _ssh(data, create=True)
+            if ssh.get(name) is value:
+                return False
+            ssh[name] = value
+            return True
 
-        changed = await self.userdata.update_async(apply)
-        if changed:
-            log.info("ssh settings changed: %s", changed)
-        return changed
+        if await self.userdata.update_async(change):
+            log.info("ssh %s set to %s", name, value)
 
-    def keys(self, user: str) -> list[str]:
-        return [k for k in _key_list(self.userdata.read(), user) if isinstance(k, str) and k != ""]
+    def all_keys(self) -> dict[str, list[str]]:
+        """user -> keys: root, the master user (when there is one) and every user."""
+        data = self.userdata.read()
+        master = data.get("username")
+        names = ["root"] + ([master] if isinstance(master, str) and master else []) + usernames(data)
+        result = {}
+        for user in names:
+            try:
+                result[user] = _listed(_key_list(data, user))
+            except Failed:  # one malformed list must not hide everyone else's keys
+                result[user] = []
+        return result
 
     async def add_root_key(self, text: str) -> None:
         await self._add("root", sshkeys.parse(text))

@@ -25,7 +25,7 @@ ACTIONS = {
     "upgrade": "sp-nixos-upgrade.service",
     "rollback": "sp-nixos-rollback.service",
 }
-PENDING = "pending"  # a job's result until systemd reports JobRemoved
+RUNNING = "running"  # a job's result until systemd reports JobRemoved
 
 PULL_TIMEOUT = 25.0  # seconds; the gateway waits 30 for any answer
 MAX_ZONE = 64
@@ -94,25 +94,23 @@ class System:
         stored = section(self.userdata.read(), "autoUpgrade")
         return {k: bool(stored.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
 
-    async def set_auto_upgrade(self, changes: dict[str, bool]) -> dict[str, bool]:
-        """Set the given fields; the ones whose value changed."""
-        unknown = sorted(set(changes) - set(AUTO_UPGRADE_DEFAULTS))
-        if unknown:
-            raise InvalidArgument(f"Unknown auto-upgrade setting: {unknown[0][:64]!r}; "
+    async def set_auto_upgrade(self, name: str, value: bool) -> None:
+        """Write one auto-upgrade setting as given, also where absent means the same value."""
+        if name not in AUTO_UPGRADE_DEFAULTS:
+            raise InvalidArgument(f"Unknown auto-upgrade setting: {name[:64]!r}; "
                                   f"known: {', '.join(AUTO_UPGRADE_DEFAULTS)}")
-        stored = section(self.userdata.read(), "autoUpgrade")
-        if all(stored.get(k) is v for k, v in changes.items()):
-            return {}
+        if section(self.userdata.read(), "autoUpgrade").get(name) is value:
+            return
 
-        def change(data):  # the values before are read under the lock: a concurrent call may have set some
+        def change(data):  # decided again under the lock: a concurrent call may have done it
             settings = section_to_change(data, "autoUpgrade")
-            before = {k: bool(settings.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
-            settings.update(changes)
-            return {k: v for k, v in changes.items() if before[k] != v}
+            if settings.get(name) is value:
+                return False
+            settings[name] = value
+            return True
 
-        changed = await self.userdata.update_async(change)
-        log.info("auto-upgrade settings set: %s", changes)
-        return changed
+        if await self.userdata.update_async(change):
+            log.info("auto-upgrade %s set to %s", name, value)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -123,7 +121,7 @@ class System:
             raise InvalidArgument(f"Unknown action {action[:64]!r}; known: {', '.join(ACTIONS)}")
         job = await self.systemd.start_unit(unit)
         done = self._finished.get(unit)
-        self.jobs[action] = (job, done[1] if done and done[0] == job else PENDING)
+        self.jobs[action] = (job, done[1] if done and done[0] == job else RUNNING)
         log.info("%s: started %s, job %s", action, unit, job)
         self._changed()
         return job

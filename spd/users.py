@@ -73,6 +73,11 @@ def _users(data) -> list:
     return users if isinstance(users, list) else []
 
 
+def usernames(data) -> list[str]:
+    """users[].username in file order (the master user is not one of them)."""
+    return [u["username"] for u in _users(data) if isinstance(u, dict) and isinstance(u.get("username"), str)]
+
+
 def _find(data, username: str):
     for user in _users(data):
         if isinstance(user, dict) and user.get("username") == username:
@@ -87,8 +92,7 @@ class Users:
 
     def list(self) -> list[str]:
         """Every user but the master user."""
-        return [u["username"] for u in _users(self.userdata.read())
-                if isinstance(u, dict) and isinstance(u.get("username"), str)]
+        return usernames(self.userdata.read())
 
     def _refuse_taken(self, data, username: str) -> None:
         if username == data.get("username") or _find(data, username) is not None:

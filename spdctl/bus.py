@@ -2,8 +2,8 @@
 properties it watches.
 
 The JSON that `--json` prints is the REST body: each command names the REST route it mirrors, and
-`run` makes that route's D-Bus call and shapes the reply with the route's own shaper from the
-gateway's route table (gateway/routes.py, which imports nothing but the bus contract and dbus-fast).
+`run` answers it with gateway.routes.answer, the gateway's own code (the route's D-Bus calls and
+its reply shaper; gateway/routes.py imports nothing but the bus contract and dbus-fast, no Sanic).
 So there is one copy of every body, and spdctl cannot drift from the API.
 """
 
@@ -13,7 +13,7 @@ from dbus_fast import BusType, Message, MessageFlag, MessageType
 from dbus_fast.aio import MessageBus
 
 from gateway.errors import HTTPError
-from gateway.routes import ROUTES, Ctx, Reply
+from gateway.routes import ROUTES, Ctx, answer
 from spd.dbus.names import BUS_NAME, PATH, PROPERTIES
 
 _ROUTES = {(r.method, r.path): r for r in ROUTES}
@@ -54,6 +54,7 @@ class Daemon:
 
     async def call(self, interface: str, member: str, signature: str = "", args=(),
                    destination: str = BUS_NAME, path: str = PATH) -> list:
+        """The reply's body; Refused with the daemon's message for an error."""
         reply = await self.bus.call(Message(destination=destination, path=path, interface=interface,
                                             member=member, signature=signature, body=list(args),
                                             flags=self.flags))
@@ -66,21 +67,16 @@ class Daemon:
         return (await self.call(PROPERTIES, "Get", "ss", [interface, name]))[0].value
 
     async def run(self, method: str, path: str, params: dict | None = None, body: dict | None = None):
-        """The JSON body that `method path` answers over HTTP, from the same D-Bus call."""
+        """The JSON body that `method path` answers over HTTP, from the same D-Bus calls."""
         route = _ROUTES[(method, path)]
         ctx = Ctx(path=params or {}, body={**{k: f.default for k, f in route.fields.items()}, **(body or {})})
         try:
-            args = [source(ctx) for source in route.args]
-        except HTTPError as e:
+            status, result = await answer(route, ctx, self.call)
+        except HTTPError as e:  # the route refused the request before any call
             raise Refused(e.message) from None
-        out = await self.call(route.interface, route.member, route.signature, args) if route.member else []
-        result = route.reply(out, ctx) if callable(route.reply) else route.reply
-        if isinstance(result, Reply):
-            if result.status >= 400:
-                body = result.body
-                detail = body.get("data", "").strip()
-                raise Refused(body.get("message", "failed") + (f"\n{detail}" if detail else ""), body)
-            result = result.body
+        if status >= 400:
+            detail = result.get("data", "").strip()
+            raise Refused(result.get("message", "failed") + (f"\n{detail}" if detail else ""), result)
         return result
 
     async def watch(self) -> asyncio.Queue:

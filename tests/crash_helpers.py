@@ -41,7 +41,7 @@ def _next_write(model: dict, n: int):
     if n % 3 == 0:
         value = not ssh["passwordAuthentication"]
         ssh["passwordAuthentication"] = value
-        return SSH, "Configure", "a{sv}", [{"PasswordAuthentication": Variant("b", value)}], after
+        return SSH, "SetPasswordAuthentication", "b", [value], after
     if n % 3 == 1:
         extra = [k for k in user1["sshKeys"] if k.startswith("ssh-ed25519 ")]
         if extra:

@@ -232,3 +232,8 @@ def files_containing(root: Path, needle: str) -> list:
         if p.is_file() and not p.is_symlink() and needle.encode() in p.read_bytes():
             found.append(p)
     return found
+
+
+def get_property(bus: Bus, interface: str, name: str):
+    """A property of the daemon through busctl: its value (JSON form)."""
+    return busctl(bus, "get-property", BUS_NAME, PATH, interface, name)["data"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack import BUS_NAME, TOKEN, Daemon, Gateway, call
+from stack import BUS_NAME, TOKEN, Daemon, Gateway, call, get_property
 
 BACKUPS = "org.selfprivacy.Backups1"
 STATUS = "/services/restic/backup/status"
@@ -253,7 +253,7 @@ def test_backup_list_change_restore_byte_for_byte(stack, root, bus):
     assert snap["time"].startswith(time.strftime("%Y-", time.gmtime()))
     assert snap["paths"] == [str(var)]
     # The same list over D-Bus.
-    (listed,) = call(bus, BACKUPS, "ListSnapshots")
+    listed = get_property(bus, BACKUPS, "Snapshots")
     assert [s["short_id"]["data"] for s in listed] == [snap["short_id"]]
 
     # Change, delete, add.

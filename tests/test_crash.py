@@ -4,7 +4,7 @@ import asyncio
 import json
 
 from crash_helpers import crash_loop
-from stack import Daemon, call
+from stack import Daemon, call, get_property
 
 
 def test_sigkill_during_writes_leaves_before_or_after(bus, root, tmp_path):
@@ -19,6 +19,6 @@ def test_sigkill_during_writes_leaves_before_or_after(bus, root, tmp_path):
         folder = root / "etc/nixos/userdata"
         assert [p.name for p in folder.glob(".userdata.json.*.tmp")] == []
         keys = json.loads((folder / "userdata.json").read_text())["users"][0]["sshKeys"]
-        assert call(bus, "org.selfprivacy.SSH1", "ListKeys", "s", "user1") == [keys]
+        assert get_property(bus, "org.selfprivacy.SSH1", "Keys")["user1"] == keys
     finally:
         assert daemon.stop() == 0

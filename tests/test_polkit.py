@@ -34,7 +34,7 @@ SYSTEM = "org.selfprivacy.System1"
 PROPS = "org.freedesktop.DBus.Properties"
 READ = {"interface": PROPS, "member": "Get", "signature": "ss", "args": [SYSTEM, "Timezone"]}
 CREATE = {"interface": USERS, "member": "Create", "signature": "ss", "args": ["carol", "s3cret pw"]}
-TOKEN_LIST = {"interface": TOKENS, "member": "List", "signature": "", "args": []}
+TOKEN_LIST = {"interface": PROPS, "member": "Get", "signature": "ss", "args": [TOKENS, "Devices"]}
 REBOOT = {"interface": SYSTEM, "member": "Reboot", "signature": "", "args": []}
 WHO = {"unique_name": True}
 
@@ -62,9 +62,16 @@ def test_policy_file_names_exactly_the_actions_and_their_defaults():
         assert defaults.findtext("allow_inactive") == "no" and defaults.findtext("allow_any") == "no"
 
 
+def member_actions() -> dict:
+    """"Interface.Member" -> the polkit action its rule names, as `python -m spd.dbus.rules` prints."""
+    r = subprocess.run([PYTHON, "-m", "spd.dbus.rules"], capture_output=True, text=True, cwd=REPO,
+                       env=env_for_children(), check=True)
+    rows = [line.split() for line in r.stdout.splitlines()[1:]]
+    return {f"{row[0]}.{row[1]}": row[4] for row in rows}
+
+
 def test_every_action_the_daemon_asks_for_is_shipped():
-    from spd.dbus.access import MANAGE_ACTIONS, OWN_ACTIONS, READ_ACTION
-    assert {READ_ACTION, *MANAGE_ACTIONS.values(), *OWN_ACTIONS.values()} == ACTIONS
+    assert set(member_actions().values()) == ACTIONS
 
 
 # --- the daemon asking polkit --------------------------------------------------------------------------
@@ -142,8 +149,8 @@ def test_polkit_allows_what_it_allows_and_denies_the_rest(shared_bus, spd, polki
     mock(shared_bus, "SetAllowed", "as", 2, "org.selfprivacy.read", "org.selfprivacy.users.manage")
     created, = run_client(shared_bus, AS_NOBODY, [CREATE])
     assert created == ["ok", []]
-    listed, = run_client(shared_bus, AS_NOBODY, [{"interface": USERS, "member": "List", "signature": "",
-                                                  "args": []}])
+    listed, = run_client(shared_bus, AS_NOBODY, [{"interface": PROPS, "member": "Get", "signature": "ss",
+                                                  "args": [USERS, "Users"]}])
     assert "carol" in listed[1][0]
     assert re.search(r"uid=65534 call=org.selfprivacy.Users1.Create result=ok", spd.process.log())
 
@@ -224,13 +231,12 @@ def _client_in_background(bus, calls) -> subprocess.Popen:
 
 
 def test_each_member_asks_for_its_action():
-    from spd.dbus.access import polkit_action
-    assert polkit_action(SYSTEM, "Timezone", False) == "org.selfprivacy.read"
-    assert polkit_action(SYSTEM, "SetTimezone", True) == "org.selfprivacy.system.manage"
-    assert polkit_action(SYSTEM, "Reboot", True) == "org.selfprivacy.system.reboot"
-    assert polkit_action(USERS, "Create", True) == "org.selfprivacy.users.manage"
-    assert polkit_action(TOKENS, "List", False) == "org.selfprivacy.tokens.manage"  # reads too
-    assert polkit_action("org.example.Other1", "Anything", False) is None
+    actions = member_actions()
+    assert actions[f"{SYSTEM}.Timezone"] == "org.selfprivacy.read"
+    assert actions[f"{SYSTEM}.SetTimezone"] == "org.selfprivacy.system.manage"
+    assert actions[f"{SYSTEM}.Reboot"] == "org.selfprivacy.system.reboot"
+    assert actions[f"{USERS}.Create"] == "org.selfprivacy.users.manage"
+    assert actions[f"{TOKENS}.Devices"] == "org.selfprivacy.tokens.manage"  # reads too: credentials
 
 
 def test_spdctl_as_nobody_gets_polkits_decision(shared_bus, spd, polkitd):

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import ssh_helpers as keys
-from stack import REPO, TOKEN, Daemon, Gateway, call
+from stack import REPO, TOKEN, Daemon, Gateway, call, get_property
 
 from spd import jsonfile
 from spd.errors import Failed
@@ -94,14 +94,21 @@ def test_a_file_that_is_not_an_object_is_refused(tmp_path):
 
 # --- through the stack --------------------------------------------------------------------------
 
-def test_userdata_not_an_object_is_a_clear_error(api, root):
+def test_userdata_not_an_object_is_a_clear_error(api, root, daemon):
+    """A file that becomes invalid keeps the last good values for reads (live-and-local.md 1); every
+    change answers the error, and the file is never rewritten."""
     path = root / USERDATA
     path.write_text("[]\n")
-    for url in ("/users", "/services/ssh", "/services/ssh/keys/root", "/system/configuration/timezone"):
-        r = api.get(url)
+    assert api.get("/users").json() == ["user1", "user2"]
+    assert api.get("/system/configuration/timezone").json() == "Europe/Moscow"
+    for method, url, body in [("POST", "/users", {"username": "bob", "password": "pw"}),
+                              ("PUT", "/services/ssh", {"enable": False}),
+                              ("PUT", "/system/configuration/timezone", {"timezone": "Europe/Paris"})]:
+        r = api.request(method, url, json=body)
         assert r.status_code == 500, (url, r.text)
         assert "userdata.json does not hold a JSON object" in r.json()["error"], (url, r.text)
     assert path.read_text() == "[]\n"
+    assert "keeps its last values: userdata.json does not hold a JSON object" in daemon.process.log()
 
 
 def _immutable(folder) -> bool:
@@ -305,7 +312,7 @@ def test_a_corrupt_legacy_tokens_file_does_not_stop_the_daemon(bus, root, tmp_pa
     daemon = Daemon(bus, root, tmp_path)
     try:
         assert "tokens.json is not valid JSON" in daemon.process.log()
-        assert call(bus, "org.selfprivacy.Users1", "List") == [["user1", "user2"]]
+        assert get_property(bus, "org.selfprivacy.Users1", "Users") == ["user1", "user2"]
     finally:
         assert daemon.stop() == 0
     assert "Traceback" not in daemon.process.log(), daemon.process.log()
@@ -322,7 +329,7 @@ def test_a_userdata_folder_that_cannot_be_written_does_not_stop_the_daemon(bus, 
     try:
         daemon = Daemon(bus, root, tmp_path)
         try:
-            assert call(bus, "org.selfprivacy.Users1", "List") == [["user1", "user2"]]
+            assert get_property(bus, "org.selfprivacy.Users1", "Users") == ["user1", "user2"]
             assert call(bus, "org.selfprivacy.Tokens1", "Authenticate", "s", TOKEN) != []
         finally:
             assert daemon.stop() == 0

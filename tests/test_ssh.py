@@ -10,7 +10,7 @@ import pytest
 
 import ssh_helpers as keys
 from bus_client import BusClient
-from stack import TOKEN, busctl, call
+from stack import TOKEN, busctl, call, get_property
 
 SSH = "org.selfprivacy.SSH1"
 ROOT_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPP56BVBjHNwYn/m8ynDdGYWr1MQeI6P6zK99m7WeSHT "
@@ -52,7 +52,8 @@ def test_settings_default_to_true(api, root):
     replace_userdata(root, data)
     assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": True}
     assert api.post("/services/ssh/enable").status_code == 200
-    assert userdata(root).get("ssh") is None  # already enabled (by default): nothing written
+    # Written as asked, though absent means the same: that meaning is the NixOS configuration's.
+    assert userdata(root)["ssh"] == {"enable": True}
 
 
 def test_put_sets_only_given_fields(api, root):
@@ -99,36 +100,53 @@ def test_properties_changed_once_per_change_and_never_for_same_value(api, bus, d
         assert api.put("/services/ssh", json={"enable": True}).status_code == 200  # same value
         assert api.put("/services/ssh", json={"enable": False}).status_code == 200
         assert api.put("/services/ssh", json={"enable": False}).status_code == 200  # same value
-        busctl(bus, "set-property", "org.selfprivacy.Daemon", "/org/selfprivacy/Daemon", SSH,
-               "PasswordAuthentication", "b", "true")  # same value
-        busctl(bus, "set-property", "org.selfprivacy.Daemon", "/org/selfprivacy/Daemon", SSH,
-               "PasswordAuthentication", "b", "false")
+        call(bus, SSH, "SetPasswordAuthentication", "b", "true")  # same value
+        call(bus, SSH, "SetPasswordAuthentication", "b", "false")
         assert api.post("/services/ssh/enable").status_code == 200
         assert api.post("/services/ssh/enable").status_code == 200  # same value
         assert api.put("/services/ssh", json={"enable": False, "passwordAuthentication": True}).status_code == 200
         # The last change is signalled before its reply, so everything earlier has arrived too.
-        signals = client.wait_signals(4)
+        signals = client.wait_signals(5)
         assert _changes(signals) == [{"Enable": False}, {"PasswordAuthentication": False}, {"Enable": True},
-                                     {"Enable": False, "PasswordAuthentication": True}]
+                                     {"Enable": False}, {"PasswordAuthentication": True}]
     finally:
         client.close()
 
 
-def test_configure_over_dbus(bus, daemon, root):
+def test_a_setting_is_written_as_asked_even_when_absent_means_the_same(api, bus, daemon, root):
+    """What an absent key means is the NixOS configuration's choice: the value given is written.
+    The effective value does not change, so no signal goes out."""
+    data = userdata(root)
+    del data["ssh"]["enable"], data["ssh"]["passwordAuthentication"]
+    path(root).write_text(json.dumps(data, indent=4))
+    assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": True}
+    client = BusClient(bus.address)
+    try:
+        client.watch("type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
+                     "path='/org/selfprivacy/Daemon'")
+        assert api.put("/services/ssh", json={"enable": True}).status_code == 200
+        assert userdata(root)["ssh"]["enable"] is True and "passwordAuthentication" not in userdata(root)["ssh"]
+        assert api.put("/services/ssh", json={"passwordAuthentication": True}).status_code == 200
+        assert userdata(root)["ssh"]["passwordAuthentication"] is True
+        assert api.put("/services/ssh", json={"passwordAuthentication": False}).status_code == 200
+        assert _changes(client.wait_signals(1)) == [{"PasswordAuthentication": False}]
+    finally:
+        client.close()
+
+
+def test_setters_over_dbus(bus, daemon, root):
     client = BusClient(bus.address)
     try:
         from dbus_fast import Variant
-        assert client.call(SSH, "Configure", "a{sv}", {"Enable": Variant("s", "no")}).error_name == \
-            "org.selfprivacy.Error.InvalidArgument"
-        assert client.call(SSH, "Configure", "a{sv}", {"Port": Variant("b", True)}).error_name == \
-            "org.selfprivacy.Error.InvalidArgument"
+        assert client.call(SSH, "SetEnable", "s", "no").error_name is not None  # not a boolean
         reply = client.call_raw("org.selfprivacy.Daemon", "/org/selfprivacy/Daemon",
                                 "org.freedesktop.DBus.Properties", "Set", "ssv",
-                                [SSH, "Enable", Variant("s", "false")])
-        assert reply.error_name is not None
+                                [SSH, "Enable", Variant("b", False)])
+        assert reply.error_name is not None  # read-only: changes are Set<Property> methods
         assert userdata(root)["ssh"]["enable"] is True
-        call(bus, SSH, "Configure", "a{sv}", 1, "Enable", "b", "false")
+        call(bus, SSH, "SetEnable", "b", "false")
         assert userdata(root)["ssh"]["enable"] is False
+        assert get_property(bus, SSH, "Enable") is False
     finally:
         client.close()
 
@@ -143,7 +161,9 @@ def test_list_keys(api, bus):
     assert api.get("/services/ssh/keys/user2").json() == []
     r = api.get("/services/ssh/keys/ghost")
     assert r.status_code == 404 and r.json()["error"]
-    assert call(bus, SSH, "ListKeys", "s", "user1") == [user1]
+    keys_property = get_property(bus, SSH, "Keys")
+    assert keys_property["user1"] == user1 and keys_property["user2"] == []
+    assert keys_property["root"] == keys_property["tester"] == [ROOT_KEY]
 
 
 def test_add_root_key(api, root):

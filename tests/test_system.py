@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from stack import PYTHON, call
+from stack import PYTHON, call, get_property
 from systemd_helpers import logind, signals, systemd  # noqa: F401
 
 SYSTEM = "org.selfprivacy.System1"
@@ -201,11 +201,19 @@ def test_auto_upgrade_refuses_non_booleans(api, root):
     assert userdata_path(root).read_bytes() == before
 
 
-def test_auto_upgrade_unknown_setting_over_dbus_is_refused(daemon, bus, root):
-    before = userdata_path(root).read_bytes()
-    with pytest.raises(Exception, match="Unknown auto-upgrade setting"):
-        call(bus, SYSTEM, "SetAutoUpgrade", "a{sb}", 1, "reboot", "true")
-    assert userdata_path(root).read_bytes() == before
+def test_auto_upgrade_settings_are_written_as_asked(api, bus, daemon, root):
+    """Absent keys are written when set, even to what their absence means; each setting has its
+    own Set method and property."""
+    data = json.loads(userdata_path(root).read_text())
+    data.pop("autoUpgrade", None)
+    userdata_path(root).write_text(json.dumps(data, indent=4))
+    assert api.get("/system/configuration/autoUpgrade").json() == {"enable": True, "allowReboot": False}
+    assert api.put("/system/configuration/autoUpgrade", json={"enable": True}).status_code == 200
+    assert json.loads(userdata_path(root).read_text())["autoUpgrade"] == {"enable": True}
+    call(bus, SYSTEM, "SetAllowReboot", "b", "false")
+    assert json.loads(userdata_path(root).read_text())["autoUpgrade"] == {"enable": True, "allowReboot": False}
+    call(bus, SYSTEM, "SetAllowReboot", "b", "true")
+    assert get_property(bus, SYSTEM, "AllowReboot") is True and get_property(bus, SYSTEM, "AutoUpgrade") is True
 
 
 # --- pulling the NixOS configuration ----------------------------------------------------------

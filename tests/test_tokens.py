@@ -10,7 +10,7 @@ import httpx
 import pytest
 from mnemonic import Mnemonic
 
-from stack import SECOND_TOKEN, TOKEN, Daemon, call, dbus_call, files_containing
+from stack import SECOND_TOKEN, TOKEN, Daemon, call, dbus_call, files_containing, get_property
 
 TOKENS = "org.selfprivacy.Tokens1"
 STORE = "var/lib/spd/tokens.json"
@@ -75,7 +75,7 @@ def test_legacy_pending_mnemonics_are_imported(bus, root, tmp_path):
     (root / "etc/nixos/userdata/tokens.json").write_text(json.dumps(legacy))
     d = Daemon(bus, root, tmp_path)
     try:
-        assert call(bus, TOKENS, "GetRecoveryStatus") == [True, True, "2022-11-11T11:48:54.228038Z", "", 2]
+        assert get_property(bus, TOKENS, "Recovery") == [True, True, "2022-11-11T11:48:54.228038Z", "", 2]
         assert call(bus, TOKENS, "UseRecovery", "ss", words.to_mnemonic(recovery), "laptop")[0]
         assert call(bus, TOKENS, "AuthorizeNewDevice", "ss", words.to_mnemonic(new_device), "tablet")[0]
         assert files_containing(root, recovery.hex()) == [] and files_containing(root, new_device.hex()) == []
@@ -92,7 +92,7 @@ def test_legacy_recovery_token_with_odd_uses_cannot_be_used(bus, root, tmp_path,
     (root / "etc/nixos/userdata/tokens.json").write_text(json.dumps(legacy))
     d = Daemon(bus, root, tmp_path)
     try:
-        assert call(bus, TOKENS, "GetRecoveryStatus")[1:2] == [False]
+        assert get_property(bus, TOKENS, "Recovery")[1:2] == [False]
         error, _ = dbus_call(bus, TOKENS, "UseRecovery", "ss", Mnemonic("english").to_mnemonic(recovery), "x")
         assert error == "org.selfprivacy.Error.NotFound"
     finally:
@@ -377,7 +377,7 @@ def test_unknown_routes_and_methods_answer_json(api):
 # --- the same over D-Bus -----------------------------------------------------------------------
 
 def test_tokens_over_dbus(daemon, bus):
-    assert sorted(n for n, _ in call(bus, TOKENS, "List")[0]) == ["primary_token", "second_token"]
+    assert sorted(n for n, _ in get_property(bus, TOKENS, "Devices")) == ["primary_token", "second_token"]
     words = call(bus, TOKENS, "CreateNewDevice")[0]
     token = call(bus, TOKENS, "AuthorizeNewDevice", "ss", words, "desk top")[0]
     assert call(bus, TOKENS, "Authenticate", "s", token) == ["desk_top"]
@@ -386,7 +386,7 @@ def test_tokens_over_dbus(daemon, bus):
     call(bus, TOKENS, "Delete", "s", "desk_top")
     assert dbus_call(bus, TOKENS, "Authenticate", "s", new)[0] == "org.selfprivacy.Error.NotFound"
     words = call(bus, TOKENS, "CreateRecovery", "si", "", 1)[0]
-    assert call(bus, TOKENS, "GetRecoveryStatus") [:2] == [True, True]
+    assert get_property(bus, TOKENS, "Recovery")[:2] == [True, True]
     assert call(bus, TOKENS, "UseRecovery", "ss", words, "x")[0]
     assert dbus_call(bus, TOKENS, "UseRecovery", "ss", words, "x") == (
         "org.selfprivacy.Error.NotFound", ["Token not found or expired"])
@@ -400,6 +400,6 @@ def test_busctl_introspect_shows_tokens(daemon, bus):
     r = subprocess.run(["busctl", f"--address={bus.address}", "introspect", "org.selfprivacy.Daemon",
                         "/org/selfprivacy/Daemon", TOKENS], capture_output=True, text=True, check=True)
     members = {line.split()[0] for line in r.stdout.splitlines() if line.startswith(".")}
-    assert {".Authenticate", ".List", ".Refresh", ".Delete", ".CreateNewDevice", ".ForgetNewDevice",
-            ".AuthorizeNewDevice", ".GetRecoveryStatus", ".CreateRecovery", ".UseRecovery",
+    assert {".Authenticate", ".Devices", ".Refresh", ".Delete", ".CreateNewDevice", ".ForgetNewDevice",
+            ".AuthorizeNewDevice", ".Recovery", ".CreateRecovery", ".UseRecovery",
             ".Changed"} <= members

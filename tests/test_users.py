@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bus_client import BusClient
-from stack import TOKEN, BusctlError, call
+from stack import TOKEN, BusctlError, call, get_property
 
 USERS = "org.selfprivacy.Users1"
 
@@ -40,7 +40,7 @@ def test_list_users(api, bus):
     r = api.get("/users")
     assert r.status_code == 200
     assert r.json() == ["user1", "user2"]  # not the master user "tester"
-    assert call(bus, USERS, "List") == [["user1", "user2"]]
+    assert get_property(bus, USERS, "Users") == ["user1", "user2"]
 
 
 def test_list_users_empty(api, root):
@@ -144,7 +144,7 @@ def test_users_over_dbus(bus, daemon, root):
     client = BusClient(bus.address)
     try:
         assert client.call(USERS, "Create", "ss", "dave", "s3cret").message_type.name == "METHOD_RETURN"
-        assert call(bus, USERS, "List") == [["user1", "user2", "dave"]]
+        assert get_property(bus, USERS, "Users") == ["user1", "user2", "dave"]
         for args, error in [(("dave", "pw"), "AlreadyExists"), (("root", "pw"), "Reserved"),
                             (("Dave", "pw"), "InvalidArgument"), (("eve", "a\nb"), "InvalidArgument")]:
             reply = client.call(USERS, "Create", "ss", *args)

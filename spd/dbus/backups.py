@@ -1,75 +1,78 @@
-"""org.selfprivacy.Backups1: restic backups of `var`, with the state machine's state, progress and error
-message as properties that emit PropertiesChanged while work runs (`busctl monitor` follows a backup)."""
+"""org.selfprivacy.Backups1: restic backups of `var`, with the state machine's state, progress, error
+message and snapshot list as properties that emit PropertiesChanged while work runs (`busctl monitor`
+follows a backup)."""
 
 import json
 
 from dbus_fast import Variant
-from dbus_fast.constants import PropertyAccess
-from dbus_fast.service import ServiceInterface, dbus_property
 
 from ..backups import Backups
-from .base import method
+from .base import LiveInterface, method, prop
 from .names import BACKUPS
-
-# Domain field -> D-Bus property.
-PROPERTIES = {"state": "State", "progress": "Progress", "error_message": "ErrorMessage"}
+from .rules import BACKUPS_MANAGE, changes
 
 
-class BackupsInterface(ServiceInterface):
+class BackupsInterface(LiveInterface):
+    NAME = BACKUPS
+
     def __init__(self, backups: Backups):
-        super().__init__(BACKUPS)
+        super().__init__()
         self.backups = backups
-        backups.on_change = self._changed
-        backups.start()  # looks at the repository in the background, reporting through _changed
+        self._snapshots = (None, [])  # (the domain's list, its D-Bus form): converted once per list
+        backups.on_change = self.refresh
+        backups.start()  # looks at the repository in the background, reporting through refresh
 
     def busy(self) -> bool:
         return self.backups.busy()
 
-    def _changed(self, fields: dict) -> None:
-        self.emit_properties_changed({PROPERTIES[k]: v for k, v in fields.items()})
+    def current(self) -> dict:
+        source, converted = self._snapshots
+        if source is not self.backups.snapshots:
+            source = self.backups.snapshots
+            converted = [{k: _variant(v) for k, v in s.items()} for s in source]
+            self._snapshots = (source, converted)
+        return {"State": self.backups.state, "Progress": self.backups.progress,
+                "ErrorMessage": self.backups.error_message, "Snapshots": converted}
 
-    @dbus_property(access=PropertyAccess.READ)
+    @prop()
     def State(self) -> "s":
         """NO_KEY, NOT_INITIALIZED, INITIALIZING, INITIALIZED, BACKING_UP, RESTORING or ERROR."""
-        return self.backups.state
+        return self.value("State")
 
-    @dbus_property(access=PropertyAccess.READ)
+    @prop()
     def Progress(self) -> "d":
         """0.0 to 1.0 of the running (or last) backup or restore."""
-        return self.backups.progress
+        return self.value("Progress")
 
-    @dbus_property(access=PropertyAccess.READ)
+    @prop()
     def ErrorMessage(self) -> "s":
         """Why the last operation failed ("" when it did not)."""
-        return self.backups.error_message
+        return self.value("ErrorMessage")
 
-    @method()
-    def GetStatus(self) -> "sds":
-        """State, progress and error message in one call."""
-        return list(self.backups.status())
+    @prop()
+    def Snapshots(self) -> "aa{sv}":
+        """The snapshots as last loaded (at start, after each backup, on Reload), oldest first, each
+        with restic's fields: short_id, id, time, parent, tree, hostname, username, program_version
+        as s; paths, tags, excludes as as; uid, gid as x; anything else as s holding its JSON."""
+        return self.value("Snapshots")
 
-    @method()
-    def ListSnapshots(self) -> "aa{sv}":
-        """The snapshots as last loaded, with restic's fields (short_id, id, time, paths, ...)."""
-        return [{k: _variant(v) for k, v in s.items()} for s in self.backups.list()]
-
-    @method()
+    @method(changes(BACKUPS_MANAGE))
     def Reload(self):
         """Reload the snapshot list in the background."""
         self.backups.reload()
 
-    @method()
+    @method(changes(BACKUPS_MANAGE))
     def StartBackup(self):
         """Start a backup (initializing the repository first when needed). NotReady without a key or
         while the repository is being initialized; Busy while a backup or restore runs."""
         self.backups.start_backup()
 
-    @method()
+    @method(changes(BACKUPS_MANAGE))
     def StartRestore(self, snapshot_id: "s"):
         """Start restoring a snapshot (short or full id) into var. NotFound for an unknown id."""
         self.backups.start_restore(snapshot_id)
 
-    @method()
+    @method(changes(BACKUPS_MANAGE))
     async def SetBackblazeConfig(self, account_id: "s", account_key: "s", bucket: "s"):
         """Store the Backblaze B2 credentials in userdata and look at the repository again."""
         await self.backups.set_backblaze(account_id, account_key, bucket)

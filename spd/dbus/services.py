@@ -1,77 +1,93 @@
 """org.selfprivacy.Services1: enable or disable the server's services, their running state, DKIM."""
 
 import asyncio
+import logging
 
-from dbus_fast.constants import PropertyAccess
-from dbus_fast.service import ServiceInterface, dbus_property
-
-from ..errors import SpdError
+from ..errors import SpdError, Unavailable
 from ..services import Services
-from .base import errors_mapped, method
+from .base import LiveInterface, method, prop
 from .names import SERVICES
+from .rules import SERVICES_MANAGE, changes
+
+log = logging.getLogger("spd.services")
 
 SETTLE = 0.1  # seconds: a burst of unit signals from systemd costs one look at the units
 
 
-class ServicesInterface(ServiceInterface):
+class ServicesInterface(LiveInterface):
+    NAME = SERVICES
+
     def __init__(self, services: Services):
-        super().__init__(SERVICES)
+        super().__init__()
         self.services = services
-        self._status = None  # the running state last read: Status signals changes from there on
-        self._refresh = None
+        self._refresh_status = None
+        self._serving = False
         services.on_units_changed(self._units_changed)
 
-    @dbus_property(access=PropertyAccess.READ)
-    @errors_mapped
-    def Enabled(self) -> "a{sb}":
-        """service -> enabled in userdata (applied by the next rebuild); changes are signalled."""
-        return self.services.enabled()
+    def current(self) -> dict:
+        return {"Enabled": self.services.enabled()}
 
-    @method()
-    async def Enable(self, service: "s"):
-        await self._set(service, True)
-
-    @method()
-    async def Disable(self, service: "s"):
-        await self._set(service, False)
-
-    async def _set(self, service: str, enable: bool) -> None:
-        if await self.services.set_enabled(service, enable):
-            self.emit_properties_changed({"Enabled": self.services.enabled()})
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Status(self) -> "a{si}":
-        """The running state as GetStatus last read it (empty before the first GetStatus), then kept
-        current by systemd's signals, with change signals. Not read here: dbus-fast reads every
-        property when the daemon starts, and systemd need not be up by then."""
-        return self._status or {}
-
-    @method()
-    async def GetStatus(self) -> "a{si}":
-        """imap, smtp, http, bitwarden, gitea, nextcloud, ocserv, pleroma -> 0 running,
-        3 not running, 4 no such unit (the exit codes of `systemctl status`)."""
-        return await self._read_status()
-
-    async def _read_status(self) -> dict:
-        self._status = await self.services.status()
-        return self._status
-
-    def _units_changed(self) -> None:
-        if self._status is not None and (self._refresh is None or self._refresh.done()):
-            self._refresh = asyncio.ensure_future(self._signal_status())
-
-    async def _signal_status(self) -> None:
-        await asyncio.sleep(SETTLE)
-        before = self._status
+    def refresh(self) -> None:
+        super().refresh()
         try:
-            now = await self.services.status()
-        except SpdError:  # systemd went away: the next read says so
-            return
-        self._status = now
-        if now != before:
-            self.emit_properties_changed({"Status": now})
+            self.publish({"DkimRecord": self.services.dkim_record()})
+        except SpdError:  # a read answers the error; the last record stays published
+            pass
 
-    @method()
-    def GetDkim(self) -> "s":
-        """Base64 of the mail server's DKIM record file; NotFound when there is none."""
-        return self.services.dkim()
+    def start(self) -> None:
+        """Read the running state once the interface is exported (systemd need not be up: Status
+        stays {} until it answers, then signals)."""
+        # After the reads export itself scheduled (call_soon is FIFO): those answer at once.
+        asyncio.get_running_loop().call_soon(setattr, self, "_serving", True)
+        self._units_changed(settle=0.0)
+
+    @prop()
+    def Enabled(self) -> "a{sb}":
+        """service (bitwarden, gitea, nextcloud, ocserv, pleroma) -> <service>.enable in userdata
+        (applied by the next rebuild; false when unset)."""
+        return self.value("Enabled")
+
+    @prop()
+    async def Status(self) -> "a{si}":
+        """imap, smtp, http, bitwarden, gitea, nextcloud, ocserv, pleroma -> 0 running, 3 not
+        running, 4 no such unit (the exit codes of `systemctl status`), from systemd's units. A read
+        asks systemd (cached until systemd signals a change); changes systemd signals are
+        signalled here too, whether or not anyone reads. Unavailable while systemd is not
+        reachable."""
+        if not self._serving:  # export reads every property: systemd need not be up by then
+            return self._published.get("Status", {})
+        try:
+            status = await self.services.status()
+        except asyncio.CancelledError:  # the daemon is stopping: dbus-fast expects an Exception here
+            raise Unavailable("spd is stopping") from None
+        self.publish({"Status": status})
+        return status
+
+    @prop()
+    def DkimRecord(self) -> "s":
+        """The text of var/dkim/<domain>.selector.txt, the DNS record of the mail server's DKIM
+        key; "" when there is none (no domain in var/domain, or no file)."""
+        record = self.services.dkim_record()
+        self.publish({"DkimRecord": record})
+        return record
+
+    @method(changes(SERVICES_MANAGE))
+    async def Enable(self, service: "s"):
+        """Write <service>.enable = true. NotFound for a service not in Enabled."""
+        await self.services.set_enabled(service, True)
+
+    @method(changes(SERVICES_MANAGE))
+    async def Disable(self, service: "s"):
+        """Write <service>.enable = false."""
+        await self.services.set_enabled(service, False)
+
+    def _units_changed(self, settle: float = SETTLE) -> None:
+        if self._refresh_status is None or self._refresh_status.done():
+            self._refresh_status = asyncio.ensure_future(self._signal_status(settle))
+
+    async def _signal_status(self, settle: float) -> None:
+        await asyncio.sleep(settle)
+        try:
+            self.publish({"Status": await self.services.status()})
+        except SpdError as e:  # systemd is not there (yet): a read says so; NameOwnerChanged retries
+            log.debug("running state not read: %s", e.message)

@@ -1,80 +1,62 @@
-"""org.selfprivacy.SSH1: sshd settings (properties that emit PropertiesChanged) and SSH keys."""
+"""org.selfprivacy.SSH1: sshd settings and who may log in with which key."""
 
-from dbus_fast import Variant
-from dbus_fast.service import ServiceInterface, dbus_property
-
-from ..errors import InvalidArgument
 from ..ssh import SSH
-from .base import errors_mapped, method
+from .base import LiveInterface, method, prop
 from .names import SSH as SSH_INTERFACE
-
-# D-Bus property name <-> userdata.json field
-PROPERTIES = {"Enable": "enable", "PasswordAuthentication": "passwordAuthentication"}
-FIELDS = {v: k for k, v in PROPERTIES.items()}
+from .rules import SSH_MANAGE, changes
 
 
-class SSHInterface(ServiceInterface):
+class SSHInterface(LiveInterface):
+    NAME = SSH_INTERFACE
+
     def __init__(self, ssh: SSH):
-        super().__init__(SSH_INTERFACE)
+        super().__init__()
         self.ssh = ssh
 
-    async def _set(self, changes: dict) -> None:
-        changed = await self.ssh.configure(changes)
-        if changed:
-            self.emit_properties_changed({FIELDS[k]: v for k, v in changed.items()})
+    def current(self) -> dict:
+        settings = self.ssh.settings()
+        return {"Enable": settings["enable"],
+                "PasswordAuthentication": settings["passwordAuthentication"],
+                "Keys": self.ssh.all_keys()}
 
-    @dbus_property()
-    @errors_mapped
+    @prop()
     def Enable(self) -> "b":
         """Whether sshd runs (ssh.enable; true when unset)."""
-        return self.ssh.settings()["enable"]
+        return self.value("Enable")
 
-    @Enable.setter
-    @errors_mapped
-    async def Enable(self, value: "b"):
-        await self._set({"enable": value})
-
-    @dbus_property()
-    @errors_mapped
+    @prop()
     def PasswordAuthentication(self) -> "b":
         """Whether sshd accepts passwords (ssh.passwordAuthentication; true when unset)."""
-        return self.ssh.settings()["passwordAuthentication"]
+        return self.value("PasswordAuthentication")
 
-    @PasswordAuthentication.setter
-    @errors_mapped
-    async def PasswordAuthentication(self, value: "b"):
-        await self._set({"passwordAuthentication": value})
+    @prop()
+    def Keys(self) -> "a{sas}":
+        """user -> authorized public keys, one line each: "root" (ssh.rootKeys), the master user
+        (top-level sshKeys) and every user of Users1 (users[].sshKeys); [] for none."""
+        return self.value("Keys")
 
-    @method()
-    async def Configure(self, settings: "a{sv}"):
-        """Set several properties in one call ({"Enable": <b>, "PasswordAuthentication": <b>}, any
-        subset); PropertiesChanged lists those that really changed."""
-        changes = {}
-        for name, value in settings.items():
-            if name not in PROPERTIES:
-                raise InvalidArgument(f"Unknown SSH setting {name[:64]!r}")
-            if not isinstance(value, Variant) or value.signature != "b":
-                raise InvalidArgument(f"{name} must be a boolean")
-            changes[PROPERTIES[name]] = value.value
-        await self._set(changes)
+    @method(changes(SSH_MANAGE))
+    async def SetEnable(self, enable: "b"):
+        """Write ssh.enable as given (also when it is absent and true is what its absence means)."""
+        await self.ssh.set("enable", enable)
 
-    @method()
-    def ListKeys(self, user: "s") -> "as":
-        """root's keys, the master user's or another user's. NotFound for an unknown user."""
-        return self.ssh.keys(user)
+    @method(changes(SSH_MANAGE))
+    async def SetPasswordAuthentication(self, enable: "b"):
+        """Write ssh.passwordAuthentication as given."""
+        await self.ssh.set("passwordAuthentication", enable)
 
-    @method()
+    @method(changes(SSH_MANAGE))
     async def AddRootKey(self, key: "s"):
         """Authorize a key for root. InvalidArgument for anything but one valid public key,
         AlreadyExists when the key is there."""
         await self.ssh.add_root_key(key)
 
-    @method()
+    @method(changes(SSH_MANAGE))
     async def AddKey(self, user: "s", key: "s"):
         """Authorize a key for a user (not root: use AddRootKey)."""
         await self.ssh.add_key(user, key)
 
-    @method()
+    @method(changes(SSH_MANAGE))
     async def RemoveKey(self, user: "s", key: "s"):
         """Remove a key (matched by its key material, whatever the comment). NotFound for an
         unknown user or key."""

@@ -1,94 +1,100 @@
 """org.selfprivacy.System1: timezone, auto-upgrade, rebuild / upgrade / rollback, reboot, versions,
 and pulling the NixOS configuration."""
 
-from dbus_fast.constants import PropertyAccess
-from dbus_fast.service import ServiceInterface, dbus_property
-
 from ..system import System
-from .base import errors_mapped, method
+from .base import LiveInterface, method, prop
 from .names import SYSTEM
+from .rules import SYSTEM_MANAGE, SYSTEM_REBOOT, changes
 
 
-class SystemInterface(ServiceInterface):
+class SystemInterface(LiveInterface):
+    NAME = SYSTEM
+
     def __init__(self, system: System):
-        super().__init__(SYSTEM)
+        super().__init__()
         self.system = system
-        system.listeners.append(lambda: self.emit_properties_changed({"Jobs": self._jobs()}))
+        system.listeners.append(lambda: self.publish({"Jobs": self._jobs()}))
+
+    def current(self) -> dict:
+        auto = self.system.auto_upgrade()
+        return {"Timezone": self.system.timezone(), "AutoUpgrade": auto["enable"],
+                "AllowReboot": auto["allowReboot"]}
 
     # --- settings: read-only properties, changed by the Set methods (like timedated) ---------
 
-    @dbus_property(access=PropertyAccess.READ)
-    @errors_mapped
+    @prop()
     def Timezone(self) -> "s":
-        return self.system.timezone()
+        """The IANA zone name in userdata's timezone (Europe/Uzhgorod when unset)."""
+        return self.value("Timezone")
 
-    @dbus_property(access=PropertyAccess.READ)
-    @errors_mapped
+    @prop()
     def AutoUpgrade(self) -> "b":
-        return self.system.auto_upgrade()["enable"]
+        """autoUpgrade.enable: upgrade NixOS automatically (true when unset)."""
+        return self.value("AutoUpgrade")
 
-    @dbus_property(access=PropertyAccess.READ)
-    @errors_mapped
+    @prop()
     def AllowReboot(self) -> "b":
-        return self.system.auto_upgrade()["allowReboot"]
+        """autoUpgrade.allowReboot: reboot after an automatic upgrade when needed (false when unset)."""
+        return self.value("AllowReboot")
 
-    @dbus_property(access=PropertyAccess.READ)
+    @prop()
     def Jobs(self) -> "a{s(os)}":
-        """action (apply, upgrade, rollback) -> (systemd job, result) of its last start; the result
-        is systemd's (done, failed, canceled, ...) or "pending" until the job finished."""
+        """apply, upgrade or rollback -> (systemd job path, result) of its last start by this
+        daemon: the result is systemd's JobRemoved result (done, failed, canceled, timeout,
+        dependency, skipped) or "running" until the job ends. {} until the first start."""
         return self._jobs()
 
     def _jobs(self):
         return {action: list(job) for action, job in self.system.jobs.items()}
 
-    @method()
+    @prop()
+    def Version(self) -> "s":
+        """What `uname -a` prints (constant)."""
+        return self.system.version()
+
+    @prop()
+    def PythonVersion(self) -> "s":
+        """"Python 3.x.y", the daemon's interpreter (constant)."""
+        return self.system.python_version()
+
+    @method(changes(SYSTEM_MANAGE))
     async def SetTimezone(self, timezone: "s"):
         """An IANA zone name such as Europe/Berlin; InvalidArgument otherwise."""
-        if await self.system.set_timezone(timezone):
-            self.emit_properties_changed({"Timezone": timezone})
+        await self.system.set_timezone(timezone)
 
-    @method()
-    async def SetAutoUpgrade(self, settings: "a{sb}"):
-        """Set any of "enable" and "allowReboot"; the others keep their value."""
-        changed = await self.system.set_auto_upgrade(settings)
-        names = {"enable": "AutoUpgrade", "allowReboot": "AllowReboot"}
-        if changed:
-            self.emit_properties_changed({names[k]: v for k, v in changed.items()})
+    @method(changes(SYSTEM_MANAGE))
+    async def SetAutoUpgrade(self, enable: "b"):
+        """Write autoUpgrade.enable as given."""
+        await self.system.set_auto_upgrade("enable", enable)
+
+    @method(changes(SYSTEM_MANAGE))
+    async def SetAllowReboot(self, allow: "b"):
+        """Write autoUpgrade.allowReboot as given."""
+        await self.system.set_auto_upgrade("allowReboot", allow)
 
     # --- actions -----------------------------------------------------------------------------
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def Apply(self) -> "o":
         """Start sp-nixos-rebuild.service; the systemd job (see Jobs)."""
         return await self.system.start("apply")
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def Upgrade(self) -> "o":
         """Start sp-nixos-upgrade.service; the systemd job (see Jobs)."""
         return await self.system.start("upgrade")
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def Rollback(self) -> "o":
         """Start sp-nixos-rollback.service; the systemd job (see Jobs)."""
         return await self.system.start("rollback")
 
-    @method()
+    @method(changes(SYSTEM_REBOOT))
     async def Reboot(self):
         """Ask logind to reboot now."""
         await self.system.reboot()
 
-    @method()
+    @method(changes(SYSTEM_MANAGE))
     async def Pull(self) -> "is":
         """`git pull` in the NixOS configuration: git's exit code and output."""
         return list(await self.system.pull())
-
-    # --- information -------------------------------------------------------------------------
-
-    @method()
-    def GetVersion(self) -> "s":
-        """What `uname -a` prints."""
-        return self.system.version()
-
-    @method()
-    def GetPythonVersion(self) -> "s":
-        return self.system.python_version()

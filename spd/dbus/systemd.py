@@ -153,6 +153,8 @@ class Systemd:
         w = self._watching
         if w is None or (w.done() and (w.cancelled() or w.exception())):
             self._watching = asyncio.ensure_future(self._set_up_watch())
+            # Its failure is each waiter's to report; one left at shutdown must not be "never retrieved".
+            self._watching.add_done_callback(lambda t: t.cancelled() or t.exception())
         await asyncio.shield(self._watching)
 
     async def _set_up_watch(self) -> None:

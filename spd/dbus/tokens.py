@@ -1,70 +1,114 @@
 """org.selfprivacy.Tokens1: API tokens for the app's devices."""
 
-from dbus_fast.service import ServiceInterface, dbus_signal
+import asyncio
+from datetime import datetime, timezone
 
-from ..tokens import Tokens
-from .base import method
+from dbus_fast.service import dbus_signal
+
+from ..tokens import Tokens, parse_date
+from .base import LiveInterface, method, prop
 from .names import TOKENS
+from .rules import TOKENS_MANAGE, changes, reads
 
 
-class TokensInterface(ServiceInterface):
+class TokensInterface(LiveInterface):
+    NAME = TOKENS
+
     def __init__(self, tokens: Tokens):
-        super().__init__(TOKENS)
+        super().__init__()
         self.tokens = tokens
+        self._expiry = None  # the timer that refreshes Recovery when its token expires
+
+    def current(self) -> dict:
+        return {"Devices": [list(t) for t in self.tokens.list()],
+                "Recovery": list(self.tokens.recovery_status())}
+
+    def refresh(self) -> None:
+        super().refresh()
+        self._watch_expiry()
+
+    def _watch_expiry(self) -> None:
+        """Recovery's `valid` turns false when its expiration passes: signal that moment too."""
+        recovery = self._published.get("Recovery")
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if not recovery or not recovery[1] or not recovery[3]:
+            return
+        left = (parse_date(recovery[3]) - datetime.now(timezone.utc)).total_seconds()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # before the loop runs (at build): the first read or change sets it
+            return
+        self._expiry = loop.call_later(max(left, 0) + 0.01, self.refresh)
 
     @dbus_signal()
     def Changed(self):
         """Device tokens were added, replaced or removed: drop any cached authentication."""
 
-    @method()
+    @prop(reads(TOKENS_MANAGE))
+    def Devices(self) -> "a(ss)":
+        """(device name, creation date) of every device token, in creation order. Dates are
+        ISO-8601 in UTC ending in Z."""
+        return self.value("Devices")
+
+    @prop(reads(TOKENS_MANAGE))
+    def Recovery(self) -> "(bbssi)":
+        """The recovery token: (exists, valid now, creation date, expiration date or "" for
+        never, uses left or -1 for unlimited). No token: (false, false, "", "", -1)."""
+        return self.value("Recovery")
+
+    @method(reads(TOKENS_MANAGE))
     def Authenticate(self, token: "s") -> "s":
         """The device name behind a token; NotFound when the token is not valid."""
         return self.tokens.authenticate(token)
 
-    @method()
-    def List(self) -> "a(ss)":
-        """(device name, creation date) of every device token."""
-        return [list(t) for t in self.tokens.list()]
-
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def Refresh(self, token: "s") -> "s":
         """Replace a token with a new one for the same device."""
         new = self.tokens.refresh(token)
-        self.Changed()
+        self._changed()
         return new
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def Delete(self, name: "s"):
+        """Delete a device's token. NotFound for an unknown device name."""
         self.tokens.delete(name)
-        self.Changed()
+        self._changed()
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def CreateNewDevice(self) -> "s":
         """A 12-word mnemonic that authorizes one new device within 10 minutes."""
         return self.tokens.new_device_create()
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def ForgetNewDevice(self):
+        """Forget the pending new-device mnemonic."""
         self.tokens.new_device_forget()
 
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def AuthorizeNewDevice(self, words: "s", device: "s") -> "s":
+        """A device token for the new-device mnemonic's words. NotFound for wrong, expired or used
+        words."""
         token = self.tokens.new_device_redeem(words, device)
-        self.Changed()
+        self._changed()
         return token
 
-    @method()
-    def GetRecoveryStatus(self) -> "bbssi":
-        """exists, valid, date, expiration ("" = never), uses left (-1 = unlimited or none)."""
-        return list(self.tokens.recovery_status())
-
-    @method()
+    @method(changes(TOKENS_MANAGE))
     def CreateRecovery(self, expiration: "s", uses: "i") -> "s":
         """An 18-word recovery mnemonic. expiration: ISO-8601 or "" for never; uses: 0 unlimited."""
-        return self.tokens.recovery_create(expiration, uses)
-
-    @method()
-    def UseRecovery(self, words: "s", device: "s") -> "s":
-        token = self.tokens.recovery_redeem(words, device)
-        self.Changed()
+        token = self.tokens.recovery_create(expiration, uses)
+        self.refresh()
         return token
+
+    @method(changes(TOKENS_MANAGE))
+    def UseRecovery(self, words: "s", device: "s") -> "s":
+        """A device token for the recovery mnemonic's words; uses one of its uses."""
+        token = self.tokens.recovery_redeem(words, device)
+        self._changed()
+        return token
+
+    def _changed(self) -> None:
+        """Devices changed: Changed for caches of authentication, then the properties."""
+        self.Changed()
+        self.refresh()

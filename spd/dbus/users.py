@@ -1,29 +1,33 @@
 """org.selfprivacy.Users1: the server's users (not the master user)."""
 
-from dbus_fast.service import ServiceInterface
-
 from ..users import Users
-from .base import method
+from .base import LiveInterface, method, prop
 from .names import USERS
+from .rules import USERS_MANAGE, changes
 
 
-class UsersInterface(ServiceInterface):
+class UsersInterface(LiveInterface):
+    NAME = USERS
+
     def __init__(self, users: Users):
-        super().__init__(USERS)
+        super().__init__()
         self.users = users
 
-    @method()
-    def List(self) -> "as":
-        """Usernames from users[] of userdata.json."""
-        return self.users.list()
+    def current(self) -> dict:
+        return {"Users": self.users.list()}
 
-    @method()
+    @prop()
+    def Users(self) -> "as":
+        """Usernames from users[] of userdata.json, in file order (the master user is not one)."""
+        return self.value("Users")
+
+    @method(changes(USERS_MANAGE))
     async def Create(self, username: "s", password: "s"):
         """Add a user with a SHA-512 crypt hash of the password. InvalidArgument for a bad name or
         password, Reserved for a system account name, AlreadyExists for a taken name."""
         await self.users.create(username, password)
 
-    @method()
+    @method(changes(USERS_MANAGE))
     async def Delete(self, username: "s"):
         """Remove a user. InvalidArgument for the master user, NotFound for an unknown one."""
         await self.users.delete(username)
