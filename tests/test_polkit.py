@@ -253,3 +253,11 @@ def test_spdctl_as_nobody_gets_polkits_decision(shared_bus, spd, polkitd):
     assert r.returncode == 1 and r.stderr.startswith("spdctl: Access denied by polkit"), r.stderr
     assert "org.selfprivacy.users.manage" in r.stderr
     assert [f for _, _, f in checks(shared_bus)] == [0, 0]  # --no-ask-password: no interaction
+
+
+def test_spdctl_on_a_terminal_lets_polkit_ask(shared_bus, spd, polkitd):
+    from test_spdctl import on_terminal
+    mock(shared_bus, "SetAllowed", "as", 1, "org.selfprivacy.read")
+    out, code = on_terminal(shared_bus, ["timezone"], [], user=AS_NOBODY)
+    assert code == 0 and out.strip() == "Europe/Moscow", out
+    assert [f for _, _, f in checks(shared_bus)] == [1]  # AllowUserInteraction: the call allowed it

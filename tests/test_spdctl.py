@@ -293,17 +293,18 @@ def test_help_describes_every_command():
 
 # --- a terminal ----------------------------------------------------------------------------------------
 
-def on_terminal(bus, args: list, answers: list) -> tuple[str, int]:
-    """spdctl with a pseudo-terminal as its controlling terminal; each answer is typed once the
-    program has printed one more password prompt (getpass flushes what was typed before)."""
+def on_terminal(bus, args: list, answers: list, user: list = ()) -> tuple[str, int]:
+    """spdctl with a pseudo-terminal as its controlling terminal (run as `user`, a setpriv prefix);
+    each answer is typed once the program has printed one more password prompt (getpass flushes what
+    was typed before)."""
     master, slave = pty.openpty()
 
     def controlling():
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    p = subprocess.Popen([PYTHON, "-m", "spdctl", *args], stdin=slave, stdout=slave, stderr=slave,
-                         preexec_fn=controlling, env=env_for_children(SPD_BUS=bus.address))
+    p = subprocess.Popen([*user, PYTHON, "-m", "spdctl", *args], stdin=slave, stdout=slave, stderr=slave,
+                         preexec_fn=controlling, env=env_for_children(SPD_BUS=bus.address), cwd="/")
     os.close(slave)
     seen, pending = b"", list(answers)
     deadline = time.monotonic() + 60
