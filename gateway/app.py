@@ -8,7 +8,7 @@ from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import html
 from sanic.response import json as json_response
 
-from spd.idle import Activity
+from spd.dbus.names import Activity
 
 from . import docs as docs_page
 from .daemon import Daemon

@@ -14,16 +14,15 @@ import logging
 from dbus_fast import Message, MessageType
 from dbus_fast.errors import DBusError
 
-from spd.bus import message_bus
-from spd.dbus.names import BUS_NAME, PATH, TOKENS
+from spd.dbus.names import BUS_NAME, PATH, TOKENS, message_bus
 
-from .errors import HTTPError, from_dbus
+from .errors import UNREACHABLE, HTTPError, from_dbus
 
 log = logging.getLogger("spd-gateway")
 
 CALL_TIMEOUT = 30.0
 CACHE_MAX = 4096
-_UNREACHABLE = HTTPError(503, "The SelfPrivacy daemon is not reachable")
+_UNREACHABLE = HTTPError(503, UNREACHABLE)
 
 
 class Daemon:

@@ -3,6 +3,9 @@
 from spd.dbus.names import DBUS_ACCESS_DENIED, DBUS_UNAVAILABLE, ERROR_PREFIX, ERRORS
 
 
+UNREACHABLE = "The SelfPrivacy daemon is not reachable"  # the 503 of every route while it is
+
+
 class HTTPError(Exception):
     """An answer with a JSON body {"error": message}."""
 
@@ -16,7 +19,7 @@ def from_dbus(name: str, text: str) -> HTTPError:
     if name.startswith(ERROR_PREFIX) and name[len(ERROR_PREFIX):] in ERRORS:
         return HTTPError(ERRORS[name[len(ERROR_PREFIX):]], text)
     if name in DBUS_UNAVAILABLE:
-        return HTTPError(503, "The SelfPrivacy daemon is not reachable")
+        return HTTPError(503, UNREACHABLE)
     if name == DBUS_ACCESS_DENIED:
         return HTTPError(403, "The SelfPrivacy daemon refused this request")
     if name in ("org.freedesktop.DBus.Error.InvalidArgs", "org.freedesktop.DBus.Error.InvalidSignature"):

@@ -7,7 +7,7 @@ import signal
 import socket
 import sys
 
-from spd.idle import until_idle
+from spd.dbus.names import until_idle
 
 from .app import create_app
 

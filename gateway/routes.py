@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 import base64
 
-from spd.dbus.names import BACKUPS, PROPERTIES, SERVICES, SSH, SYSTEM, TOKENS, USERS
+from spd.dbus.names import (BACKUPS, PROPERTIES, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM, TOKENS,
+                            USERS)
 
 from .errors import HTTPError
 from .fields import Field  # noqa: F401  (routes are declared with it)
@@ -277,10 +278,6 @@ SSH_ROUTES = tagged("ssh", [
 ])
 
 # --- services ------------------------------------------------------------------------------
-
-SERVICE_NAMES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud",
-                 "ocserv": "Ocserv", "pleroma": "Pleroma"}
-STATUS_KEYS = ("imap", "smtp", "http", "bitwarden", "gitea", "nextcloud", "ocserv", "pleroma")
 
 def _dkim(record, ctx):
     if not record:

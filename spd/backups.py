@@ -65,6 +65,7 @@ class Backups:
         self._operation: asyncio.Task | None = None  # the one running check, backup or restore
         self._reloading: asyncio.Task | None = None
         self._recheck = False  # the credentials changed while an operation ran
+        self._checked = None  # the repository the state was last found for (None: none checked)
 
     # --- what callers ask -------------------------------------------------------------------
 
@@ -86,6 +87,17 @@ class Backups:
         await self.userdata.update_async(lambda data: data.update(
             backblaze={"accountId": account_id, "accountKey": account_key, "bucket": bucket}))
         log.info("Backblaze credentials set (bucket %s)", bucket)
+        self.userdata_changed()  # already done when the commit's listener ran it: then a no-op
+
+    def userdata_changed(self) -> None:
+        """userdata.json changed (a call, a hand edit, a rebuild): look at the repository again when
+        where or how backups go changed, or when it could not be read at the last look."""
+        try:
+            repository = self._repository()
+        except SpdError:  # unreadable: the state found last stays until the file is fixed
+            return
+        if self._checked is not None and repository == self._checked[0]:
+            return
         if self.busy():
             self._recheck = True
         else:
@@ -193,7 +205,9 @@ class Backups:
                           env={"B2_ACCOUNT_ID": account_id, "B2_ACCOUNT_KEY": key}, secrets=(password, key))
 
     def _check(self) -> None:
-        if self._repository() is None:
+        repository = self._repository()
+        self._checked = (repository,)
+        if repository is None:
             self._show([])
             self._set(NO_KEY, 0.0, "")
             return

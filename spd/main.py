@@ -4,17 +4,17 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import sdnotify
 from dbus_fast import RequestNameReply
 from dbus_fast.constants import NameFlag
 
 from . import config as configuration
-from .bus import message_bus
 from .backups import Backups
 from .dbus.access import Access
 from .dbus.backups import BackupsInterface
-from .dbus.names import BUS_NAME, PATH
+from .dbus.names import BUS_NAME, PATH, message_bus
 from .dbus.services import ServicesInterface
 from .dbus.system import SystemInterface
 from .dbus.systemd import Logind, Systemd
@@ -28,6 +28,7 @@ from .system import System
 from .ssh import SSH
 from .tokens import Tokens
 from .users import Users
+from .watch import Target, Watcher
 from .userdata import open_userdata
 
 log = logging.getLogger("spd")
@@ -45,18 +46,34 @@ def build(config, bus):
     tokens = Tokens(config, userdata)
     tokens.import_legacy()
     systemd = Systemd(bus)
+    backups = Backups(config, userdata)
     interfaces = [
         TokensInterface(tokens),
         ServicesInterface(Services(config, userdata, systemd)),
         SystemInterface(System(config, userdata, systemd, Logind(bus))),
         UsersInterface(Users(userdata)),
         SSHInterface(SSH(userdata)),
-        BackupsInterface(Backups(config, userdata)),
+        BackupsInterface(backups),
     ]
-    # Every change of userdata.json (ours, before the call's reply) refreshes what it may change.
-    userdata.on_commit.append(lambda: refresh(interfaces))
+
+    def files_changed() -> None:
+        refresh(interfaces)  # each signals what differs, or keeps its last values if unreadable
+        backups.userdata_changed()
+
+    def snapshots_changed() -> None:  # a backup or forget by another restic: list it
+        if not backups.busy():
+            backups.reload()
+
+    # Our own changes of userdata.json refresh before the call's reply; the watcher sees the rest.
+    userdata.on_commit.append(files_changed)
+    targets = [Target(config.userdata.parent, frozenset({config.userdata.name}), files_changed),
+               Target(config.path("var"), frozenset({"domain"}), files_changed),
+               Target(config.path("var/dkim"), None, files_changed)]
+    local = (config.restic_repository or "").removeprefix("local:")
+    if local.startswith("/"):  # a repository on this machine (B2's is asked on Reload)
+        targets.append(Target(Path(local) / "snapshots", None, snapshots_changed))
     refresh(interfaces)  # the values at start, so the first signal is a real change
-    return interfaces
+    return interfaces, Watcher(targets)
 
 
 def refresh(interfaces) -> None:
@@ -66,7 +83,7 @@ def refresh(interfaces) -> None:
 
 async def serve(config) -> int:
     bus = await message_bus(config.bus).connect()
-    interfaces = build(config, bus)
+    interfaces, watcher = build(config, bus)
     access = Access(bus, interfaces, config.gateway_group)
     for member in access.undeclared:
         log.warning("%s declares no access rule: refused to every caller", member)
@@ -80,6 +97,7 @@ async def serve(config) -> int:
     for interface in interfaces:
         if hasattr(interface, "start"):
             interface.start()
+    watcher.start()
     reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
         log.error("%s is already owned on this bus; is another spd running?", BUS_NAME)
@@ -116,6 +134,7 @@ async def serve(config) -> int:
         await until_idle(0.01, idle_for)
     for task in waiting:
         task.cancel()
+    watcher.stop()
     bus.disconnect()
     log.info("stopped")
     return 0

@@ -5,15 +5,12 @@ import logging
 import re
 
 from .config import Config
+from .dbus.names import SERVICE_NAMES, STATUS_KEYS
 from .errors import Failed, NotFound
 from .jsonfile import JsonFile
 from .userdata import section, section_to_change
 
 log = logging.getLogger("spd.services")
-
-# service -> the name the app shows
-SERVICES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud",
-            "ocserv": "Ocserv", "pleroma": "Pleroma"}
 
 # GET /services/status key -> its units; running when any of them is active
 STATUS_UNITS = {
@@ -26,6 +23,7 @@ STATUS_UNITS = {
     "ocserv": ("ocserv.service",),
     "pleroma": ("pleroma.service",),
 }
+assert tuple(STATUS_UNITS) == STATUS_KEYS  # the contract's keys, each with its units here
 ALL_UNITS = tuple(u for units in STATUS_UNITS.values() for u in units)
 
 # The exit codes of `systemctl status`, which the app expects.
@@ -50,12 +48,12 @@ class Services:
 
     def enabled(self) -> dict[str, bool]:
         data = self.userdata.read()
-        return {s: bool(section(data, s).get("enable", False)) for s in SERVICES}
+        return {s: bool(section(data, s).get("enable", False)) for s in SERVICE_NAMES}
 
     async def set_enabled(self, service: str, enable: bool) -> bool:
         """Whether anything changed."""
-        if service not in SERVICES:
-            raise NotFound(f"No service named {service!r}; known: {', '.join(SERVICES)}")
+        if service not in SERVICE_NAMES:
+            raise NotFound(f"No service named {service!r}; known: {', '.join(SERVICE_NAMES)}")
         # Written as asked, also where absent means the same: that meaning is the NixOS config's.
         if section(self.userdata.read(), service).get("enable") is enable:
             return False

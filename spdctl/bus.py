@@ -9,12 +9,12 @@ So there is one copy of every body, and spdctl cannot drift from the API.
 
 import asyncio
 
-from dbus_fast import BusType, Message, MessageFlag, MessageType
+from dbus_fast import Message, MessageFlag, MessageType
 from dbus_fast.aio import MessageBus
 
 from gateway.errors import HTTPError
 from gateway.routes import ROUTES, Ctx, answer
-from spd.dbus.names import BUS_NAME, PATH, PROPERTIES
+from spd.dbus.names import BUS_NAME, DBUS, PATH, PROPERTIES, message_bus
 
 _ROUTES = {(r.method, r.path): r for r in ROUTES}
 PROPERTIES_CHANGED = (f"type='signal',sender='{BUS_NAME}',path='{PATH}',"
@@ -39,11 +39,7 @@ class Daemon:
 
     async def connect(self) -> "Daemon":
         try:
-            if self.address in ("system", "session"):
-                bus_type = BusType.SYSTEM if self.address == "system" else BusType.SESSION
-                self.bus = await MessageBus(bus_type=bus_type).connect()
-            else:
-                self.bus = await MessageBus(bus_address=self.address).connect()
+            self.bus = await message_bus(self.address).connect()
         except Exception as e:
             raise Refused(f"cannot connect to the bus {self.address}: {e}") from None
         return self
@@ -90,6 +86,6 @@ class Daemon:
                 queue.put_nowait((interface, {k: v.value for k, v in changed.items()}))
 
         self.bus.add_message_handler(on_message)
-        await self.call("org.freedesktop.DBus", "AddMatch", "s", [PROPERTIES_CHANGED],
-                        destination="org.freedesktop.DBus", path="/org/freedesktop/DBus")
+        await self.call(DBUS, "AddMatch", "s", [PROPERTIES_CHANGED], destination=DBUS,
+                        path="/org/freedesktop/DBus")
         return queue

@@ -4,11 +4,11 @@ how a person reads the answer. Setters print nothing on success, as timedatectl'
 import asyncio
 import base64
 import getpass
+import json
 import sys
 import time
 
-from gateway.routes import SERVICE_NAMES, STATUS_KEYS
-from spd.dbus.names import BACKUPS, SERVICES, SYSTEM
+from spd.dbus.names import BACKUPS, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM, TOKENS, USERS
 
 from . import output as out
 from .bus import Daemon, Refused
@@ -20,14 +20,14 @@ STATES = {0: "running", 3: "stopped", 4: "missing"}
 
 # Topic (as GET /events names them) -> (interface, properties whose change it reports, its route).
 TOPICS = {
-    "users": ("org.selfprivacy.Users1", {"Users"}, "/users"),
-    "ssh": ("org.selfprivacy.SSH1", {"Enable", "PasswordAuthentication"}, "/services/ssh"),
+    "users": (USERS, {"Users"}, "/users"),
+    "ssh": (SSH, {"Enable", "PasswordAuthentication"}, "/services/ssh"),
     "services": (SERVICES, {"Status"}, "/services/status"),
     "timezone": (SYSTEM, {"Timezone"}, "/system/configuration/timezone"),
     "autoUpgrade": (SYSTEM, {"AutoUpgrade", "AllowReboot"}, "/system/configuration/autoUpgrade"),
     "backup": (BACKUPS, {"State", "Progress", "ErrorMessage"}, "/services/restic/backup/status"),
     "snapshots": (BACKUPS, {"Snapshots"}, "/services/restic/backup/list"),
-    "tokens": ("org.selfprivacy.Tokens1", {"Devices", "Recovery"}, "/auth/tokens"),
+    "tokens": (TOKENS, {"Devices", "Recovery"}, "/auth/tokens"),
     "job": (SYSTEM, {"Jobs"}, None),
 }
 
@@ -326,7 +326,6 @@ async def monitor(d: Daemon, a):
 
 
 def _compact(data) -> str:
-    import json
     return json.dumps(data, ensure_ascii=False, separators=(", ", ": "))
 
 

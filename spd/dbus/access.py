@@ -20,9 +20,9 @@ from dbus_fast import Message, MessageType
 from dbus_fast.service import ServiceInterface
 
 from . import polkit
-from .callers import DBUS, Caller, Callers, caller
+from .callers import Caller, Callers, caller
 from .held import Held
-from .names import DBUS_ACCESS_DENIED, PROPERTIES
+from .names import DBUS, DBUS_ACCESS_DENIED, PROPERTIES
 from .rules import ADMIN, Rule, declared, reads
 
 log = logging.getLogger("spd.access")

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from dbus_fast import Message, MessageType
 
+from .names import DBUS
 from .rules import GATEWAY, ROOT
 
 log = logging.getLogger("spd.access")
 
-DBUS = "org.freedesktop.DBus"
 CACHE_MAX = 1024
 
 

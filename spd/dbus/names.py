@@ -1,8 +1,17 @@
-"""Every bus name, object path, interface name and error name, in one place.
+"""The bus contract: everything the daemon and its clients share, in one place.
 
-The gateway imports this module (and nothing else of spd) to know what to call and how each
-error kind maps to an HTTP status.
+Bus name, object path, interface names, error kinds and their HTTP statuses, the catalogs a client
+needs to call the interfaces (services, status keys), how a bus address is spelled (--bus / SPD_BUS),
+and the idle-exit helpers of the two activated programs. The gateway (and spdctl) import this module
+and nothing else of spd.
 """
+
+import asyncio
+import time
+from typing import Callable
+
+from dbus_fast import BusType
+from dbus_fast.aio import MessageBus
 
 BUS_NAME = "org.selfprivacy.Daemon"
 PATH = "/org/selfprivacy/Daemon"
@@ -14,6 +23,13 @@ SERVICES = "org.selfprivacy.Services1"
 BACKUPS = "org.selfprivacy.Backups1"
 SYSTEM = "org.selfprivacy.System1"
 PROPERTIES = "org.freedesktop.DBus.Properties"  # Get/Set/GetAll of the interfaces above
+DBUS = "org.freedesktop.DBus"  # the bus driver (AddMatch, NameOwnerChanged, credentials)
+
+# Services1: service -> the name the app shows (Enabled's keys, Enable/Disable's argument).
+SERVICE_NAMES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud",
+                 "ocserv": "Ocserv", "pleroma": "Pleroma"}
+# Services1.Status's keys (GET /services/status), in the app's order.
+STATUS_KEYS = ("imap", "smtp", "http", "bitwarden", "gitea", "nextcloud", "ocserv", "pleroma")
 
 ERROR_PREFIX = "org.selfprivacy.Error."
 
@@ -47,3 +63,42 @@ DBUS_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 
 def error_name(kind: str) -> str:
     return ERROR_PREFIX + kind
+
+
+def message_bus(address: str) -> MessageBus:
+    """A connection to the bus named by --bus / SPD_BUS: system, session, or a D-Bus address."""
+    if address == "system":
+        return MessageBus(bus_type=BusType.SYSTEM)
+    if address == "session":
+        return MessageBus(bus_type=BusType.SESSION)
+    return MessageBus(bus_address=address)
+
+
+# --- idle exit: a process started on demand (D-Bus or socket activation) may leave when nothing
+# has happened for a while, so an idle server spends no memory on it.
+
+class Activity:
+    """Work in progress, and when the last piece ended."""
+
+    def __init__(self):
+        self.running = 0
+        self.last = time.monotonic()
+
+    def begin(self) -> None:
+        self.running += 1
+
+    def end(self) -> None:
+        self.running -= 1
+        self.last = time.monotonic()
+
+    def idle_for(self) -> float:
+        return 0.0 if self.running else time.monotonic() - self.last
+
+
+async def until_idle(timeout: float, idle_for: Callable[[], float]) -> None:
+    """Return once idle_for() has reached `timeout` seconds."""
+    while True:
+        left = timeout - idle_for()
+        if left <= 0:
+            return
+        await asyncio.sleep(max(left, min(timeout, 1.0) / 4))

@@ -14,7 +14,7 @@ import time
 from dbus_fast import Message, MessageType
 
 from ..errors import Failed, Unavailable
-from .names import DBUS_UNAVAILABLE
+from .names import DBUS, DBUS_UNAVAILABLE
 
 log = logging.getLogger("spd.systemd")
 
@@ -26,7 +26,6 @@ LOGIND = "org.freedesktop.login1"
 LOGIND_PATH = "/org/freedesktop/login1"
 LOGIND_MANAGER = "org.freedesktop.login1.Manager"
 PROPERTIES = "org.freedesktop.DBus.Properties"
-DBUS = "org.freedesktop.DBus"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 
 TIMEOUT = 20.0  # seconds for one call to systemd or logind (the gateway gives up after 30)
