@@ -13,8 +13,7 @@ from spd.dbus.names import BACKUPS, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, S
 from . import output as out
 from .bus import Daemon, Refused
 
-JOBS = ("apply", "upgrade", "rollback")
-RUNNING_JOB = ("", "pending", "running")  # a job's result before systemd said how it ended
+RUNNING_JOB = ("", "running")  # no result yet: not started by us, or still running
 BACKUP_RUNNING = ("BACKING_UP", "RESTORING")
 STATES = {0: "running", 3: "stopped", 4: "missing"}
 
