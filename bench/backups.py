@@ -1,6 +1,6 @@
 """Backups through spd vs restic alone, and how the API answers while a backup runs.
 
-    /opt/spd-venv/bin/python bench/backups.py [--mb 128]
+    "$(scripts/venv)"/bin/python bench/backups.py [--mb 128]
 
 Prints: restic alone (init + backup), the same through PUT /services/restic/backup/create until the
 status says INITIALIZED, a restore through the API, and the latency of GET /services/restic/backup/status

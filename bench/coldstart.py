@@ -4,7 +4,7 @@ spd-gateway.socket does), the daemon by D-Bus activation on the gateway's first 
 activation file does). The request is GET /auth/tokens with a token, so it needs the daemon twice
 (Authenticate, then List). Target here: under 1.5 s.
 
-    /opt/spd-venv/bin/python bench/coldstart.py [--runs N]
+    "$(scripts/venv)"/bin/python bench/coldstart.py [--runs N]
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """SIGKILL the daemon at random moments during a stream of userdata writes, many times, and check
 after each kill that userdata.json is the state before or after the write in flight.
 
-    /opt/spd-venv/bin/python bench/crash.py [--kills 1000] [--max-delay 0.03] [--seed N]
+    "$(scripts/venv)"/bin/python bench/crash.py [--kills 1000] [--max-delay 0.03] [--seed N]
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """GET /users and POST /users through the gateway, measured with wrk on a demo stack.
 
-    /opt/spd-venv/bin/python bench/users.py [--duration 10] [--connections 16] [--threads 2]
+    "$(scripts/venv)"/bin/python bench/users.py [--duration 10] [--connections 16] [--threads 2]
 
 Targets: GET >= 4000 req/s with p99 < 10 ms at 16 connections; POST >= 150 req/s (each POST runs
 one mkpasswd). Numbers depend on the machine and on what else runs on it.

@@ -11,6 +11,7 @@ from sanic.response import json as json_response
 from spd.dbus.names import Activity
 
 from . import docs as docs_page
+from . import protocol
 from .daemon import Daemon
 from .errors import HTTPError
 from .fields import MAX_PATH_PARAM, parse_body, text
@@ -32,6 +33,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.ACCESS_LOG = False
     app.config.MOTD = False
+    protocol.configure(app)
     app.ctx.daemon = Daemon(bus_address)
     app.ctx.limiter = FailureLimiter()
     app.ctx.activity = Activity()  # requests in progress, for the idle exit
@@ -107,15 +109,16 @@ def _handler(app, route: Route):
                 attempt = limiter.begin(address)  # counted as failed until it is known not to be
                 if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
-            status, result = await answer(route, ctx, daemon.call)
+            status, result = await answer(route, ctx, lambda *call: daemon.call(*call, route.timeout))
         except HTTPError as e:
             status, result = e.status, {"error": e.message}
         finally:
             activity.end()
             if attempt is not None and status != 404:  # only wrong words count
                 limiter.release(address, attempt)
-        if route.method != "GET":
-            log.info("%s %s %s by %s", route.method, request.path, status, (ctx and ctx.device) or "-")
+            if route.changes:  # the audit line: who changed what, with which outcome; never a body
+                log.info("device=%s request=%s %s status=%d", (ctx and ctx.device) or "-", route.method,
+                         request.path, status)
         return json_response(result, status=status, headers=HEADERS)
 
     return handle

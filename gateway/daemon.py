@@ -20,9 +20,14 @@ from .errors import UNREACHABLE, HTTPError, from_dbus
 
 log = logging.getLogger("spd-gateway")
 
-CALL_TIMEOUT = 30.0
+CALL_TIMEOUT = 30.0  # calls that change something: a git pull, a job's start
+READ_TIMEOUT = 10.0  # reads: a daemon that stopped answering must not hold them for the full 30 s
 CACHE_MAX = 4096
-_UNREACHABLE = HTTPError(503, UNREACHABLE)
+
+
+def _unreachable() -> HTTPError:
+    # A fresh error each time: one shared instance raised again and again grows its traceback.
+    return HTTPError(503, UNREACHABLE)
 
 
 class Daemon:
@@ -43,7 +48,7 @@ class Daemon:
                 bus = await message_bus(self.address).connect()
             except (OSError, EOFError, DBusError, ValueError) as e:
                 log.error("cannot connect to the bus %s: %s", self.address, e)
-                raise _UNREACHABLE from None
+                raise _unreachable() from None
             bus.add_message_handler(self._on_message)
             watched = True
             for rule in (f"type='signal',sender='{BUS_NAME}',interface='{TOKENS}',member='Changed'",
@@ -66,16 +71,19 @@ class Daemon:
             self.bus.disconnect()
             self.bus = None
 
-    async def call(self, interface: str, member: str, signature: str = "", body=()) -> list:
+    async def call(self, interface: str, member: str, signature: str = "", body=(),
+                   timeout: float = CALL_TIMEOUT) -> list:
         """Call a daemon method; its D-Bus error becomes the matching HTTPError."""
         bus = self.bus if self.bus is not None and self.bus.connected else await self.connect()
         msg = Message(destination=BUS_NAME, path=PATH, interface=interface, member=member,
                       signature=signature, body=list(body))
         try:
-            async with asyncio.timeout(CALL_TIMEOUT):  # no extra task per call, unlike wait_for
+            async with asyncio.timeout(timeout):  # no extra task per call, unlike wait_for
                 reply = await bus.call(msg)
-        except (asyncio.TimeoutError, EOFError, OSError):
-            raise _UNREACHABLE from None
+        except asyncio.TimeoutError:
+            raise HTTPError(503, "The SelfPrivacy daemon did not answer in time") from None
+        except (EOFError, OSError):
+            raise _unreachable() from None
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
             raise from_dbus(reply.error_name, text)
@@ -89,7 +97,7 @@ class Daemon:
             return name
         generation = self._generation
         try:
-            (name,) = await self.call(TOKENS, "Authenticate", "s", [token])
+            (name,) = await self.call(TOKENS, "Authenticate", "s", [token], READ_TIMEOUT)
         except HTTPError as e:
             if e.status == 404:
                 raise HTTPError(401, "Invalid token") from None

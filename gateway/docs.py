@@ -14,7 +14,7 @@ summary{cursor:pointer}
 .GET{color:#1565c0}.POST{color:#2e7d32}.PUT{color:#ef6c00}.DELETE{color:#c62828}
 code,pre{font-family:monospace;background:#f5f5f5}
 pre{padding:.5em;overflow:auto}
-.lock{color:#777}
+.lock{color:#777;margin-left:.4em;vertical-align:-.1em}
 </style></head><body>
 <h1 id="title">SelfPrivacy API</h1>
 <p id="about"></p>
@@ -28,6 +28,10 @@ const el = (tag, attrs, ...kids) => {
   return e;
 };
 const json = v => JSON.stringify(v, null, 2);
+// Drawn, not a character: a lock emoji is a missing-glyph box on a server without emoji fonts.
+const LOCK = '<svg viewBox="0 0 16 16" width="1em" height="1em" role="img" aria-label="needs a token">' +
+  '<title>needs a token</title><rect x="3" y="7" width="10" height="8" rx="1.5" fill="currentColor"/>' +
+  '<path d="M5.5 7V5a2.5 2.5 0 0 1 5 0v2" fill="none" stroke="currentColor" stroke-width="1.5"/></svg>';
 fetch("swagger.json").then(r => r.json()).then(doc => {
   document.getElementById("title").textContent = doc.info.title + " " + doc.info.version;
   document.getElementById("about").textContent = doc.info.description || "";
@@ -43,7 +47,7 @@ fetch("swagger.json").then(r => r.json()).then(doc => {
       const d = el("details", {},
         el("summary", {}, el("span", {className: "m " + method, textContent: method}),
            el("code", {textContent: path}), " " + (op.summary || ""),
-           el("span", {className: "lock", textContent: op.security && op.security.length ? " \\u{1F512}" : ""})));
+           el("span", {className: "lock", innerHTML: op.security && op.security.length ? LOCK : ""})));
       const body = op.requestBody && op.requestBody.content["application/json"].schema;
       if (body) d.append(el("p", {textContent: "Body" + (op.requestBody.required ? "" : " (optional)")}),
                          el("pre", {textContent: json(body)}));

@@ -1,5 +1,6 @@
 """Failed-attempt limits for the unauthenticated redeem routes, per client address."""
 
+import ipaddress
 import time
 
 MAX_FAILURES = 10
@@ -10,16 +11,24 @@ LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 def client_address(request) -> str:
     """The client's address. Behind the server's nginx (a loopback peer) it is the address nginx
-    put in X-Real-IP or appended last to X-Forwarded-For; from anyone else those headers are lies."""
+    put in X-Real-IP or appended last to X-Forwarded-For; from anyone else those headers are lies.
+    A value that is not an IP address is not used: any string would be a fresh limiter key."""
     peer = request.ip
     if peer in LOOPBACK:
-        real = request.headers.get("x-real-ip", "").strip()
-        if real:
-            return real
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if forwarded.strip():
-            return forwarded.split(",")[-1].strip()
+        for candidate in (request.headers.get("x-real-ip", ""),
+                          request.headers.get("x-forwarded-for", "").split(",")[-1]):
+            address = _ip(candidate.strip())
+            if address:
+                return address
     return peer
+
+
+def _ip(text: str) -> str | None:
+    """text in its canonical form when it is an IP address (one address, one key), else None."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 class FailureLimiter:

@@ -10,6 +10,7 @@ import sys
 from spd.dbus.names import until_idle
 
 from .app import create_app
+from .protocol import DeadlineProtocol
 
 SD_LISTEN_FDS_START = 3
 
@@ -50,9 +51,10 @@ def main(argv=None) -> None:
         async def watch_idle(app):
             app.add_task(_exit_when_idle(app, a.idle_timeout), name="idle-exit")
     if sock is not None:
-        app.run(sock=sock, single_process=True, motd=False, access_log=False)
+        app.run(sock=sock, single_process=True, motd=False, access_log=False, protocol=DeadlineProtocol)
     else:
-        app.run(host=a.host, port=a.port, single_process=True, motd=False, access_log=False)
+        app.run(host=a.host, port=a.port, single_process=True, motd=False, access_log=False,
+                protocol=DeadlineProtocol)
 
 
 async def _exit_when_idle(app, timeout: float) -> None:

@@ -10,6 +10,7 @@ import base64
 from spd.dbus.names import (BACKUPS, PROPERTIES, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM, TOKENS,
                             USERS)
 
+from .daemon import CALL_TIMEOUT, READ_TIMEOUT
 from .errors import HTTPError
 from .fields import Field  # noqa: F401  (routes are declared with it)
 
@@ -84,6 +85,16 @@ class Route:
     # from the route itself (see gateway/openapi.py): e.g. (404, 409), or (status, JSON Schema) pairs
     # when that status has a body other than {"error"}.
     errors: tuple = ()
+    acts: bool = False  # a GET that changes something: starts a job, reboots, pulls, rescans
+
+    @property
+    def changes(self) -> bool:
+        """Whether the route changes something: the gateway logs it, and waits longer for it."""
+        return self.method != "GET" or self.acts
+
+    @property
+    def timeout(self) -> float:
+        return CALL_TIMEOUT if self.changes else READ_TIMEOUT
 
     @property
     def steps(self) -> tuple:
@@ -320,7 +331,8 @@ BACKUP_ROUTES = tagged("backups", [
           reply={"status": 0, "message": "Backup creation has started"}, response=STATUS_MESSAGE,
           errors=(400, 409)),
     Route("GET", "/services/restic/backup/reload", "Reload the backup list in the background", BACKUPS,
-          "Reload", reply={"status": 0, "message": "Snapshots reload started"}, response=STATUS_MESSAGE),
+          "Reload", reply={"status": 0, "message": "Snapshots reload started"}, response=STATUS_MESSAGE,
+          acts=True),
     Route("PUT", "/services/restic/backup/restore", "Start restoring a backup", BACKUPS, "StartRestore",
           "s", args=(body("backupId"),), fields={"backupId": Field(str, description="short_id of the backup",
                                                                    max_length=64)},
@@ -367,20 +379,20 @@ SYSTEM_ROUTES = tagged("system", [
           fields={"enable": Field(bool, False, description="upgrade automatically"),
                   "allowReboot": Field(bool, False, description="reboot after an upgrade when needed")}),
     Route("GET", "/system/configuration/apply", "Rebuild NixOS (sp-nixos-rebuild.service)", SYSTEM,
-          "Apply", reply=0, response=INT),
+          "Apply", reply=0, response=INT, acts=True),
     Route("GET", "/system/configuration/upgrade", "Upgrade NixOS (sp-nixos-upgrade.service)", SYSTEM,
-          "Upgrade", reply=0, response=INT),
+          "Upgrade", reply=0, response=INT, acts=True),
     Route("GET", "/system/configuration/rollback", "Roll NixOS back (sp-nixos-rollback.service)", SYSTEM,
-          "Rollback", reply=0, response=INT),
+          "Rollback", reply=0, response=INT, acts=True),
     Route("GET", "/system/reboot", "Reboot the server", SYSTEM, "Reboot",
-          reply="System reboot has started", response=STR),
+          reply="System reboot has started", response=STR, acts=True),
     Route("GET", "/system/version", "What uname -a prints",
           **prop(SYSTEM, "Version", lambda version, ctx: {"system_version": version}),
           response=obj(system_version=STR)),
     Route("GET", "/system/pythonVersion", "The daemon's Python version", **prop(SYSTEM, "PythonVersion"),
           response=STR),
     Route("GET", "/system/configuration/pull", "git pull the NixOS configuration", SYSTEM, "Pull",
-          reply=_pull, response=PULL, errors=((500, PULL),)),
+          reply=_pull, response=PULL, errors=((500, PULL),), acts=True),
 ])
 
 def _openapi_document(out, ctx):

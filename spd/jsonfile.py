@@ -257,12 +257,17 @@ class JsonFile:
             if text is not None and after is not None and after == before and list(after) == list(before):
                 return outcomes  # nothing changed: leave the file (and its mtime) alone
             raw = split_top(text) if text is not None and isinstance(data, dict) else {}
+            written = (None, None)
             try:
                 self._write(self._render(data, raw, before, after))
+                st = os.stat(self.path)
+                written = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
             finally:
                 with self._cache_lock:
                     self._generation += 1
-                    self._cached = (None, None)
+                    # What we wrote is what the next read would parse (listeners read right after a
+                    # commit): keep it, under the lock that still holds off other writers.
+                    self._cached = written
             return outcomes
 
     def remove_stale_temps(self) -> None:

@@ -156,10 +156,10 @@ class Daemon:
 
 
 class Gateway:
-    def __init__(self, bus: Bus, workdir: Path, port: int | None = None):
+    def __init__(self, bus: Bus, workdir: Path, port: int | None = None, prefix: tuple = ()):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = Process("spd-gateway", [PYTHON, "-m", "gateway", "--bus", bus.address,
+        self.process = Process("spd-gateway", [*prefix, PYTHON, "-m", "gateway", "--bus", bus.address,
                                                "--port", str(self.port)],
                                workdir / "gateway.log", env=env_for_children())
 

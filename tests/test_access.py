@@ -55,6 +55,11 @@ def test_every_exported_member_declares_its_access(daemon, bus):
             else:
                 assert logged == ["logged"], (name, member)
     assert exported == set(rows), "the printed table and the daemon disagree"
+    undocumented = [f"{name}.{el.get('name')}" for name, interface in live.items()
+                    for el in [*interface.findall("method"), *interface.findall("property"),
+                               *interface.findall("signal")]
+                    if not any(a.get("name") == "org.gtk.GDBus.DocString" for a in el.findall("annotation"))]
+    assert not undocumented, f"give these a docstring (shipped as their DocString): {undocumented}"
     assert "declares no access rule" not in daemon.process.log()
 
 

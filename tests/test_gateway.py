@@ -79,3 +79,47 @@ def test_without_the_bus_signals_no_token_is_cached(tmp_path):
             if p is not None:
                 p.stop()
         bus.stop()
+
+
+def test_a_stopped_daemon_answers_reads_sooner_than_writes(api, daemon):
+    """SIGSTOP: the daemon holds every call. A read answers 503 after the read timeout, well before
+    the call timeout of the routes that change something (which the client here would not wait for)."""
+    import signal
+
+    from gateway.daemon import CALL_TIMEOUT, READ_TIMEOUT
+    from gateway.routes import ROUTES
+
+    assert READ_TIMEOUT < CALL_TIMEOUT
+    for route in ROUTES:
+        assert route.timeout == (CALL_TIMEOUT if route.changes else READ_TIMEOUT), route.path
+    assert api.get("/users").status_code == 200
+    daemon.process.proc.send_signal(signal.SIGSTOP)
+    try:
+        r = api.get("/users", timeout=(READ_TIMEOUT + CALL_TIMEOUT) / 2)
+        assert (r.status_code, r.json()) == (503, {"error": "The SelfPrivacy daemon did not answer in time"})
+    finally:
+        daemon.process.proc.send_signal(signal.SIGCONT)
+    assert api.get("/users").status_code == 200
+
+
+def test_every_change_leaves_one_audit_line_without_secrets(api, daemon, gateway):
+    """Device, method, path and status, once per request that changes something; nothing for reads;
+    no password, token or mnemonic in either log."""
+    password = "Corr3ct-Horse-Battery-9f2d"
+    assert api.get("/users").status_code == 200
+    r = api.post("/users", json={"username": "auditee", "password": password})
+    assert r.status_code == 201, r.text
+    assert api.post("/users", json={"username": "auditee", "password": password}).status_code == 409
+    mnemonic = api.post("/auth/new_device").json()["token"]
+    applied = api.get("/system/configuration/apply").status_code  # a GET that changes something
+    gateway.stop()
+    assert daemon.stop() == 0
+    lines = [line for line in gateway.process.log().splitlines() if "request=" in line]
+    assert lines == ["spd-gateway: INFO: device=primary_token request=POST /users status=201",
+                     "spd-gateway: INFO: device=primary_token request=POST /users status=409",
+                     "spd-gateway: INFO: device=primary_token request=POST /auth/new_device status=200",
+                     "spd-gateway: INFO: device=primary_token request=GET /system/configuration/apply "
+                     f"status={applied}"], lines
+    for log in (gateway.process.log(), daemon.process.log()):
+        for secret in (password, TOKEN, mnemonic, mnemonic.split()[0] + " " + mnemonic.split()[1]):
+            assert secret not in log

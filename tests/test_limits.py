@@ -50,3 +50,13 @@ def test_many_addresses_keep_the_table_bounded(monkeypatch):
     limiter.begin("a")
     limiter.begin("a")
     assert limiter.begin("a") is None  # the latest addresses are still remembered
+
+
+def test_proxy_headers_that_are_not_addresses_are_not_keys():
+    """Any string would otherwise be a fresh key, each with its own failure budget."""
+    assert client_address(request("127.0.0.1", x_real_ip="x" * 205)) == "127.0.0.1"
+    assert client_address(request("127.0.0.1", x_real_ip="203.0.113.7 junk")) == "127.0.0.1"
+    assert client_address(request("127.0.0.1", x_forwarded_for="10.1.1.1, unknown")) == "127.0.0.1"
+    # a bad X-Real-IP does not hide a good X-Forwarded-For; one address is one key however written
+    assert client_address(request("127.0.0.1", x_real_ip="nope", x_forwarded_for="203.0.113.8")) == "203.0.113.8"
+    assert client_address(request("::1", x_real_ip="2001:DB8:0:0::1")) == "2001:db8::1"

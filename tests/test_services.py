@@ -137,6 +137,19 @@ def test_enable_and_disable_write_userdata(api, root):
         assert userdata(root)[service]["enable"] is True
 
 
+def test_disable_is_written_even_when_absent_means_disabled(api, bus, root, signals):
+    """What an absent key means is the NixOS configuration's: the value asked for is written. The
+    effective value stays, so no signal goes out."""
+    data = userdata(root)
+    del data["gitea"]
+    (root / "etc/nixos/userdata/userdata.json").write_text(json.dumps(data, indent=4))
+    assert api.post("/services/gitea/disable").status_code == 200
+    assert userdata(root)["gitea"] == {"enable": False}
+    assert api.post("/services/gitea/enable").status_code == 200  # a real change: one signal
+    got = signals.wait_for(lambda r: any(i == SERVICES and "Enabled" in c for i, c in r))
+    assert [c["Enabled"]["gitea"] for i, c in got if i == SERVICES and "Enabled" in c] == [True]
+
+
 def test_enabled_property_and_its_signals(api, bus, root, signals):
     enabled = {"bitwarden": True, "gitea": False, "nextcloud": True, "ocserv": True, "pleroma": True}
     out = call(bus, "org.freedesktop.DBus.Properties", "Get", "ss", SERVICES, "Enabled")

@@ -33,6 +33,7 @@ log = logging.getLogger("spd.dbus")
 audit = logging.getLogger("spd.access")
 
 _MISSING = object()
+DOC = "org.gtk.GDBus.DocString"
 
 
 def _as_dbus(e: SpdError) -> DBusError:
@@ -104,6 +105,17 @@ class LiveInterface(ServiceInterface):
         super().__init__(self.NAME)
         self._published: dict = {}  # property -> the value last published
         self._error: SpdError | None = None  # why the last refresh could not read the state
+        self._source = None  # source() as of the last refresh on a read
+
+    def introspect(self):
+        """The introspection data with each member's docstring as its DocString annotation (the
+        convention of gdbus-codegen), so `busctl introspect` and the shipped XML say what it means."""
+        info = super().introspect()
+        for member in [*info.methods, *info.properties, *info.signals]:
+            doc = getattr(getattr(type(self), member.name, None), "__doc__", None)
+            if doc:
+                member.annotations[DOC] = " ".join(doc.split())
+        return info
 
     def current(self) -> dict:
         """Every property whose value comes from the domain, as it is now (may raise SpdError)."""
@@ -127,9 +139,21 @@ class LiveInterface(ServiceInterface):
             self._published.update(changed)
             self.emit_properties_changed(changed)  # a no-op before export
 
+    def source(self):
+        """What current() reads, if one cheap object says so (the parsed userdata.json, cached while
+        the file is unchanged): a read refreshes only when it is another object. None: always."""
+        return None
+
     def value(self, name: str):
-        """A property's value for a read: refreshed first, so a read is never behind the files."""
-        self.refresh()
+        """A property's value for a read: refreshed first when its source changed, so a read is never
+        behind the files (and a GetAll of many properties reads them once)."""
+        try:
+            source = self.source()
+        except SpdError:
+            source = None
+        if source is None or source is not self._source:
+            self.refresh()
+            self._source = source if self._error is None else None
         try:
             return self._published[name]
         except KeyError:

@@ -24,6 +24,9 @@ class ServicesInterface(LiveInterface):
         self._serving = False
         services.on_units_changed(self._units_changed)
 
+    def source(self):
+        return self.services.userdata.read()
+
     def current(self) -> dict:
         return {"Enabled": self.services.enabled()}
 

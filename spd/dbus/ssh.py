@@ -13,6 +13,9 @@ class SSHInterface(LiveInterface):
         super().__init__()
         self.ssh = ssh
 
+    def source(self):
+        return self.ssh.userdata.read()
+
     def current(self) -> dict:
         settings = self.ssh.settings()
         return {"Enable": settings["enable"],

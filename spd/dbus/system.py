@@ -15,6 +15,9 @@ class SystemInterface(LiveInterface):
         self.system = system
         system.listeners.append(lambda: self.publish({"Jobs": self._jobs()}))
 
+    def source(self):
+        return self.system.userdata.read()
+
     def current(self) -> dict:
         auto = self.system.auto_upgrade()
         return {"Timezone": self.system.timezone(), "AutoUpgrade": auto["enable"],

@@ -18,6 +18,10 @@ class TokensInterface(LiveInterface):
         super().__init__()
         self.tokens = tokens
         self._expiry = None  # the timer that refreshes Recovery when its token expires
+        self._timed = None  # the Recovery value that timer is for
+
+    def source(self):  # Recovery's `valid` also depends on the time: its timer refreshes then
+        return self.tokens.store.read()
 
     def current(self) -> dict:
         return {"Devices": [list(t) for t in self.tokens.list()],
@@ -25,11 +29,13 @@ class TokensInterface(LiveInterface):
 
     def refresh(self) -> None:
         super().refresh()
-        self._watch_expiry()
-
-    def _watch_expiry(self) -> None:
-        """Recovery's `valid` turns false when its expiration passes: signal that moment too."""
         recovery = self._published.get("Recovery")
+        if recovery != self._timed:
+            self._timed = recovery
+            self._watch_expiry(recovery)
+
+    def _watch_expiry(self, recovery) -> None:
+        """Recovery's `valid` turns false when its expiration passes: signal that moment too."""
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
@@ -40,7 +46,7 @@ class TokensInterface(LiveInterface):
             loop = asyncio.get_running_loop()
         except RuntimeError:  # before the loop runs (at build): the first read or change sets it
             return
-        self._expiry = loop.call_later(max(left, 0) + 0.01, self.refresh)
+        self._expiry = loop.call_later(max(left, 0) + 0.05, self.refresh)
 
     @dbus_signal()
     def Changed(self):

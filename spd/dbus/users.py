@@ -13,6 +13,9 @@ class UsersInterface(LiveInterface):
         super().__init__()
         self.users = users
 
+    def source(self):
+        return self.users.userdata.read()
+
     def current(self) -> dict:
         return {"Users": self.users.list()}
 

@@ -1,0 +1,74 @@
+"""How soon a change made under the daemon becomes a signal: userdata.json edited by hand (in place)
+and replaced by a rename (as a rebuild does), each --rounds times, on a demo stack (private bus, real
+daemon). Prints the median and the slowest edit -> PropertiesChanged delay (the promise: < 1 s).
+
+    $SPD_VENV/bin/python bench/live.py [--rounds 20]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import common  # noqa: F401  (puts tests/ and the repo on sys.path)
+from stack import Bus, Daemon, make_root
+from systemd_helpers import Signals
+
+SYSTEM = "org.selfprivacy.System1"
+ZONES = ("Europe/Berlin", "Asia/Tokyo")
+
+
+def edit_in_place(path: Path, data: dict) -> None:
+    with open(path, "r+") as f:
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(data, indent=4))
+
+
+def rename_over(path: Path, data: dict) -> None:
+    new = path.with_name("userdata.json.new")
+    new.write_text(json.dumps(data, indent=4))
+    os.replace(new, path)
+
+
+def measure(path: Path, signals: Signals, write, rounds: int) -> list[float]:
+    delays = []
+    for n in range(rounds):
+        data = json.loads(path.read_text())
+        data["timezone"] = ZONES[n % 2]
+        seen = len(signals.received)
+        start = time.monotonic()
+        write(path, data)
+        signals.wait_for(lambda r: any(c.get("Timezone") == ZONES[n % 2] for i, c in r[seen:] if i == SYSTEM))
+        delays.append(time.monotonic() - start)
+    return delays
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=20)
+    a = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="spd-bench-live-"))
+    (work / "spd").mkdir()
+    bus = Bus(work / "bus")
+    root = make_root(work / "root")
+    daemon = Daemon(bus, root, work / "spd")
+    signals = Signals(bus)
+    path = root / "etc/nixos/userdata/userdata.json"
+    try:
+        print(f"{'change under the daemon':<32} {'median ms':>10} {'max ms':>8} {'rounds':>7}")
+        for name, write in (("edit in place", edit_in_place), ("new file renamed over", rename_over)):
+            delays = measure(path, signals, write, a.rounds)
+            print(f"{name:<32} {statistics.median(delays) * 1000:>10.0f} {max(delays) * 1000:>8.0f} "
+                  f"{len(delays):>7}")
+    finally:
+        signals.close()
+        daemon.stop()
+        bus.stop()
+
+
+if __name__ == "__main__":
+    main()
