@@ -3,21 +3,20 @@
 Starts a private bus, spd on a copy of the demo server (tests/data/root), the gateway, and — when the
 route table has /services/status — python-dbusmock's systemd with the units it reads. Then wrk runs
 against every GET route of the route table that is a cheap read (not the ones that start a job,
-reboot, pull or rescan), the write routes below that exist, and prints req/s, p50, p99 per route and
-the RSS of the daemon and the gateway afterwards. Numbers are only comparable on the same machine.
+reboot, pull or rescan), the write routes below that exist, and prints req/s, p50, p99 per route
+(marked with ! when some answers were not 2xx), how many timezone writes really changed the value,
+and the RSS of the daemon and the gateway afterwards. Numbers are only comparable on the same machine.
 """
 
 import argparse
 import json
-import os
-import platform
 import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from common import wrk
+from common import SignalCounter, machine, timezone_script, wrk
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 from systemd_helpers import demo_systemd  # noqa: E402
 
@@ -25,9 +24,11 @@ from gateway.routes import ROUTES  # noqa: E402
 
 # Values for path parameters, from the demo server.
 PARAMS = {"username": "tester"}
-# Write routes to measure when they exist: (method, path, bodies sent in turn so each one changes).
+# Write routes to measure when they exist: (method, path, bodies sent in turn). The timezone route
+# gets a zone other than the current one with every request (common.timezone_script), so each
+# request is a real write; the daemon's Timezone change signals are counted to show it.
 WRITES = [
-    ("PUT", "/system/configuration/timezone", [{"timezone": "Europe/Berlin"}, {"timezone": "Europe/Moscow"}]),
+    ("PUT", "/system/configuration/timezone", None),
     ("POST", "/auth/recovery_token", [{"uses": 5}]),
 ]
 
@@ -63,7 +64,10 @@ def write_routes(work: Path):
     for method, path, bodies in WRITES:
         if (method, path) in existing:
             script = work / f"write{len(out)}.lua"
-            script.write_text(LUA % (", ".join(json.dumps(json.dumps(b)) for b in bodies), method))
+            if bodies is None:
+                timezone_script(script)
+            else:
+                script.write_text(LUA % (", ".join(json.dumps(json.dumps(b)) for b in bodies), method))
             out.append((f"{method} {path}", path, script))
     return out
 
@@ -74,13 +78,6 @@ def memory(pid: int) -> dict:
     processes that map them), in MiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
-
-
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.machine())
-    return (f"{model}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
 def main():
@@ -112,14 +109,28 @@ def main():
         print(f"machine: {machine()}")
         print(f"wrk -t{a.threads} -c{a.connections} -d{a.duration:g}s per route, after {a.warmup:g}s of warm-up\n")
         print(f"{'route':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        timezones = SignalCounter(bus.address, "org.selfprivacy.System1", "Timezone")
+        started.append(timezones)
+        failing = []
         for label, path, script in routes:
             url = gateway.url + path
+            args = (a.threads,)  # the timezone script's share of zones per wrk thread
             if a.warmup:
-                wrk(url, a.warmup, a.connections, a.threads, script, TOKEN)
-            r = wrk(url, a.duration, a.connections, a.threads, script, TOKEN)
-            note = f"  socket errors: {r['socket']}" if r["socket"] else ""
-            print(f"{label:<44} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['errors']:>8}{note}",
-                  flush=True)
+                wrk(url, a.warmup, a.connections, a.threads, script, TOKEN, args)
+            timezones.take()
+            r = wrk(url, a.duration, a.connections, a.threads, script, TOKEN, args)
+            notes = []
+            if r["errors"]:
+                failing.append(label)
+            if r["socket"]:
+                notes.append(f"socket errors: {r['socket']}")
+            if path == "/system/configuration/timezone" and script is not None:
+                notes.append(f"{timezones.take()} Timezone changes signalled, {r['requests']} answers counted "
+                             "(wrk does not count those in flight when it stops)")
+            print(f"{label:<44} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['errors']:>8}"
+                  f"{' !' if r['errors'] else '  '}{'  '.join(notes)}", flush=True)
+        if failing:
+            print(f"\n! non-2xx answers (their req/s count failures): {', '.join(failing)}")
         print(f"\n{'memory after the run (MiB)':<44} {'VmRSS':>8} {'peak':>8} {'anon':>8} {'file':>8}")
         total = 0.0
         for name, pid in (("spd", daemon.process.pid), ("spd-gateway", gateway.process.pid)):
@@ -132,7 +143,7 @@ def main():
                 print(f"warning: {name} logged a traceback, see {proc.log_path}", file=sys.stderr)
     finally:
         for thing in reversed(started):
-            thing.stop()
+            thing.close() if isinstance(thing, SignalCounter) else thing.stop()
         bus.stop()
     shutil.rmtree(work, ignore_errors=True)
 

@@ -7,6 +7,7 @@ import signal
 import socket
 import sys
 
+from spd import stall
 from spd.dbus.names import until_idle
 
 from .app import create_app
@@ -43,6 +44,8 @@ def main(argv=None) -> None:
     log.setLevel(logging.INFO)
     log.propagate = False
     app = create_app(a.bus)
+    if stall.use_for_new_loops(log):  # SPD_STALL_MS: asyncio's loop, which reports stalls
+        app.config.USE_UVLOOP = False
     sock = inherited_socket()
     if a.idle_timeout > 0 and sock is None:
         log.warning("--idle-timeout applies only when socket-activated (nothing would start us again)")

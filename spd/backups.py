@@ -337,8 +337,7 @@ class Backups:
         if origin is None or not os.path.isabs(origin):
             raise ResticError(restic.FAILED, "This snapshot does not hold a var folder to restore")
         staging = str(self.staging)
-        await asyncio.to_thread(shutil.rmtree, staging, True)  # what a killed restore left
-        os.makedirs(staging, mode=0o700)
+        await asyncio.to_thread(_fresh_folder, staging)  # emptied of what a killed restore left
         try:
             # restic 0.14 restore reports no progress: measure what it wrote against the snapshot's size.
             watch = asyncio.get_running_loop().create_task(self._watch_restore(repo, snapshot, staging))
@@ -367,6 +366,11 @@ class Backups:
             written = await asyncio.to_thread(_bytes_under, staging)
             self._set(progress=round(min(RESTORE_WRITTEN * written / total, RESTORE_WRITTEN), 3))
             await asyncio.sleep(RESTORE_POLL)
+
+
+def _fresh_folder(path: str) -> None:
+    shutil.rmtree(path, True)
+    os.makedirs(path, mode=0o700)
 
 
 def _bytes_under(folder: str) -> int:
@@ -400,6 +404,7 @@ def _merge(src: str, dst: str, skip: set, at: str | None = None) -> None:
         return
     try:
         here = f"/proc/self/fd/{fd}"
+        st = os.lstat(src)  # before its entries move out, which changes its modification time
         with os.scandir(src) as entries:
             for entry in entries:
                 target = os.path.join(dst, entry.name)
@@ -412,7 +417,6 @@ def _merge(src: str, dst: str, skip: set, at: str | None = None) -> None:
                     if os.path.isdir(pinned) and not os.path.islink(pinned):
                         shutil.rmtree(pinned)
                     _move(entry.path, pinned)
-        st = os.lstat(src)
         os.fchown(fd, st.st_uid, st.st_gid)
         os.fchmod(fd, st.st_mode & 0o7777)
         os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -259,14 +259,13 @@ class JsonFile:
             raw = split_top(text) if text is not None and isinstance(data, dict) else {}
             written = (None, None)
             try:
-                self._write(self._render(data, raw, before, after))
-                st = os.stat(self.path)
-                written = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
+                # What we wrote becomes the cached reading: no reader parses the file again after
+                # our own write (on the event loop, for a big file, that would stall every caller).
+                # `data` is what parsing the text gives: the changes put only JSON values in it.
+                written = (self._write(self._render(data, raw, before, after)), data)
             finally:
                 with self._cache_lock:
                     self._generation += 1
-                    # What we wrote is what the next read would parse (listeners read right after a
-                    # commit): keep it, under the lock that still holds off other writers.
                     self._cached = written
             return outcomes
 
@@ -328,7 +327,8 @@ class JsonFile:
         finally:
             os.close(fd)
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: str) -> tuple:
+        """Replace the file with `text`; returns the new file's cache key (as read() computes it)."""
         try:
             st = os.stat(self.path)
             mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
@@ -344,6 +344,7 @@ class JsonFile:
                 f.write(text.encode())
                 f.flush()
                 os.fsync(f.fileno())
+                st = os.fstat(f.fileno())  # the rename keeps inode, mtime and size
             os.replace(tmp, self.path)
         except BaseException:
             try:
@@ -361,6 +362,7 @@ class JsonFile:
                 os.close(dfd)
         except OSError as e:
             log.warning("%s was replaced, but syncing its folder failed: %s", self.path.name, e.strerror or e)
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # C-accelerated

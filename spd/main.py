@@ -1,6 +1,7 @@
 """The daemon's entry point: connect, export every interface, own the name, tell systemd."""
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -11,6 +12,7 @@ from dbus_fast import RequestNameReply
 from dbus_fast.constants import NameFlag
 
 from . import config as configuration
+from . import restic, stall
 from .backups import Backups
 from .dbus.access import Access
 from .dbus.backups import BackupsInterface
@@ -33,18 +35,21 @@ from .userdata import open_userdata
 
 log = logging.getLogger("spd")
 
+SWITCH_INTERVAL = 0.0005  # seconds
 
-def build(config, bus):
+
+async def build(config, bus):
     """The domain objects and their D-Bus interfaces. `bus` also reaches systemd and logind."""
-    userdata = open_userdata(config)
+    userdata = await asyncio.to_thread(open_userdata, config)
     try:
-        userdata.read()
+        await asyncio.to_thread(userdata.read)  # parsed off the loop, and cached
     except SpdError as e:
         # Start anyway: the app can still log in (tokens live elsewhere) and every call that needs
         # userdata.json answers this message, until the file is fixed (no restart needed then).
         log.error("%s: serving anyway; whatever needs userdata.json fails until it is fixed", e.message)
+    await asyncio.to_thread(restic.remove_stale_password_folders)
     tokens = Tokens(config, userdata)
-    tokens.import_legacy()
+    await tokens.import_legacy()
     systemd = Systemd(bus)
     backups = Backups(config, userdata)
     interfaces = [
@@ -83,7 +88,8 @@ def refresh(interfaces) -> None:
 
 async def serve(config) -> int:
     bus = await message_bus(config.bus).connect()
-    interfaces, watcher = build(config, bus)
+    interfaces, watcher = await build(config, bus)
+    gc.freeze()  # what start-up made lives as long as we do: no full collection scans it again
     access = Access(bus, interfaces, config.gateway_group)
     for member in access.undeclared:
         log.warning("%s declares no access rule: refused to every caller", member)
@@ -149,8 +155,14 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(name)s: %(levelname)s: %(message)s")
     config = configuration.parse(argv)
+    # Work done on threads (commits of JSON files, hashing) holds the GIL while it computes: a thread
+    # that wants it back waits for this interval (5 ms by default) each time, and the event loop asks
+    # for it after every system call. A short one keeps the loop's answers quick meanwhile.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
-        sys.exit(asyncio.run(serve(config)))
+        with asyncio.Runner(loop_factory=stall.loop_factory(logging.getLogger("spd.stall"))) as runner:
+            code = runner.run(serve(config))
+        sys.exit(code)
     except SpdError as e:  # a state we refuse to start on, e.g. a corrupt token store
         log.error("%s", e.message)
         sys.exit(1)

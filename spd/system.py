@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import re
+import subprocess
 import zoneinfo
 
 from .config import Config
@@ -75,6 +76,8 @@ class System:
 
     async def set_timezone(self, name: str) -> bool:
         """Whether the timezone changed."""
+        if _zones is None:  # the first look reads every file of the zone database: not on the loop
+            await asyncio.to_thread(valid_timezone, "UTC")
         if not valid_timezone(name):
             raise InvalidArgument(f"Invalid timezone: {name[:MAX_ZONE]!r} is not an IANA time zone name")
         if self.userdata.read().get("timezone") == name:
@@ -167,18 +170,18 @@ class System:
                    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes", "LC_ALL": "C",
                    # etc/nixos itself or nothing: never a repository above it (an etckeeper /etc)
                    "GIT_CEILING_DIRECTORIES": str(repo.parent)}
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    "git", "pull", cwd=repo, env=env, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            except OSError as e:
-                raise Failed(f"Cannot run git: {e.strerror}") from None
-            try:
-                out, _ = await asyncio.wait_for(proc.communicate(), PULL_TIMEOUT)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise Failed(f"git pull did not finish within {PULL_TIMEOUT:.0f} seconds") from None
-        text = out.decode("utf-8", errors="replace")
-        log.info("git pull in etc/nixos: exit %d", proc.returncode)
-        return proc.returncode, text
+            # On a worker thread: starting a process blocks until the child has called exec.
+            code, out = await asyncio.to_thread(_git_pull, repo, env)
+        log.info("git pull in etc/nixos: exit %d", code)
+        return code, out.decode("utf-8", errors="replace")
+
+
+def _git_pull(repo, env) -> tuple[int, bytes]:
+    try:
+        proc = subprocess.run(["git", "pull"], cwd=repo, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=PULL_TIMEOUT)
+    except OSError as e:
+        raise Failed(f"Cannot run git: {e.strerror}") from None
+    except subprocess.TimeoutExpired:  # run() killed it
+        raise Failed(f"git pull did not finish within {PULL_TIMEOUT:.0f} seconds") from None
+    return proc.returncode, proc.stdout

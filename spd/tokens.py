@@ -3,8 +3,13 @@
 At rest only SHA-256 digests are kept (tokens are 128 to 256 random bits, so a slow KDF buys
 nothing) and every comparison walks all candidates with hmac.compare_digest. The 1.2 server's
 plaintext tokens.json (and the older userdata `api.token`) are imported once and then removed.
+
+Every change is a group commit (JsonFile.update_async): the disk work runs on a worker thread, so a
+token write never holds up the daemon's other callers. A change may run a second time on a fresh copy
+(when a later change of its batch fails), so every secret it stores is drawn before, never inside it.
 """
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -100,7 +105,7 @@ class Tokens:
     def list(self) -> list[tuple[str, str]]:
         return [(t["name"], t["date"]) for t in self.store.read()["tokens"]]
 
-    def refresh(self, token: str) -> str:
+    async def refresh(self, token: str) -> str:
         """Replace a token with a new one for the same device; the old one stops working now."""
         new = secrets.token_urlsafe(32)
 
@@ -112,30 +117,29 @@ class Tokens:
             entry["date"] = format_date(_now())
             return entry["name"]
 
-        name = self.store.update(change)
+        name = await self.store.update_async(change)
         log.info("token refreshed for device %s", name)
         return new
 
-    def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> None:
         def change(data):
             kept = [t for t in data["tokens"] if t["name"] != name]
             if len(kept) == len(data["tokens"]):
                 raise NotFound(f"No token named {name!r}")
             data["tokens"] = kept
 
-        self.store.update(change)
+        await self.store.update_async(change)
         log.info("token deleted: %s", name)  # it matched a stored name: only [a-zA-Z0-9_]
 
-    def _issue(self, data, device: str) -> tuple[str, str]:
-        """Add a device token to `data` (inside an update): (the token, its device name)."""
-        token = secrets.token_urlsafe(32)
+    def _issue(self, data, device: str, token: str) -> str:
+        """Add a device token to `data` (inside an update); its device name."""
         name = _unique_name(device, data["tokens"])
         data["tokens"].append({"name": name, "hash": _digest(token.encode()), "date": format_date(_now())})
-        return token, name
+        return name
 
     # --- new device --------------------------------------------------------------------
 
-    def new_device_create(self) -> str:
+    async def new_device_create(self) -> str:
         entropy = secrets.token_bytes(16)
         now = _now()
 
@@ -143,24 +147,25 @@ class Tokens:
             data["new_device"] = {"hash": _digest(entropy), "date": format_date(now),
                                   "expiration": format_date(now + NEW_DEVICE_TTL)}
 
-        self.store.update(change)
+        await self.store.update_async(change)
         return _words.to_mnemonic(entropy)
 
-    def new_device_forget(self) -> None:
+    async def new_device_forget(self) -> None:
         if self.store.read().get("new_device") is not None:
-            self.store.update(lambda data: data.update(new_device=None))
+            await self.store.update_async(lambda data: data.update(new_device=None))
 
-    def new_device_redeem(self, words: str, device: str) -> str:
-        token, name = self._redeem("new_device", words, device,
-                                   lambda data, entry: data.update(new_device=None))  # one use
+    async def new_device_redeem(self, words: str, device: str) -> str:
+        token, name = await self._redeem("new_device", words, device,
+                                         lambda data, entry: data.update(new_device=None))  # one use
         log.info("new device authorized: %s", name)  # the stored name: the raw one could forge log lines
         return token
 
-    def _redeem(self, key: str, words: str, device: str, spend) -> tuple[str, str]:
+    async def _redeem(self, key: str, words: str, device: str, spend) -> tuple[str, str]:
         """(token, device name) for the words of the pending mnemonic under `key`, after
         spend(data, entry) used it up; NotFound, the same for every reason, when they are not valid."""
         device = _check_device(device)
         entropy = _mnemonic_entropy(words)
+        token = secrets.token_urlsafe(32)
 
         def change(data):
             entry = data.get(key)
@@ -168,9 +173,9 @@ class Tokens:
                     or _expired(entry, _now()) or not _uses_left(entry)):
                 raise NotFound(NO_SUCH_MNEMONIC)
             spend(data, entry)
-            return self._issue(data, device)
+            return self._issue(data, device, token)
 
-        return self.store.update(change)
+        return token, await self.store.update_async(change)
 
     # --- recovery ----------------------------------------------------------------------
 
@@ -184,7 +189,7 @@ class Tokens:
         left = -1 if uses is None else uses if _uses_left(rec) else 0
         return True, valid, rec["date"], rec.get("expiration") or "", left
 
-    def recovery_create(self, expiration: str, uses: int) -> str:
+    async def recovery_create(self, expiration: str, uses: int) -> str:
         """expiration: ISO-8601 or "" for never; uses: at least 1, or 0 for unlimited."""
         now = _now()
         exp = None
@@ -204,54 +209,54 @@ class Tokens:
             data["recovery_token"] = {"hash": _digest(entropy), "date": format_date(now),
                                       "expiration": exp, "uses_left": uses or None}
 
-        self.store.update(change)
+        await self.store.update_async(change)
         log.info("recovery token created (expiration %s, uses %s)", exp, uses or "unlimited")
         return _words.to_mnemonic(entropy)
 
-    def recovery_redeem(self, words: str, device: str) -> str:
+    async def recovery_redeem(self, words: str, device: str) -> str:
         def spend(data, rec):
             if rec.get("uses_left") is not None:
                 rec["uses_left"] -= 1
 
-        token, name = self._redeem("recovery_token", words, device, spend)
+        token, name = await self._redeem("recovery_token", words, device, spend)
         log.info("recovery token used by device %s", name)
         return token
 
     # --- the 1.2 server's files --------------------------------------------------------
 
-    def import_legacy(self) -> None:
+    async def import_legacy(self) -> None:
         """Take over the 1.2 server's plaintext tokens, then leave none of them on disk.
 
         tokens.json wins; the older userdata `api.token` is imported only where no tokens.json
         ever replaced it (a token deleted from tokens.json must not come back from there)."""
         try:
-            ud = self.userdata.read() if self.userdata.exists() else {}
+            ud = await asyncio.to_thread(lambda: self.userdata.read() if self.userdata.exists() else {})
         except Failed as e:  # corrupt: its api.token is taken over at a start where it can be read
             log.error("%s; its api.token is not imported now", e.message)
             ud = {}
         api = ud.get("api") if isinstance(ud.get("api"), dict) else {}
         if self.legacy.exists():
             try:
-                old = JsonFile(self.legacy).read()
+                old = await asyncio.to_thread(JsonFile(self.legacy).read)
             except Failed as e:
                 # Start anyway (the app may hold tokens we already have); keep the file and
                 # api.token for the operator to fix, and import them at the next start.
                 log.error("%s: its tokens are not imported; fix or remove it and restart spd", e.message)
                 return
-            self.store.update(lambda data: _merge_legacy(data, old))
+            await self.store.update_async(lambda data: _merge_legacy(data, old))
             log.info("imported %d device tokens from %s", len(_legacy_tokens(old)), self.legacy)
             try:
-                _shred(self.legacy)
+                await asyncio.to_thread(_shred, self.legacy)
             except OSError as e:
                 log.error("cannot remove %s (%s): remove it by hand", self.legacy, e.strerror)
         elif isinstance(api.get("token"), str) and api["token"] and not self.store.exists():
             token = api["token"]
-            self.store.update(lambda data: data["tokens"].append(
-                {"name": "primary_token", "hash": _digest(token.encode()), "date": format_date(_now())}))
+            entry = {"name": "primary_token", "hash": _digest(token.encode()), "date": format_date(_now())}
+            await self.store.update_async(lambda data: data["tokens"].append(entry))
             log.info("imported api.token from userdata.json as primary_token")
         if "token" in api:
             try:
-                self.userdata.update(lambda data: data["api"].pop("token", None))
+                await self.userdata.update_async(lambda data: data["api"].pop("token", None))
             except Failed as e:
                 log.error("%s: api.token stays in userdata.json for now", e.message)
 

@@ -1,9 +1,9 @@
 """Users of the server: `users[]` in userdata.json, next to the master user (top-level `username`).
 
 A password is hashed by mkpasswd (SHA-512 crypt, which NixOS accepts) with the password on its
-stdin, never in argv or the environment, where /proc would show it. Hashing runs as an asyncio
-subprocess outside the userdata lock, so the daemon keeps serving meanwhile; the write itself is a
-group commit (JsonFile.update_async), so concurrent creations share one fsync.
+stdin, never in argv or the environment, where /proc would show it. Hashing runs on a worker thread
+outside the userdata lock, so the daemon keeps serving meanwhile; the write itself is a group commit
+(JsonFile.update_async), so concurrent creations share one fsync.
 """
 
 import asyncio
@@ -11,25 +11,22 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 from .errors import AlreadyExists, Failed, InvalidArgument, NotFound, Reserved
 from .jsonfile import JsonFile
+from .reserved import RESERVED, RESERVED_PREFIXES
 
 log = logging.getLogger("spd.users")
 
 USERNAME = re.compile(r"[a-z_][a-z0-9_]+")
 MAX_USERNAME = 32
 MAX_PASSWORD = 256  # bytes; beyond this mkpasswd and other crypt(3) tools disagree or fail
-RESERVED_PREFIXES = ("systemd", "nixbld")
-# System accounts of a SelfPrivacy NixOS server (the 1.2 server's list, and a few NixOS basics).
-RESERVED = frozenset({
-    "root", "bin", "daemon", "nobody", "nogroup", "messagebus", "polkituser", "sshd", "nscd",
-    "postfix", "dovecot2", "dovenull", "opendkim", "rspamd", "virtualMail", "acme", "nginx",
-    "postgres", "mysql", "redis", "memcached", "prosody", "knot-resolver", "selfprivacy-api",
-    "restic", "pleroma", "ocserv", "nextcloud", "gitea", "bitwarden_rs", "vaultwarden",
-})
 _CRYPT = re.compile(r"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}")
 HASHERS = 2 * (os.cpu_count() or 1)  # concurrent mkpasswd processes
+HASH_NICE = 10
+MKPASSWD_TIMEOUT = 20.0  # seconds; the gateway waits 30 for any answer
 
 
 def check_username(name: str) -> None:
@@ -50,20 +47,37 @@ def check_password(password: str) -> None:
         raise InvalidArgument(f"The password must be at most {MAX_PASSWORD} bytes")
 
 
+def _lower_priority() -> None:
+    # On Linux the nice value is per thread, and a child inherits its thread's.
+    os.setpriority(os.PRIO_PROCESS, 0, HASH_NICE)
+
+
+# Hashing is background work: its own threads (at most HASHERS at a time), whose mkpasswd runs at a
+# lower priority, so that on a busy CPU answering every other call comes first.
+_hashers = ThreadPoolExecutor(HASHERS, thread_name_prefix="mkpasswd", initializer=_lower_priority)
+
+
 async def hash_password(password: str) -> str:
-    """A SHA-512 crypt(3) string from mkpasswd; the password goes through a pipe."""
+    """A SHA-512 crypt(3) string from mkpasswd; the password goes through a pipe. Run from a worker
+    thread: starting a process blocks the caller until the child has called exec, which on a busy
+    machine can take long enough to stall every other call if done on the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_hashers, _mkpasswd, password)
+
+
+def _mkpasswd(password: str) -> str:
     mkpasswd = shutil.which("mkpasswd")
     if mkpasswd is None:
         raise Failed("mkpasswd is not installed")
-    proc = await asyncio.create_subprocess_exec(
-        mkpasswd, "-m", "sha-512", "-s",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-    )
-    out, err = await proc.communicate(password.encode("utf-8"))
-    hashed = out.decode("ascii", "replace").strip()
+    try:
+        proc = subprocess.run([mkpasswd, "-m", "sha-512", "-s"], input=password.encode("utf-8"),
+                              capture_output=True, timeout=MKPASSWD_TIMEOUT,
+                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"})
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.error("mkpasswd failed: %s", e.strerror if isinstance(e, OSError) else "timed out")
+        raise Failed("Could not hash the password") from None
+    hashed = proc.stdout.decode("ascii", "replace").strip()
     if proc.returncode != 0 or not _CRYPT.fullmatch(hashed):
-        log.error("mkpasswd failed (exit %s): %s", proc.returncode, err.decode(errors="replace").strip()[:200])
+        log.error("mkpasswd failed (exit %s): %s", proc.returncode, proc.stderr.decode(errors="replace").strip()[:200])
         raise Failed("Could not hash the password")
     return hashed
 
@@ -88,7 +102,6 @@ def _find(data, username: str):
 class Users:
     def __init__(self, userdata: JsonFile):
         self.userdata = userdata
-        self._hashers = asyncio.Semaphore(HASHERS)
 
     def list(self) -> list[str]:
         """Every user but the master user."""
@@ -102,8 +115,7 @@ class Users:
         check_username(username)
         check_password(password)
         self._refuse_taken(self.userdata.read(), username)  # fail fast, before paying for a hash
-        async with self._hashers:
-            hashed = await hash_password(password)
+        hashed = await hash_password(password)
 
         def add(data):
             self._refuse_taken(data, username)  # again: another request may have won meanwhile

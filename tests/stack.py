@@ -130,12 +130,13 @@ def make_root(where: Path) -> Path:
 class Daemon:
     """spd as a real process, ready once it sent READY=1 on its NOTIFY_SOCKET."""
 
-    def __init__(self, bus: Bus, root: Path, workdir: Path, env=None):
+    def __init__(self, bus: Bus, root: Path, workdir: Path, env=None, wrapper=()):
+        """wrapper: a command that runs spd (e.g. chrt)."""
         self.bus, self.root = bus, root
         notify_path = workdir / f"notify-{time.monotonic_ns()}"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(notify_path))
-        self.process = Process("spd", [PYTHON, "-m", "spd", "--bus", bus.address, "--root", str(root)],
+        self.process = Process("spd", [*wrapper, PYTHON, "-m", "spd", "--bus", bus.address, "--root", str(root)],
                                workdir / "spd.log",
                                env=env_for_children(NOTIFY_SOCKET=notify_path, **(env or {})))
         self.notify.settimeout(0.2)
@@ -177,7 +178,8 @@ class Gateway:
 
 def busctl(bus: Bus, *args, check: bool = True):
     """busctl --json=short against the private bus; returns the parsed JSON (None for no output)."""
-    r = subprocess.run(["busctl", f"--address={bus.address}", "--json=short", *map(str, args)],
+    # "--": nothing after it is an option (a random token may start with "-")
+    r = subprocess.run(["busctl", f"--address={bus.address}", "--json=short", "--", *map(str, args)],
                        capture_output=True, text=True, timeout=30)
     if check and r.returncode != 0:
         raise BusctlError(r.stderr.strip())

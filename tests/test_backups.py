@@ -285,6 +285,34 @@ def test_backup_list_change_restore_byte_for_byte(stack, root, bus):
     assert not (var / "lib" / "spd" / "restore").exists()  # the staging folder is gone
 
 
+def test_restore_puts_back_owners_and_modification_times(stack, root):
+    """A service's files belong to its user: a restore gives back their owner, group and times."""
+    stack.wait_for("NOT_INITIALIZED")
+    folder = root / "var" / "lib" / "service"
+    folder.mkdir(parents=True)
+    data = folder / "data.db"
+    data.write_bytes(b"the service's data")
+    snapshot_time = 978_307_200_123_456_789  # 2001-01-01, with nanoseconds
+    for path, uid, gid, mtime in ((data, 1234, 2345, snapshot_time), (folder, 1234, 2346, snapshot_time + 10**9)):
+        os.chown(path, uid, gid)
+        os.utime(path, ns=(mtime, mtime))
+    backup(stack)
+
+    data.write_bytes(b"changed later")
+    for path in (data, folder):
+        os.chown(path, 0, 0)
+        os.utime(path)  # now
+    snap = stack.api.get("/services/restic/backup/list").json()[0]["short_id"]
+    assert stack.api.put("/services/restic/backup/restore", json={"backupId": snap}).status_code == 200
+    assert stack.wait_for("INITIALIZED", "ERROR")["status"] == "INITIALIZED", stack.log()
+
+    assert data.read_bytes() == b"the service's data"
+    st = data.stat()
+    assert (st.st_uid, st.st_gid, st.st_mtime_ns) == (1234, 2345, snapshot_time)
+    st = folder.stat()
+    assert (st.st_uid, st.st_gid, st.st_mtime_ns) == (1234, 2346, snapshot_time + 10**9)
+
+
 def test_restore_of_a_snapshot_made_on_another_root(stack, root, repo, tmp_path):
     """A 1.2 server's snapshot holds /var; ours hold <root>/var: either lands in this root's var."""
     stack.wait_for("NOT_INITIALIZED")
@@ -476,6 +504,68 @@ def test_daemon_killed_mid_backup_comes_back_truthful(stack, root):
     assert not staging.exists()
 
 
+def test_password_folder_of_a_killed_daemon_is_removed_at_the_next_start(stack, root, private_tmp, tmp_path):
+    """SIGKILL mid-backup leaves restic's password folder in the temp folder: the next start removes
+    it, and nothing that is not recognisably ours (a link, a folder with other files, one of a running
+    process, one owned by someone else)."""
+    stack.wait_for("NOT_INITIALIZED")
+    add_random_files(root, 32)
+    assert stack.api.put("/services/restic/backup/create").status_code == 200
+    wait_for_restic(stack.daemon, b"backup")
+    old_pid = stack.daemon.process.pid
+    (left,) = private_tmp.glob(f"spd-restic-{old_pid}-*")
+    dead = max(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()) + 100_000
+    assert not Path(f"/proc/{dead}").exists()
+
+    def folder(name, files=("password",), owner=None):
+        path = private_tmp / name
+        path.mkdir(mode=0o700)
+        for f in files:
+            (path / f).write_text("not for you")
+        if owner is not None:
+            os.chown(path, owner, owner)
+        return path
+
+    stale = folder(f"spd-restic-{dead}-stale")  # like ours: goes
+    target = folder("elsewhere")
+    link = private_tmp / f"spd-restic-{dead}-link"
+    link.symlink_to(target)
+    keep = [target, link, folder(f"spd-restic-{dead}-extra", ("password", "other")),
+            folder(f"spd-restic-{os.getpid()}-live"), folder(f"spd-restic-{dead}-foreign", owner=65534),
+            folder(f"spd-restic-{dead}", ())]  # not our name pattern
+    stack.restart(signal.SIGKILL)
+    assert not left.exists() and not stale.exists()
+    assert all(p.exists() or p.is_symlink() for p in keep)
+    assert link.is_symlink() and (target / "password").read_text() == "not for you"
+    assert f"removed {left}" in stack.log()
+    stack.wait_for("INITIALIZED", "ERROR")
+
+
+def test_a_running_backup_keeps_an_idle_daemon_alive_until_it_ends(bus, root, tmp_path, daemon_env, repo):
+    """spd with --idle-timeout: a backup that outlasts the timeout (restic paused for three times
+    as long) keeps it running; once the backup is done and nothing happens, it leaves."""
+    idle = 2
+    add_random_files(root, 32)
+    daemon = Daemon(bus, root, tmp_path, env={**daemon_env, "SPD_IDLE_TIMEOUT": idle})
+    try:
+        deadline = time.monotonic() + WAIT
+        while get_property(bus, BACKUPS, "State") != "NOT_INITIALIZED":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        call(bus, BACKUPS, "StartBackup")
+        with paused(wait_for_restic(daemon, b"backup")):
+            time.sleep(3 * idle)  # no calls meanwhile: idle by the clock, but busy
+            assert daemon.process.alive(), daemon.process.log()
+        daemon.process.proc.wait(WAIT)  # the backup finishes, then the daemon leaves by itself
+    finally:
+        assert daemon.stop() == 0
+    log = daemon.process.log()
+    assert "Traceback" not in log, log
+    assert log.index("backup finished") < log.index(f"idle for {idle}s: leaving"), log
+    snapshots = json.loads(restic(repo, PASSWORD, "snapshots", "--json").stdout)
+    assert len(snapshots) == 1 and snapshots[0]["paths"] == [str(root / "var")]
+
+
 def test_daemon_stopped_mid_backup_stops_restic_cleanly(stack, root, repo):
     stack.wait_for("NOT_INITIALIZED")
     backup(stack)
@@ -505,7 +595,7 @@ def test_password_never_in_argv_and_its_file_is_private_and_removed(stack, root,
         assert (folders[0] / "password").stat().st_mode & 0o777 == 0o600
         try:
             assert PASSWORD.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             pass  # that restic (cat config) already finished
         stack.wait_for("INITIALIZED", "ERROR")
         snap = stack.api.get("/services/restic/backup/list").json()[0]["short_id"]

@@ -14,13 +14,14 @@ import httpx
 import pytest
 
 import ssh_helpers as keys
-from stack import REPO, TOKEN, Daemon, Gateway, call, get_property
+from stack import REPO, TOKEN, Daemon, Gateway, call, dbus_call, files_containing, get_property
 
 from spd import jsonfile
 from spd.errors import Failed
 from spd.jsonfile import JsonFile
 
 USERDATA = "etc/nixos/userdata/userdata.json"
+TOKENS = "org.selfprivacy.Tokens1"
 
 
 # --- the store, in-process ----------------------------------------------------------------------
@@ -320,6 +321,44 @@ def test_a_corrupt_legacy_tokens_file_does_not_stop_the_daemon(bus, root, tmp_pa
     assert "Traceback" not in daemon.process.log(), daemon.process.log()
     assert legacy.read_text() == '{"tokens": [{"token": "abc"'
     assert (root / USERDATA).read_bytes() == userdata
+
+
+def test_a_fixed_legacy_tokens_file_is_imported_at_the_next_start(bus, root, tmp_path):
+    """The operator fixes the 1.2 server's tokens.json: the next start imports it and removes it."""
+    legacy = root / "etc/nixos/userdata/tokens.json"
+    good = legacy.read_text()
+    legacy.write_text('{"tokens": [{"token": "abc"')
+    daemon = Daemon(bus, root, tmp_path)
+    try:
+        assert dbus_call(bus, TOKENS, "Authenticate", "s", TOKEN)[0] == "org.selfprivacy.Error.NotFound"
+    finally:
+        assert daemon.stop() == 0
+    legacy.write_text(good)
+    daemon = Daemon(bus, root, tmp_path)
+    try:
+        assert call(bus, TOKENS, "Authenticate", "s", TOKEN) == ["primary_token"]
+        assert "imported 2 device tokens" in daemon.process.log()
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.process.log(), daemon.process.log()
+    assert not legacy.exists()
+    assert files_containing(root, TOKEN) == []
+
+
+def test_a_damaged_token_store_answers_logins_with_500_and_its_message(api, anon, root):
+    """spd's own token store (var/lib/spd/tokens.json) damaged while it runs: every login (a bearer
+    token, a mnemonic) answers 500 with the store's message; fixed, it works again."""
+    store = root / "var/lib/spd/tokens.json"
+    good = store.read_bytes()
+    store.write_text('{"tokens": [')
+    message = {"error": "tokens.json is not valid JSON; refusing to change it"}
+    r = api.get("/auth/tokens")
+    assert (r.status_code, r.json()) == (500, message)
+    r = anon.post("/auth/recovery_token/use", json={"token": "word " * 18, "device": "phone"})
+    assert (r.status_code, r.json()) == (500, message)
+    assert store.read_text() == '{"tokens": ['  # never rewritten
+    store.write_bytes(good)
+    assert api.get("/auth/tokens").status_code == 200
 
 
 def test_a_userdata_folder_that_cannot_be_written_does_not_stop_the_daemon(bus, root, tmp_path):

@@ -114,6 +114,22 @@ def test_create_user_refused(api, root):
     assert api.get("/users").json() == ["user1", "user2"]
 
 
+# Names a NixOS server already uses (the list, and some of every source of spd/reserved.py).
+SYSTEM_NAMES = ["dhcpcd", "sddm", "wheel", "users", "kmem", "sys", "sync", "vmail", "virtualMail",
+                "dovenull2", "postdrop", "keys", "shadow", "kvm", "jicofo", "kanidm", "vikunja", "hedgedoc",
+                "murmur", "bin", "daemon", "mail", "nscd", "acme"]
+
+
+def test_names_nixos_already_uses_are_refused_like_reserved_ones(api, root):
+    before = raw(root)
+    for name in SYSTEM_NAMES:
+        r = api.post("/users", json={"username": name, "password": "pw"})
+        assert r.status_code == 409, (name, r.text)
+        assert r.json() == {"error": f"The username {name!r} is reserved for the system"}
+    assert raw(root) == before
+    assert api.post("/users", json={"username": "wheeler", "password": "pw"}).status_code == 201
+
+
 def test_create_user_needs_a_token(anon, root):
     before = raw(root)
     assert anon.post("/users", json={"username": "bob", "password": "pw"}).status_code == 401

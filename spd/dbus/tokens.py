@@ -70,47 +70,47 @@ class TokensInterface(LiveInterface):
         return self.tokens.authenticate(token)
 
     @method(changes(TOKENS_MANAGE))
-    def Refresh(self, token: "s") -> "s":
+    async def Refresh(self, token: "s") -> "s":
         """Replace a token with a new one for the same device."""
-        new = self.tokens.refresh(token)
+        new = await self.tokens.refresh(token)
         self._changed()
         return new
 
     @method(changes(TOKENS_MANAGE))
-    def Delete(self, name: "s"):
+    async def Delete(self, name: "s"):
         """Delete a device's token. NotFound for an unknown device name."""
-        self.tokens.delete(name)
+        await self.tokens.delete(name)
         self._changed()
 
     @method(changes(TOKENS_MANAGE))
-    def CreateNewDevice(self) -> "s":
+    async def CreateNewDevice(self) -> "s":
         """A 12-word mnemonic that authorizes one new device within 10 minutes."""
-        return self.tokens.new_device_create()
+        return await self.tokens.new_device_create()
 
     @method(changes(TOKENS_MANAGE))
-    def ForgetNewDevice(self):
+    async def ForgetNewDevice(self):
         """Forget the pending new-device mnemonic."""
-        self.tokens.new_device_forget()
+        await self.tokens.new_device_forget()
 
     @method(changes(TOKENS_MANAGE))
-    def AuthorizeNewDevice(self, words: "s", device: "s") -> "s":
+    async def AuthorizeNewDevice(self, words: "s", device: "s") -> "s":
         """A device token for the new-device mnemonic's words. NotFound for wrong, expired or used
         words."""
-        token = self.tokens.new_device_redeem(words, device)
+        token = await self.tokens.new_device_redeem(words, device)
         self._changed()
         return token
 
     @method(changes(TOKENS_MANAGE))
-    def CreateRecovery(self, expiration: "s", uses: "i") -> "s":
+    async def CreateRecovery(self, expiration: "s", uses: "i") -> "s":
         """An 18-word recovery mnemonic. expiration: ISO-8601 or "" for never; uses: 0 unlimited."""
-        token = self.tokens.recovery_create(expiration, uses)
+        token = await self.tokens.recovery_create(expiration, uses)
         self.refresh()
         return token
 
     @method(changes(TOKENS_MANAGE))
-    def UseRecovery(self, words: "s", device: "s") -> "s":
+    async def UseRecovery(self, words: "s", device: "s") -> "s":
         """A device token for the recovery mnemonic's words; uses one of its uses."""
-        token = self.tokens.recovery_redeem(words, device)
+        token = await self.tokens.recovery_redeem(words, device)
         self._changed()
         return token
 
