@@ -17,7 +17,7 @@ from .daemon import Daemon
 from .errors import HTTPError
 from .fields import MAX_PATH_PARAM, parse_body, text
 from .limits import FailureLimiter, client_address
-from .routes import ROUTES, Ctx, Reply, Route
+from .routes import ROUTES, Ctx, Route, answer
 
 log = logging.getLogger("spd-gateway")
 
@@ -120,19 +120,8 @@ def _handler(app, route: Route):
                 attempt = limiter.begin(address)  # counted as failed until it is known not to be
                 if attempt is None:
                     raise HTTPError(429, "Too many failed attempts; try again later")
-            if route.props:  # from the mirror: no round trip when it has a copy
-                props = route.props
-                result = props.shape(await daemon.mirror.get(props.interface, props.names), ctx)
-            else:
-                out = []
-                for step in route.steps:
-                    if step.when is None or step.when(ctx):
-                        out = await daemon.call(step.interface, step.member, step.signature,
-                                                [source(ctx) for source in step.args], route.timeout)
-                result = route.reply(out, ctx) if callable(route.reply) else route.reply
-            status = route.status
-            if isinstance(result, Reply):
-                status, result = result.status, result.body
+            status, result = await answer(route, ctx, lambda *call: daemon.call(*call, route.timeout),
+                                          daemon.mirror.get)
         except HTTPError as e:
             status, result = e.status, {"error": e.message}
         finally:

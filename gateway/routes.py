@@ -118,6 +118,32 @@ class Route:
         return self.calls
 
 
+async def answer(route: Route, ctx: Ctx, call, read=None) -> tuple[int, Any]:
+    """The status and JSON body of `route` for `ctx`, its D-Bus calls made with
+    `await call(interface, member, signature, args)` (which raises for an error reply). A props()
+    route shows `await read(interface, names)` ({name: value}): the gateway reads its mirror; without
+    `read`, each property is asked with Properties.Get through `call`. The gateway answers HTTP with
+    it, spdctl prints it (--json)."""
+    if route.props:
+        p = route.props
+        if read is None:
+            values = {name: (await call(PROPERTIES, "Get", "ss", [p.interface, name]))[0].value
+                      for name in p.names}
+        else:
+            values = await read(p.interface, p.names)
+        result = p.shape(values, ctx)
+    else:
+        out = []
+        for step in route.steps:
+            if step.when is None or step.when(ctx):
+                out = await call(step.interface, step.member, step.signature,
+                                 [source(ctx) for source in step.args])
+        result = route.reply(out, ctx) if callable(route.reply) else route.reply
+    if isinstance(result, Reply):
+        return result.status, result.body
+    return route.status, result
+
+
 # JSON Schema shorthands for `response`.
 STR = {"type": "string"}
 INT = {"type": "integer"}

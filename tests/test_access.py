@@ -163,11 +163,15 @@ NOBODY = Caller(65534, frozenset())
 
 def _decide(member, who, interface="org.selfprivacy.Sample1", signature="", body=()):
     checker = Access(None, [Sample()], "no-such-group-for-spd-tests")
+    asked = []
+    checker._ask_polkit = lambda msg, who, action: asked.append(action)  # tests/test_polkit.py asks it
     msg = Message(destination="org.selfprivacy.Daemon", path="/org/selfprivacy/Daemon", sender=":1.9",
                   serial=7, interface=interface, member=member, signature=signature, body=list(body))
     result = checker.decide(msg, who)
     if result is None:
         return "allowed"
+    if result is True and asked:
+        return f"polkit {asked[0]}"
     assert isinstance(result, Message) and result.error_name == ACCESS_DENIED
     return "denied"
 
@@ -181,7 +185,8 @@ def _prop(member, name, who, value=None):
 def test_rules_decide_each_caller_kind():
     assert _decide("Everyone", ROOT_CALLER) == "allowed"
     assert _decide("Everyone", GATEWAY_CALLER) == "allowed"
-    assert _decide("Everyone", NOBODY) == "denied"
+    assert _decide("Everyone", NOBODY) == "polkit org.selfprivacy.read"  # anyone else: polkit decides
+    assert _decide("RootOnly", NOBODY) == "polkit org.selfprivacy.system.manage"
     assert _decide("RootOnly", ROOT_CALLER) == "allowed"
     assert _decide("RootOnly", GATEWAY_CALLER) == "denied"
     for who in (ROOT_CALLER, GATEWAY_CALLER, NOBODY):
@@ -193,7 +198,8 @@ def test_rules_decide_each_caller_kind():
 
 def test_rules_decide_property_reads_and_refuse_every_write():
     assert _prop("Get", "Open", GATEWAY_CALLER) == "allowed"
-    assert _prop("Get", "Open", NOBODY) == "denied"
+    assert _prop("Get", "Open", NOBODY) == "polkit org.selfprivacy.read"
+    assert _prop("Set", "Open", NOBODY, "y") == "denied"
     assert _prop("Set", "Open", ROOT_CALLER, "y") == "denied"  # read-only: changes are methods
     assert _prop("Get", "Secret", GATEWAY_CALLER) == "denied"
     assert _prop("Get", "Secret", ROOT_CALLER) == "allowed"

@@ -1,23 +1,25 @@
 """The caller check: every call is decided before it is dispatched, from the rules the members declare
 (spd/dbus/rules.py), denying whatever declares none.
 
-The bus policy (data/dbus-1/system.d) already keeps everyone but root and the gateway's group away from
-the daemon; this check holds on its own if that policy is missing or loosened. dbus-fast hooks
-(`add_message_handler`) run synchronously before dispatch: a call from a caller already known
-(spd/dbus/callers.py) is decided there with no extra round trip; a call from a new caller waits for
-its credentials (spd/dbus/held.py). Callers that are neither root nor in the gateway's group are
-refused (polkit will decide for them: each rule names its action).
+The bus policy (data/dbus-1/system.d) lets any local user send to the daemon; this check decides.
+dbus-fast hooks (`add_message_handler`) run synchronously before dispatch: a call from a caller
+already known (spd/dbus/callers.py) is decided there with no extra round trip; a call from a new
+caller waits for its credentials (spd/dbus/held.py). Root and the gateway's group are decided by the
+rule's callers; for anyone else polkit decides the action the rule names (spd/dbus/polkit.py): the
+call waits for its answer (other calls go on) and is then dispatched or refused.
 
 Properties are read-only (changes are methods), so Properties.Set is refused to everyone; GetAll is
 allowed to whoever may read every property of the interface. Introspectable and Peer are open to
 whoever the bus lets through: they reveal what data/dbus-1/interfaces ships anyway.
 """
 
+import asyncio
 import logging
 
 from dbus_fast import Message, MessageType
 from dbus_fast.service import ServiceInterface
 
+from . import polkit
 from .callers import Caller, Callers, caller
 from .held import Held
 from .names import DBUS, DBUS_ACCESS_DENIED, PROPERTIES
@@ -41,6 +43,9 @@ class Access:
         self._props: dict[tuple, Rule] = {}
         self._get_all: dict[str, Rule | None] = {}
         self.undeclared: list[str] = []  # exported members without a rule: refused to everyone
+        self._asking: set[tuple] = set()  # (sender, serial) of calls waiting for polkit
+        self._authorized: set[tuple] = set()  # ... that polkit allowed, being dispatched
+        self._tasks: set = set()
         for interface in interfaces:
             self._compile(interface)
 
@@ -66,8 +71,8 @@ class Access:
         self.bus.add_message_handler(self._on_message)
 
     def waiting(self) -> int:
-        """Calls held for their caller's credentials (the idle exit waits for them too)."""
-        return len(self.held)
+        """Calls held for their caller's credentials or for polkit (the idle exit waits for them too)."""
+        return len(self.held) + len(self._asking)
 
     # --- the check --------------------------------------------------------------------------
 
@@ -101,11 +106,38 @@ class Access:
         rule = self.rule(msg)
         if rule is _PUBLIC:
             return None
-        if rule is None or not (who.kinds & rule.callers):
+        if rule is not None and rule.callers and not who.kinds:  # neither root nor the gateway
+            if (msg.sender, msg.serial) not in self._authorized:
+                self._ask_polkit(msg, who, rule.action)
+                return True  # held: dispatched or refused once polkit answers
+            self._authorized.discard((msg.sender, msg.serial))
+        elif rule is None or not (who.kinds & rule.callers):
             log.warning("refused %s to uid %d (%s)", _label(msg), who.uid, msg.sender)
             return _denied(msg, f"{_label(msg)} is not allowed for uid {who.uid}")
         caller.set(who)  # seen by the member (its audit line names the uid)
         return None
+
+    def _ask_polkit(self, msg: Message, who: Caller, action: str) -> None:
+        key = (msg.sender, msg.serial)
+        self._asking.add(key)
+        task = asyncio.get_running_loop().create_task(self._polkit_decides(msg, who, action))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _polkit_decides(self, msg: Message, who: Caller, action: str) -> None:
+        """polkit's answer, however long it takes (a person may be typing a password)."""
+        key = (msg.sender, msg.serial)
+        try:
+            refusal = await polkit.check(self.bus, msg.sender, action, polkit.interactive(msg))
+        finally:
+            self._asking.discard(key)
+        if refusal is None:
+            self._authorized.add(key)
+            self.bus._process_message(msg)  # through decide() again, which lets it pass (see held.py)
+            return
+        log.warning("refused %s to uid %d (%s): polkit: %s", _label(msg), who.uid, msg.sender, refusal[0])
+        if _expects_reply(msg):
+            self.bus.send(Message.new_error(msg, *refusal))
 
     def _refuse(self, msg: Message, text: str) -> None:
         if _expects_reply(msg):

@@ -1,0 +1,331 @@
+"""One function per spdctl command: the REST route it mirrors (its body is what --json prints), and
+how a person reads the answer. Setters print nothing on success, as timedatectl's do."""
+
+import asyncio
+import base64
+import getpass
+import json
+import sys
+import time
+
+from spd.dbus.names import BACKUPS, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM, TOKENS, USERS
+
+from . import output as out
+from .bus import Daemon, Refused
+
+RUNNING_JOB = ("", "running")  # no result yet: not started by us, or still running
+BACKUP_RUNNING = ("BACKING_UP", "RESTORING")
+STATES = {0: "running", 3: "stopped", 4: "missing"}
+
+# Topic (as GET /events names them) -> (interface, properties whose change it reports, its route).
+TOPICS = {
+    "users": (USERS, {"Users"}, "/users"),
+    "ssh": (SSH, {"Enable", "PasswordAuthentication"}, "/services/ssh"),
+    "services": (SERVICES, {"Status"}, "/services/status"),
+    "timezone": (SYSTEM, {"Timezone"}, "/system/configuration/timezone"),
+    "autoUpgrade": (SYSTEM, {"AutoUpgrade", "AllowReboot"}, "/system/configuration/autoUpgrade"),
+    "backup": (BACKUPS, {"State", "Progress", "ErrorMessage"}, "/services/restic/backup/status"),
+    "snapshots": (BACKUPS, {"Snapshots"}, "/services/restic/backup/list"),
+    "tokens": (TOKENS, {"Devices", "Recovery"}, "/auth/tokens"),
+    "job": (SYSTEM, {"Jobs"}, None),
+}
+
+
+def show(a, body, human) -> None:
+    """--json: the REST body; otherwise human(body)."""
+    if a.json:
+        out.as_json(body)
+    elif human is not None:
+        human(body)
+
+
+# --- overview --------------------------------------------------------------------------------
+
+# Topic (as in JSON and GET /events) -> REST route, and the line a person reads.
+STATUS = {
+    "timezone": ("/system/configuration/timezone", "Timezone", lambda b: b),
+    "autoUpgrade": ("/system/configuration/autoUpgrade", "Auto-upgrade",
+                    lambda b: f"{out.yes_no(b['enable'])} (reboot allowed: {out.yes_no(b['allowReboot'])})"),
+    "ssh": ("/services/ssh", "SSH",
+            lambda b: f"{_on_off(b['enable'])}, password authentication {out.yes_no(b['passwordAuthentication'])}"),
+    "services": ("/services/status", "Services", lambda b: _running(b)),
+    "backup": ("/services/restic/backup/status", "Backup",
+               lambda b: b["status"] + (f": {b['error_message']}" if b["error_message"] else "")),
+    "users": ("/users", "Users", lambda b: f"{len(b)}" + (f" ({', '.join(b)})" if b else "")),
+    "tokens": ("/auth/tokens", "Devices", lambda b: str(len(b))),
+    "version": ("/system/version", "System", lambda b: b["system_version"]),
+}
+
+
+async def status(d: Daemon, a):
+    """Every part at once; a part that fails (systemd away, say) says so on its line, or, with
+    --json, fails the command."""
+    bodies = await asyncio.gather(*(d.run("GET", path) for path, _, _ in STATUS.values()),
+                                  return_exceptions=True)
+    for body in bodies:
+        if isinstance(body, BaseException) and (a.json or not isinstance(body, Refused)):
+            raise body
+    if a.json:
+        return out.as_json(dict(zip(STATUS, bodies)))
+    out.pairs([(label, out.colour(f"unavailable: {body}", out.RED) if isinstance(body, Refused) else line(body))
+               for (_, label, line), body in zip(STATUS.values(), bodies)])
+
+
+def _running(status: dict) -> str:
+    running = [k for k, v in status.items() if v == 0]
+    return f"{len(running)} of {len(status)} running" + (f" ({', '.join(running)})" if running else "")
+
+
+def _on_off(value: bool) -> str:
+    return out.good_bad("enabled", True) if value else "disabled"
+
+
+# --- users -----------------------------------------------------------------------------------
+
+async def users(d: Daemon, a):
+    show(a, await d.run("GET", "/users"), lambda b: out.table(("USER",), [(u,) for u in b]))
+
+
+async def users_add(d: Daemon, a):
+    password = _password(a)
+    show(a, await d.run("POST", "/users", body={"username": a.name, "password": password}), None)
+
+
+async def users_remove(d: Daemon, a):
+    show(a, await d.run("DELETE", "/users/<username>", {"username": a.name}), None)
+
+
+def _password(a) -> str:
+    """One line of stdin with --password-stdin, else asked twice on the terminal. Never argv."""
+    if a.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise Refused("no password on stdin")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise Usage("no terminal to ask for the password on: use --password-stdin")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Retype password: ") != first:
+        raise Refused("the passwords do not match")
+    return first
+
+
+class Usage(Exception):
+    """Wrong usage found after parsing: exit 2."""
+
+
+# --- ssh -------------------------------------------------------------------------------------
+
+async def ssh(d: Daemon, a):
+    show(a, await d.run("GET", "/services/ssh"), lambda b: out.pairs([
+        ("SSH", _on_off(b["enable"])),
+        ("Password authentication", out.yes_no(b["passwordAuthentication"]))]))
+
+
+async def ssh_enable(d: Daemon, a):
+    show(a, await d.run("PUT", "/services/ssh", body={"enable": a.command == "enable"}), None)
+
+
+async def ssh_password_auth(d: Daemon, a):
+    show(a, await d.run("PUT", "/services/ssh", body={"passwordAuthentication": a.value == "yes"}), None)
+
+
+async def ssh_keys(d: Daemon, a):
+    show(a, await d.run("GET", "/services/ssh/keys/<username>", {"username": a.user}),
+         lambda b: print("\n".join(b)) if b else None)
+
+
+async def ssh_add_key(d: Daemon, a):
+    key = a.key if a.key not in (None, "-") else sys.stdin.read().strip()
+    if not key:
+        raise Usage("no key given (as an argument or on stdin)")
+    if a.user == "root":
+        body = await d.run("PUT", "/services/ssh/key/send", body={"public_key": key})
+    else:
+        body = await d.run("POST", "/services/ssh/keys/<username>", {"username": a.user}, {"public_key": key})
+    show(a, body, None)
+
+
+async def ssh_remove_key(d: Daemon, a):
+    show(a, await d.run("DELETE", "/services/ssh/keys/<username>", {"username": a.user},
+                        {"public_key": a.key}), None)
+
+
+# --- services --------------------------------------------------------------------------------
+
+async def services(d: Daemon, a):
+    body = await d.run("GET", "/services/status")
+    if a.json:
+        return out.as_json(body)
+    enabled = await d.get(SERVICES, "Enabled")
+    rows = []
+    for name in STATUS_KEYS:
+        state = STATES.get(body.get(name), str(body.get(name, "?")))
+        on = enabled.get(name)
+        rows.append((name, "-" if on is None else out.yes_no(on), out.good_bad(state, state == "running")))
+    out.table(("SERVICE", "ENABLED", "STATE"), rows)
+
+
+async def services_enable(d: Daemon, a):
+    show(a, await d.run("POST", f"/services/{a.name}/{a.command}"), None)
+
+
+async def dkim(d: Daemon, a):
+    """The REST body is the record file in base64 (API 1.2); a person reads the record itself."""
+    show(a, await d.run("GET", "/services/mailserver/dkim"),
+         lambda b: print(base64.b64decode(b).decode(errors="replace"), end=""))
+
+
+# --- system ----------------------------------------------------------------------------------
+
+async def timezone(d: Daemon, a):
+    if a.zone is None:
+        return show(a, await d.run("GET", "/system/configuration/timezone"), print)
+    show(a, await d.run("PUT", "/system/configuration/timezone", body={"timezone": a.zone}), None)
+
+
+async def auto_upgrade(d: Daemon, a):
+    if a.value is None and a.allow_reboot is None:
+        return show(a, await d.run("GET", "/system/configuration/autoUpgrade"), lambda b: out.pairs([
+            ("Auto-upgrade", out.yes_no(b["enable"])), ("Reboot allowed", out.yes_no(b["allowReboot"]))]))
+    body = {}
+    if a.value is not None:
+        body["enable"] = a.value == "on"
+    if a.allow_reboot is not None:
+        body["allowReboot"] = a.allow_reboot == "yes"
+    show(a, await d.run("PUT", "/system/configuration/autoUpgrade", body=body), None)
+
+
+async def job(d: Daemon, a):
+    """apply, upgrade, rollback: start the systemd job; with --wait follow System1.Jobs to its end."""
+    changes = await d.watch() if a.wait else None
+    job_path = (await d.call(SYSTEM, a.command.capitalize()))[0]
+    body = 0  # what GET /system/configuration/<command> answers once started
+    show(a, body, lambda b: print(f"{a.command}: started ({job_path})"))
+    if not a.wait:
+        return
+    progress = out.Progress(a.command, sys.stderr if a.json else None)
+    progress.show("running")
+    result = _job_result(await d.get(SYSTEM, "Jobs"), a.command, job_path)
+    while result in RUNNING_JOB:
+        interface, changed = await changes.get()
+        if interface == SYSTEM and "Jobs" in changed:
+            result = _job_result(changed["Jobs"], a.command, job_path)
+    progress.end(result)
+    if result != "done":
+        raise Refused(f"{a.command} {result}")
+
+
+def _job_result(jobs: dict, name: str, job_path: str) -> str:
+    path, result = jobs.get(name, ("", ""))
+    return result if path == job_path else ""
+
+
+async def reboot(d: Daemon, a):
+    show(a, await d.run("GET", "/system/reboot"), None)
+
+
+async def pull(d: Daemon, a):
+    show(a, await d.run("GET", "/system/configuration/pull"), lambda b: print(b["data"], end=""))
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+async def devices(d: Daemon, a):
+    show(a, await d.run("GET", "/auth/tokens"),
+         lambda b: out.table(("DEVICE", "CREATED"), [(t["name"], t["date"]) for t in b]))
+
+
+async def devices_revoke(d: Daemon, a):
+    show(a, await d.run("DELETE", "/auth/tokens", body={"token_name": a.name}), None)
+
+
+async def new_device(d: Daemon, a):
+    show(a, await d.run("POST", "/auth/new_device"), lambda b: print(b["token"]))
+
+
+async def recovery_key(d: Daemon, a):
+    show(a, await d.run("GET", "/auth/recovery_token"), lambda b: out.pairs([
+        ("Exists", out.yes_no(b["exists"])), ("Valid", out.yes_no(b["valid"])),
+        ("Created", b["date"] or "-"), ("Expires", b["expiration"] or "never"),
+        ("Uses left", "unlimited" if b["uses_left"] is None else str(b["uses_left"]))]))
+
+
+async def recovery_key_create(d: Daemon, a):
+    body = {"expiration": a.expires or "", "uses": a.uses or 0}
+    show(a, await d.run("POST", "/auth/recovery_token", body=body), lambda b: print(b["token"]))
+
+
+# --- backups ---------------------------------------------------------------------------------
+
+async def backups(d: Daemon, a):
+    show(a, await d.run("GET", "/services/restic/backup/list"),
+         lambda b: out.table(("ID", "TIME"), [(s["short_id"], s["time"]) for s in b]))
+
+
+async def backup(d: Daemon, a):
+    changes = await d.watch() if a.wait else None
+    if a.command == "restore":
+        body = await d.run("PUT", "/services/restic/backup/restore", body={"backupId": a.id})
+    else:
+        body = await d.run("PUT", "/services/restic/backup/create")
+    show(a, body, None if a.wait else lambda b: print(b["message"]))
+    if a.wait:
+        await _follow_backup(d, a, changes)
+
+
+async def _follow_backup(d: Daemon, a, changes) -> None:
+    """Until State leaves BACKING_UP / RESTORING. The signals are queued from before the start, so
+    a fast job's whole course is in the queue; the Get (ordered after them) tells where it stands."""
+    progress = out.Progress(a.command, sys.stderr if a.json else None)
+    state = await d.get(BACKUPS, "State")
+    fraction = await d.get(BACKUPS, "Progress")
+    seen_running = state in BACKUP_RUNNING
+    while not changes.empty() or state in BACKUP_RUNNING:
+        interface, changed = await changes.get()
+        if interface != BACKUPS:
+            continue
+        state = changed.get("State", state)
+        fraction = changed.get("Progress", fraction)
+        seen_running = seen_running or state in BACKUP_RUNNING
+        if state in BACKUP_RUNNING:
+            progress.show(state, fraction)
+    error = await d.get(BACKUPS, "ErrorMessage")
+    if state == "ERROR":
+        progress.end("failed")
+        raise Refused(error or f"{a.command} failed")
+    progress.end("done")
+
+
+# --- monitor ---------------------------------------------------------------------------------
+
+async def monitor(d: Daemon, a):
+    unknown = [t for t in a.topics if t not in TOPICS]
+    if unknown:
+        raise Usage(f"unknown topic {unknown[0]} (topics: {', '.join(TOPICS)})")
+    topics = a.topics or list(TOPICS)
+    changes = await d.watch()
+    await d.call("org.freedesktop.DBus.Peer", "Ping")  # start the daemon if it is not running
+    while True:
+        interface, changed = await changes.get()
+        for topic in topics:
+            iface, props, path = TOPICS[topic]
+            if iface != interface or not props & changed.keys():
+                continue
+            if path is None:  # job: one event per job whose entry changed
+                events = [{"name": n, "result": r or "running"} for n, (_, r) in changed["Jobs"].items()]
+            else:
+                events = [await d.run("GET", path)]
+            for data in events:
+                if a.json:
+                    out.as_json({"event": topic, "data": data})
+                else:
+                    print(f"{time.strftime('%H:%M:%S')} {topic}: {_compact(data)}")
+                sys.stdout.flush()
+
+
+def _compact(data) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(", ", ": "))
+
+
+SERVICE_CHOICES = tuple(SERVICE_NAMES)

@@ -1,0 +1,263 @@
+"""polkit for callers that are neither root nor the gateway's group (live-and-local.md §5): the shipped
+action file, and the daemon asking python-dbusmock's polkitd, with the client running as nobody."""
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from deploy_helpers import (AS_GATEWAY_GROUP, AS_NOBODY, SYSTEM_POLICY, ensure_gateway_group,
+                            policy_copy, run_client)
+from stack import PYTHON, REPO, Bus, Daemon, Process, busctl, env_for_children
+
+POLICY_FILE = REPO / "data" / "polkit-1" / "actions" / "org.selfprivacy.policy"
+DTD = Path("/usr/share/polkit-1/policyconfig-1.dtd")
+ACTIONS = {"org.selfprivacy.read", "org.selfprivacy.users.manage", "org.selfprivacy.ssh.manage",
+           "org.selfprivacy.services.manage", "org.selfprivacy.system.manage",
+           "org.selfprivacy.system.reboot", "org.selfprivacy.backups.manage",
+           "org.selfprivacy.tokens.manage"}
+POLKIT = "org.freedesktop.PolicyKit1"
+AUTHORITY = "/org/freedesktop/PolicyKit1/Authority"
+MOCK = "org.freedesktop.DBus.Mock"
+DENIED = "org.selfprivacy.Error.AccessDenied"
+INTERACTIVE_REQUIRED = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+ALLOW_INTERACTIVE = 0x4
+
+USERS = "org.selfprivacy.Users1"
+TOKENS = "org.selfprivacy.Tokens1"
+SYSTEM = "org.selfprivacy.System1"
+PROPS = "org.freedesktop.DBus.Properties"
+READ = {"interface": PROPS, "member": "Get", "signature": "ss", "args": [SYSTEM, "Timezone"]}
+CREATE = {"interface": USERS, "member": "Create", "signature": "ss", "args": ["carol", "s3cret pw"]}
+TOKEN_LIST = {"interface": PROPS, "member": "Get", "signature": "ss", "args": [TOKENS, "Devices"]}
+REBOOT = {"interface": SYSTEM, "member": "Reboot", "signature": "", "args": []}
+WHO = {"unique_name": True}
+
+
+def userdata_file(daemon) -> Path:
+    return Path(daemon.root) / "etc/nixos/userdata/userdata.json"
+
+
+# --- the shipped action file ------------------------------------------------------------------------
+
+def test_policy_file_is_valid_against_polkits_dtd():
+    assert DTD.exists(), "polkitd ships the DTD (scripts/setup installs it)"
+    r = subprocess.run(["xmllint", "--noout", "--dtdvalid", str(DTD), str(POLICY_FILE)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_policy_file_names_exactly_the_actions_and_their_defaults():
+    actions = ET.parse(POLICY_FILE).getroot().findall("action")
+    assert {a.get("id") for a in actions} == ACTIONS and len(actions) == len(ACTIONS)
+    for a in actions:
+        assert a.findtext("description").strip() and a.findtext("message").strip().endswith(".")
+        defaults = a.find("defaults")
+        assert defaults.findtext("allow_active") == "auth_admin_keep", a.get("id")
+        assert defaults.findtext("allow_inactive") == "no" and defaults.findtext("allow_any") == "no"
+
+
+def member_actions() -> dict:
+    """"Interface.Member" -> the polkit action its rule names, as `python -m spd.dbus.rules` prints."""
+    r = subprocess.run([PYTHON, "-m", "spd.dbus.rules"], capture_output=True, text=True, cwd=REPO,
+                       env=env_for_children(), check=True)
+    rows = [line.split() for line in r.stdout.splitlines()[1:]]
+    return {f"{row[0]}.{row[1]}": row[4] for row in rows}
+
+
+def test_every_action_the_daemon_asks_for_is_shipped():
+    assert set(member_actions().values()) == ACTIONS
+
+
+# --- the daemon asking polkit --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", autouse=True)
+def gateway_group():
+    ensure_gateway_group()
+
+
+@pytest.fixture
+def shared_bus(tmp_path):
+    """A bus with the system bus's default policy and the shipped system.d, in a folder nobody can
+    reach."""
+    where = Path(tempfile.mkdtemp(prefix="spd-test-"))
+    where.chmod(0o755)
+    b = Bus(where / "bus", policy=SYSTEM_POLICY + POLKIT_OWNER,
+            includedir=policy_copy(tmp_path / "system.d"))
+    yield b
+    b.stop()
+    shutil.rmtree(where, ignore_errors=True)
+
+
+# The stand-in polkitd may own its name and be called, as polkit's own system.d file allows.
+POLKIT_OWNER = f"""
+  <policy user="root"><allow own="{POLKIT}"/></policy>
+  <policy context="default"><allow send_destination="{POLKIT}"/></policy>"""
+
+
+@pytest.fixture
+def spd(shared_bus, root, tmp_path):
+    d = Daemon(shared_bus, root, tmp_path)
+    yield d
+    code = d.stop()
+    assert "Traceback" not in d.process.log()
+    assert code == 0, d.process.log()
+
+
+@pytest.fixture
+def polkitd(shared_bus, tmp_path):
+    """python-dbusmock's polkitd template: denies everything until told otherwise."""
+    p = Process("polkitd-mock", [PYTHON, "-m", "dbusmock", "--system", "--template", "polkitd"],
+                tmp_path / "polkitd.log", env=env_for_children(DBUS_SYSTEM_BUS_ADDRESS=shared_bus.address))
+    deadline = time.monotonic() + 15
+    while not busctl(shared_bus, "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                     "org.freedesktop.DBus", "NameHasOwner", "s", POLKIT)["data"][0]:
+        assert p.alive() and time.monotonic() < deadline, p.log()
+        time.sleep(0.1)
+    yield p
+    p.stop()
+
+
+def mock(bus, member, signature="", *args):
+    return busctl(bus, "call", POLKIT, AUTHORITY, MOCK, member, *([signature, *args] if signature else []))
+
+
+def checks(bus) -> list:
+    """(subject, action, flags) of every CheckAuthorization the mock answered."""
+    calls = mock(bus, "GetMethodCalls", "s", "CheckAuthorization")["data"][0]
+    out = []
+    for _, args in calls:
+        subject, action, _details, flags, _cancel = (a["data"] if isinstance(a, dict) else a for a in args)
+        out.append((subject, action, flags))
+    return out
+
+
+def test_polkit_allows_what_it_allows_and_denies_the_rest(shared_bus, spd, polkitd):
+    mock(shared_bus, "SetAllowed", "as", 1, "org.selfprivacy.read")
+    read, create, tokens, reboot = run_client(shared_bus, AS_NOBODY, [READ, CREATE, TOKEN_LIST, REBOOT])
+    assert read[0] == "ok" and read[1][0]  # the timezone
+    assert create[0] == DENIED and "org.selfprivacy.users.manage" in create[1], create
+    assert tokens[0] == DENIED and "org.selfprivacy.tokens.manage" in tokens[1], tokens
+    assert reboot[0] == DENIED and "org.selfprivacy.system.reboot" in reboot[1], reboot
+    assert "carol" not in (userdata_file(spd)).read_text()
+    # Once polkit allows it, the same change goes through.
+    mock(shared_bus, "SetAllowed", "as", 2, "org.selfprivacy.read", "org.selfprivacy.users.manage")
+    created, = run_client(shared_bus, AS_NOBODY, [CREATE])
+    assert created == ["ok", []]
+    listed, = run_client(shared_bus, AS_NOBODY, [{"interface": PROPS, "member": "Get", "signature": "ss",
+                                                  "args": [USERS, "Users"]}])
+    assert "carol" in listed[1][0]
+    assert re.search(r"uid=65534 call=org.selfprivacy.Users1.Create result=ok", spd.process.log())
+
+
+def test_the_subject_is_the_callers_bus_name_and_interaction_follows_the_call(shared_bus, spd, polkitd):
+    mock(shared_bus, "AllowUnknown", "b", "true")
+    who, plain, interactive = run_client(shared_bus, AS_NOBODY,
+                                         [WHO, READ, {**CREATE, "flags": ALLOW_INTERACTIVE}])
+    assert plain[0] == "ok" and interactive[0] == "ok", (plain, interactive)
+    seen = checks(shared_bus)
+    assert len(seen) == 2
+    for subject, _, _ in seen:
+        kind, details = subject
+        assert kind == "system-bus-name"
+        assert details == {"name": {"type": "s", "data": who[1]}}  # the bus name, no PID
+    assert [(a, f) for _, a, f in seen] == [("org.selfprivacy.read", 0),
+                                             ("org.selfprivacy.users.manage", 1)]
+
+
+def test_root_and_the_gateway_are_not_asked_about(shared_bus, spd, polkitd):
+    for user in ([], AS_GATEWAY_GROUP):
+        result, = run_client(shared_bus, user, [TOKEN_LIST])
+        assert result[0] == "ok"
+    assert checks(shared_bus) == []
+
+
+def test_a_challenge_without_interaction_asks_for_it(shared_bus, spd, polkitd):
+    # polkit would ask a person (auth_admin_keep): a challenge unless the caller allowed interaction.
+    mock(shared_bus, "AddMethod", "sssss", "org.freedesktop.PolicyKit1.Authority", "CheckAuthorization",
+         "(sa{sv})sa{ss}us", "(bba{ss})",
+         "ret = (True, False, {}) if args[3] & 1 else (False, True, {})")
+    plain, interactive = run_client(shared_bus, AS_NOBODY, [READ, {**READ, "flags": ALLOW_INTERACTIVE}])
+    assert plain[0] == INTERACTIVE_REQUIRED, plain
+    assert interactive[0] == "ok", interactive
+
+
+def test_polkit_missing_means_denied(shared_bus, spd):
+    read, create = run_client(shared_bus, AS_NOBODY, [READ, CREATE])
+    assert read[0] == DENIED and create[0] == DENIED, (read, create)
+    assert "polkit" in read[1]
+
+
+def test_other_callers_go_on_while_polkit_thinks(shared_bus, spd, polkitd):
+    """A call waiting for polkit (say, for a password) holds up no one else."""
+    mock(shared_bus, "SetAllowed", "as", 1, "org.selfprivacy.read")
+    mock(shared_bus, "SimulateHangActions", "as", 1, "org.selfprivacy.users.manage")
+    hung = _client_in_background(shared_bus, [CREATE])
+    try:
+        deadline = time.monotonic() + 15
+        while not mock(shared_bus, "HaveHangingCalls")["data"][0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        read, = run_client(shared_bus, AS_NOBODY, [READ])  # answered while the other one waits
+        root_read, = run_client(shared_bus, [], [READ])
+        assert read[0] == "ok" and root_read[0] == "ok"
+        assert hung.poll() is None
+        mock(shared_bus, "ReleaseHangingCalls")
+        out = hung.stdout.read()
+        hung.wait(20)
+        assert '"org.selfprivacy.Error.AccessDenied"' in out  # the mock said no to users.manage
+    finally:
+        if hung.poll() is None:
+            hung.kill()
+
+
+def _client_in_background(bus, calls) -> subprocess.Popen:
+    import json
+    import os
+
+    from deploy_helpers import CLIENT
+    from stack import BUS_NAME, PATH
+    p = subprocess.Popen([*AS_NOBODY, PYTHON, "-c", CLIENT, bus.address, BUS_NAME, PATH],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/",
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    p.stdin.write(json.dumps(calls))
+    p.stdin.close()
+    return p
+
+
+def test_each_member_asks_for_its_action():
+    actions = member_actions()
+    assert actions[f"{SYSTEM}.Timezone"] == "org.selfprivacy.read"
+    assert actions[f"{SYSTEM}.SetTimezone"] == "org.selfprivacy.system.manage"
+    assert actions[f"{SYSTEM}.Reboot"] == "org.selfprivacy.system.reboot"
+    assert actions[f"{USERS}.Create"] == "org.selfprivacy.users.manage"
+    assert actions[f"{TOKENS}.Devices"] == "org.selfprivacy.tokens.manage"  # reads too: credentials
+
+
+def test_spdctl_as_nobody_gets_polkits_decision(shared_bus, spd, polkitd):
+    mock(shared_bus, "SetAllowed", "as", 1, "org.selfprivacy.read")
+
+    def spdctl(*args, input=None):
+        return subprocess.run([*AS_NOBODY, PYTHON, "-m", "spdctl", "--no-ask-password", *args], input=input,
+                              capture_output=True, text=True, timeout=60, cwd="/",
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SPD_BUS": shared_bus.address})
+
+    r = spdctl("users")
+    assert r.returncode == 0 and r.stdout.split() == ["USER", "user1", "user2"], r.stderr
+    r = spdctl("users", "add", "carol", "--password-stdin", input="pw\n")
+    assert r.returncode == 1 and r.stderr.startswith("spdctl: Access denied by polkit"), r.stderr
+    assert "org.selfprivacy.users.manage" in r.stderr
+    assert [f for _, _, f in checks(shared_bus)] == [0, 0]  # --no-ask-password: no interaction
+
+
+def test_spdctl_on_a_terminal_lets_polkit_ask(shared_bus, spd, polkitd):
+    from test_spdctl import on_terminal
+    mock(shared_bus, "SetAllowed", "as", 1, "org.selfprivacy.read")
+    out, code = on_terminal(shared_bus, ["timezone"], [], user=AS_NOBODY)
+    assert code == 0 and out.strip() == "Europe/Moscow", out
+    assert [f for _, _, f in checks(shared_bus)] == [1]  # AllowUserInteraction: the call allowed it
