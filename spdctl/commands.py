@@ -8,7 +8,8 @@ import json
 import sys
 import time
 
-from spd.dbus.names import BACKUPS, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM, TOKENS, USERS
+from gateway.routes import ROUTES
+from spd.dbus.names import BACKUPS, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM
 
 from . import output as out
 from .bus import Daemon, Refused
@@ -17,18 +18,10 @@ RUNNING_JOB = ("", "running")  # no result yet: not started by us, or still runn
 BACKUP_RUNNING = ("BACKING_UP", "RESTORING")
 STATES = {0: "running", 3: "stopped", 4: "missing"}
 
-# Topic (as GET /events names them) -> (interface, properties whose change it reports, its route).
-TOPICS = {
-    "users": (USERS, {"Users"}, "/users"),
-    "ssh": (SSH, {"Enable", "PasswordAuthentication"}, "/services/ssh"),
-    "services": (SERVICES, {"Status"}, "/services/status"),
-    "timezone": (SYSTEM, {"Timezone"}, "/system/configuration/timezone"),
-    "autoUpgrade": (SYSTEM, {"AutoUpgrade", "AllowReboot"}, "/system/configuration/autoUpgrade"),
-    "backup": (BACKUPS, {"State", "Progress", "ErrorMessage"}, "/services/restic/backup/status"),
-    "snapshots": (BACKUPS, {"Snapshots"}, "/services/restic/backup/list"),
-    "tokens": (TOKENS, {"Devices", "Recovery"}, "/auth/tokens"),
-    "job": (SYSTEM, {"Jobs"}, None),
-}
+# Topic (as GET /events names them) -> (interface, properties whose change it reports, its route):
+# from the route table, as the gateway's /events takes them; `job` follows System1.Jobs.
+TOPICS = {**{r.topic: (r.props.interface, frozenset(r.props.names), r.path) for r in ROUTES if r.topic},
+          "job": (SYSTEM, frozenset({"Jobs"}), None)}
 
 
 def show(a, body, human) -> None:

@@ -118,15 +118,18 @@ async def _workload(address: str, seconds: float) -> dict:
 
 
 def _realtime() -> list:
-    """chrt's argv when this machine lets us run spd at real-time priority, else []."""
-    ok = shutil.which("chrt") and subprocess.run(["chrt", "--fifo", "1", "true"], capture_output=True).returncode == 0
-    return ["chrt", "--fifo", "1"] if ok else []
+    """chrt's argv when this machine lets us run spd at real-time priority, else []. Its threads and
+    children start at normal priority (--reset-on-fork): restic (Go) at SCHED_FIFO spun both cores
+    for ten minutes here, livelocked, starving every other process of the machine."""
+    argv = ["chrt", "--reset-on-fork", "--fifo", "1"]
+    ok = shutil.which("chrt") and subprocess.run([*argv, "true"], capture_output=True).returncode == 0
+    return argv if ok else []
 
 
 def test_no_callback_holds_the_loop_under_mixed_reads_and_writes(bus, root, tmp_path):
-    # At real-time priority no other process on a loaded machine preempts spd's threads: neither
-    # the loop's (the detector subtracts that wait anyway) nor a worker thread holding the GIL that
-    # the loop waits for (which no run-queue figure of the loop's thread shows).
+    # At real-time priority no other process on a loaded machine preempts the loop's thread (the
+    # detector subtracts such waits anyway, its own and those of the worker threads, which run at
+    # normal priority).
     wrapper = _realtime()
     print(f"\nspd runs {'at real-time priority (' + ' '.join(wrapper) + ')' if wrapper else 'at normal priority'}")
     (root / "var" / "lib" / "data.bin").write_bytes(os.urandom(8 << 20))  # something to back up
