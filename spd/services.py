@@ -83,9 +83,9 @@ class Services:
             result[key] = min(codes)  # running beats stopped beats missing
         return result
 
-    def dkim_record(self) -> str:
-        """The text of the DKIM record file of the server's domain; "" when there is no domain or
-        no file. Failed when var/domain holds something that is not a domain name."""
+    def domain(self) -> str:
+        """The server's domain (var/domain); "" when there is none. Failed when the file holds
+        something that is not a domain name."""
         try:
             domain = self.config.path("var/domain").read_text().strip()
         except FileNotFoundError:
@@ -97,6 +97,14 @@ class Services:
         # The domain names a file: anything but a plain DNS name could lead elsewhere.
         if not DOMAIN.fullmatch(domain):
             raise Failed("var/domain does not hold a valid domain name")
+        return domain
+
+    def dkim_record(self) -> str:
+        """The text of the DKIM record file of the server's domain; "" when there is no domain or
+        no file. Failed when var/domain holds something that is not a domain name."""
+        domain = self.domain()
+        if not domain:
+            return ""
         try:
             record = self.config.path(f"var/dkim/{domain}.selector.txt").read_bytes()
         except FileNotFoundError:

@@ -52,16 +52,19 @@ STATUS = {
 
 async def status(d: Daemon, a):
     """Every part at once; a part that fails (systemd away, say) says so on its line, or, with
-    --json, fails the command."""
-    bodies = await asyncio.gather(*(d.run("GET", path) for path, _, _ in STATUS.values()),
-                                  return_exceptions=True)
-    for body in bodies:
+    --json, fails the command. The domain has no route of its own: Services1.Domain."""
+    domain, *bodies = await asyncio.gather(d.get(SERVICES, "Domain"),
+                                           *(d.run("GET", path) for path, _, _ in STATUS.values()),
+                                           return_exceptions=True)
+    for body in (domain, *bodies):
         if isinstance(body, BaseException) and (a.json or not isinstance(body, Refused)):
             raise body
     if a.json:
-        return out.as_json(dict(zip(STATUS, bodies)))
-    out.pairs([(label, out.colour(f"unavailable: {body}", out.RED) if isinstance(body, Refused) else line(body))
-               for (_, label, line), body in zip(STATUS.values(), bodies)])
+        return out.as_json({"domain": domain, **dict(zip(STATUS, bodies))})
+    unavailable = lambda e: out.colour(f"unavailable: {e}", out.RED)  # noqa: E731
+    out.pairs([("Domain", unavailable(domain) if isinstance(domain, Refused) else domain or "(none)")]
+              + [(label, unavailable(body) if isinstance(body, Refused) else line(body))
+                 for (_, label, line), body in zip(STATUS.values(), bodies)])
 
 
 def _running(status: dict) -> str:

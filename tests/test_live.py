@@ -57,6 +57,7 @@ def test_each_property_has_its_value_and_signals_its_changes(daemon, bus, root, 
                                              "user1": data["users"][0]["sshKeys"], "user2": []}
     assert get_property(bus, SERVICES, "Enabled") == {"bitwarden": True, "gitea": False, "nextcloud": True,
                                                       "ocserv": True, "pleroma": True}
+    assert get_property(bus, SERVICES, "Domain") == (root / "var/domain").read_text().strip()
     assert get_property(bus, SERVICES, "DkimRecord") == (root / "var/dkim/example.org.selector.txt").read_text()
     assert get_property(bus, SYSTEM, "Timezone") == data["timezone"]
     assert (get_property(bus, SYSTEM, "AutoUpgrade"), get_property(bus, SYSTEM, "AllowReboot")) == (True, False)
@@ -167,6 +168,7 @@ def test_dkim_and_domain_changes_are_signalled_even_for_a_new_folder(daemon, bus
     dkim.rmdir()
     _wait_signal(signals, SERVICES, "DkimRecord", "")
     (root / "var/domain").write_text("other.org\n")
+    _wait_signal(signals, SERVICES, "Domain", "other.org")
     dkim.mkdir()  # the folder appears after the daemon started: it is watched from then on
     time.sleep(0.2)
     (dkim / "other.org.selector.txt").write_text("selector._domainkey IN TXT \"v=DKIM1; p=new\"\n")

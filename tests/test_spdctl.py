@@ -71,13 +71,14 @@ READS = [
 ]
 
 
-def test_json_is_the_rest_body(ctl, api):
+def test_json_is_the_rest_body(ctl, api, root):
     for args, path in READS:
         assert as_json(ctl, *args) == api.get(path).json(), args
     # The token list marks the caller's own token; spdctl has none.
     listed = api.get("/auth/tokens").json()
     assert as_json(ctl, "devices") == [{**t, "is_caller": False} for t in listed]
     status = as_json(ctl, "status")
+    assert status["domain"] == (root / "var/domain").read_text().strip()
     assert status["timezone"] == api.get("/system/configuration/timezone").json()
     assert status["services"] == api.get("/services/status").json()
     assert status["version"] == api.get("/system/version").json()
@@ -88,7 +89,7 @@ def test_human_output_is_aligned_and_tabled(ctl):
     colons = {line.index(":") for line in out}
     assert len(colons) == 1, out  # aligned on the colon, like timedatectl
     keys = [line.split(":")[0].strip() for line in out]
-    assert keys == ["Timezone", "Auto-upgrade", "SSH", "Services", "Backup", "Users", "Devices", "System"]
+    assert keys == ["Domain", "Timezone", "Auto-upgrade", "SSH", "Services", "Backup", "Users", "Devices", "System"]
     assert "\033[" not in ctl("status", check=0).stdout  # no colour off a terminal
     services = ctl("services", check=0).stdout.splitlines()
     assert services[0].split() == ["SERVICE", "ENABLED", "STATE"]

@@ -33,8 +33,8 @@ class ServicesInterface(LiveInterface):
     def refresh(self) -> None:
         super().refresh()
         try:
-            self.publish({"DkimRecord": self.services.dkim_record()})
-        except SpdError:  # a read answers the error; the last record stays published
+            self.publish({"Domain": self.services.domain(), "DkimRecord": self.services.dkim_record()})
+        except SpdError:  # a read answers the error; the last values stay published
             pass
 
     def start(self) -> None:
@@ -65,6 +65,13 @@ class ServicesInterface(LiveInterface):
             raise Unavailable("spd is stopping") from None
         self.publish({"Status": status})
         return status
+
+    @prop()
+    def Domain(self) -> "s":
+        """The server's domain, from var/domain; "" when there is none."""
+        domain = self.services.domain()
+        self.publish({"Domain": domain})
+        return domain
 
     @prop()
     def DkimRecord(self) -> "s":
