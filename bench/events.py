@@ -1,6 +1,6 @@
 """Live state: how soon an outside edit is seen, and what open /events streams cost.
 
-    /opt/spd-venv/bin/python bench/events.py [--edits 20] [--streams 100] [--duration 5]
+    "$(scripts/venv)"/bin/python bench/events.py [--edits 20] [--streams 100] [--duration 5]
 
 1. An outside edit of userdata.json (a new file renamed over it, as an editor or a rebuild writes it)
    changes the timezone; the time until `GET /system/configuration/timezone` answers the new value and

@@ -4,7 +4,7 @@ reference, measured in the same run, is the same interpreter starting and import
 imports, then exiting: what is left is D-Bus and the daemon. systemd and logind are python-dbusmock
 stand-ins (status shows the services' state, which asks systemd).
 
-    /opt/spd-venv/bin/python bench/spdctl.py [--runs N]
+    "$(scripts/venv)"/bin/python bench/spdctl.py [--runs N]
 """
 
 import argparse
