@@ -8,7 +8,7 @@ from .config import Config
 from .dbus.names import SERVICE_NAMES, STATUS_KEYS
 from .errors import Failed, NotFound
 from .jsonfile import JsonFile
-from .userdata import section, section_to_change
+from .userdata import section, set_setting
 
 log = logging.getLogger("spd.services")
 
@@ -54,19 +54,7 @@ class Services:
         """Whether anything changed."""
         if service not in SERVICE_NAMES:
             raise NotFound(f"No service named {service!r}; known: {', '.join(SERVICE_NAMES)}")
-        # Written as asked, also where absent means the same: that meaning is the NixOS config's.
-        if section(self.userdata.read(), service).get("enable") is enable:
-            return False
-
-        def change(data):  # decided again under the lock: a concurrent call may have done it
-            settings = section_to_change(data, service)
-            if settings.get("enable") is enable:
-                return False
-            settings["enable"] = enable
-            return True
-
-        # Off the event loop: a lock held by another process stalls only this call.
-        if not await self.userdata.update_async(change):
+        if not await set_setting(self.userdata, service, "enable", enable):
             return False
         log.info("%s %s", service, "enabled" if enable else "disabled")
         return True

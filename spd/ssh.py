@@ -11,7 +11,7 @@ import logging
 from . import sshkeys
 from .errors import Failed, InvalidArgument, NotFound, AlreadyExists
 from .jsonfile import JsonFile
-from .userdata import section_to_change
+from .userdata import section_to_change, set_setting
 from .users import usernames
 
 log = logging.getLogger("spd.ssh")
@@ -76,17 +76,7 @@ class SSH:
             raise InvalidArgument(f"Unknown SSH setting {name[:64]!r}")
         if not isinstance(value, bool):
             raise InvalidArgument(f"{name} must be a boolean")
-        if _ssh(self.userdata.read()).get(name) is value:
-            return
-
-        def change(data):  # decided again under the lock: a concurrent call may have done it
-            ssh = _ssh(data, create=True)
-            if ssh.get(name) is value:
-                return False
-            ssh[name] = value
-            return True
-
-        if await self.userdata.update_async(change):
+        if await set_setting(self.userdata, "ssh", name, value):
             log.info("ssh %s set to %s", name, value)
 
     def all_keys(self) -> dict[str, list[str]]:

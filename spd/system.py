@@ -13,7 +13,7 @@ import zoneinfo
 from .config import Config
 from .errors import Busy, Failed, InvalidArgument
 from .jsonfile import JsonFile
-from .userdata import section, section_to_change
+from .userdata import section, set_setting
 
 log = logging.getLogger("spd.system")
 
@@ -102,17 +102,7 @@ class System:
         if name not in AUTO_UPGRADE_DEFAULTS:
             raise InvalidArgument(f"Unknown auto-upgrade setting: {name[:64]!r}; "
                                   f"known: {', '.join(AUTO_UPGRADE_DEFAULTS)}")
-        if section(self.userdata.read(), "autoUpgrade").get(name) is value:
-            return
-
-        def change(data):  # decided again under the lock: a concurrent call may have done it
-            settings = section_to_change(data, "autoUpgrade")
-            if settings.get(name) is value:
-                return False
-            settings[name] = value
-            return True
-
-        if await self.userdata.update_async(change):
+        if await set_setting(self.userdata, "autoUpgrade", name, value):
             log.info("auto-upgrade %s set to %s", name, value)
 
     # --- actions ----------------------------------------------------------------------------

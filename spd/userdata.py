@@ -34,3 +34,21 @@ def section_to_change(data: dict, name: str) -> dict:
     if not isinstance(value, dict):
         raise Failed(f"userdata.json: {name} is not an object; refusing to change it")
     return value
+
+
+async def set_setting(userdata: JsonFile, name: str, key: str, value) -> bool:
+    """Write data[name][key] = value as the caller gave it, also where the key is absent and its
+    absence means the same (what it means is the NixOS configuration's choice, not ours). Whether the
+    file changed: decided again under the lock (a concurrent call may have done it), written off the
+    event loop (a lock held by another process stalls only this call)."""
+    if section(userdata.read(), name).get(key) is value:
+        return False
+
+    def change(data):
+        settings = section_to_change(data, name)
+        if settings.get(key) is value:
+            return False
+        settings[key] = value
+        return True
+
+    return await userdata.update_async(change)
