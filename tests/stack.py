@@ -87,6 +87,12 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 10) -> str:
+        """The log once it holds text. A change is visible to readers (its property, its signal) a
+        moment before the caller's reply and the audit line that goes with it."""
+        _wait(lambda: text in self.log(), repr(text), self, timeout)
+        return self.log()
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

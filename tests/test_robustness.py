@@ -109,7 +109,7 @@ def test_userdata_not_an_object_is_a_clear_error(api, root, daemon):
         assert r.status_code == 500, (url, r.text)
         assert "userdata.json does not hold a JSON object" in r.json()["error"], (url, r.text)
     assert path.read_text() == "[]\n"
-    assert "keeps its last values: userdata.json does not hold a JSON object" in daemon.process.log()
+    daemon.process.wait_for_log("keeps its last values: userdata.json does not hold a JSON object")
 
 
 def _make_immutable(folder):
