@@ -105,6 +105,10 @@ class Daemon:
             raise from_dbus(reply.error_name, text)
         return reply.body
 
+    def known(self, token: str) -> str | None:
+        """The device name behind a token when it is cached (no round trip), else None."""
+        return self._auth.get(hashlib.sha256(token.encode()).digest())
+
     async def authenticate(self, token: str) -> str:
         """The device name behind a token; 401 when there is none."""
         key = hashlib.sha256(token.encode()).digest()

@@ -45,6 +45,13 @@ class Mirror:
     def cached(self, interface: str) -> dict:
         return self._props.get(interface, {})
 
+    def kept(self, interface: str, names: tuple) -> dict | None:
+        """These properties of the interface (name -> value) when the copy has them all, else None."""
+        values = self._props.get(interface)
+        if values is not None and all(n in values for n in names):
+            return values
+        return None
+
     async def get(self, interface: str, names: tuple) -> dict:
         """These properties of the interface (name -> value), from the copy where it has them."""
         values = self._props.get(interface, {})

@@ -131,14 +131,21 @@ async def answer(route: Route, ctx: Ctx, call, read=None) -> tuple[int, Any]:
                       for name in p.names}
         else:
             values = await read(p.interface, p.names)
-        result = p.shape(values, ctx)
-    else:
-        out = []
-        for step in route.steps:
-            if step.when is None or step.when(ctx):
-                out = await call(step.interface, step.member, step.signature,
-                                 [source(ctx) for source in step.args])
-        result = route.reply(out, ctx) if callable(route.reply) else route.reply
+        return shown(route, values, ctx)
+    out = []
+    for step in route.steps:
+        if step.when is None or step.when(ctx):
+            out = await call(step.interface, step.member, step.signature,
+                             [source(ctx) for source in step.args])
+    return _status(route, route.reply(out, ctx) if callable(route.reply) else route.reply)
+
+
+def shown(route: Route, values: dict, ctx: Ctx) -> tuple[int, Any]:
+    """The status and JSON body of a props() route, given its properties' values."""
+    return _status(route, route.props.shape(values, ctx))
+
+
+def _status(route: Route, result) -> tuple[int, Any]:
     if isinstance(result, Reply):
         return result.status, result.body
     return route.status, result
