@@ -1,12 +1,13 @@
 """The Sanic app factory: one handler per row of the route table."""
 
 import functools
+import itertools
 import logging
 import re
 
 from sanic import Sanic
 from sanic.exceptions import MethodNotAllowed, SanicException
-from sanic.response import JSONResponse, html
+from sanic.response import HTTPResponse, html
 
 from spd.dbus.names import Activity
 
@@ -28,17 +29,28 @@ MAX_TOKEN = 512
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-class Answer(JSONResponse):
-    """Every JSON answer of the gateway. Sanic strips CR, LF and NUL from each header name and value
-    with str.translate, about 0.3 µs a string, ten strings an answer: a tenth of a mirrored read.
-    A printable string has none of the three, so it is sent as it is; any other goes through Sanic's
-    own stripping, as before."""
+class Answer(HTTPResponse):
+    """Every JSON answer of the gateway, with HEADERS. What Sanic's JSONResponse does for each answer
+    is done once here instead, together a seventh of a mirrored read's time: HEADERS are encoded at
+    import (Sanic would copy them into the answer's header map, then strip CR, LF and NUL from each
+    name and value with str.translate, 0.3 µs a string); any other header that is printable, so has
+    none of the three, is sent as it is (one that is not still goes through Sanic's stripping); and
+    the body is encoded with Sanic's own JSON encoder, without JSONResponse's machinery for bodies
+    changed after the fact."""
 
     __slots__ = ()
+    FIXED = tuple((name.lower().encode(), value.encode()) for name, value in HEADERS.items())
+
+    def __init__(self, body, status: int = 200, headers=None):
+        super().__init__(HTTPResponse._dumps(body), status, headers, "application/json")
+
+    @property
+    def processed_headers(self):
+        return itertools.chain(self.FIXED, super().processed_headers)
 
     @staticmethod
     def _sanitize_header_value(value: str) -> str:
-        return value if value.isprintable() else JSONResponse._sanitize_header_value(value)
+        return value if value.isprintable() else HTTPResponse._sanitize_header_value(value)
 
 
 def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
@@ -81,7 +93,7 @@ def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
 
 
 def _error(status: int, message: str, headers=None):
-    return Answer({"error": message}, status=status, headers={**HEADERS, **(headers or {})})
+    return Answer({"error": message}, status=status, headers=headers)
 
 
 def _on_exception(request, exception):
@@ -153,7 +165,7 @@ def _handler(app, route: Route):
             if changes:  # the audit line: who changed what, with which outcome; never a body
                 log.info("device=%s request=%s %s status=%d", (ctx and ctx.device) or "-", route.method,
                          request.path, status)
-        return Answer(result, status=status, headers=HEADERS)
+        return Answer(result, status=status)
 
     return handle
 

@@ -31,8 +31,9 @@ class DeadlineProtocol(HttpProtocol):
     def data_received(self, data: bytes):
         # Sanic's timer (_time) is reset here for every chunk. Within a request (any stage but
         # IDLE) put it back, so that it counts from the request's first byte.
+        http = self.http
+        if http is None or http.stage is Stage.IDLE:
+            return HttpProtocol.data_received(self, data)
         started = self._time
-        within = self.http is not None and self.http.stage is not Stage.IDLE
-        super().data_received(data)
-        if within:
-            self._time = started
+        HttpProtocol.data_received(self, data)
+        self._time = started

@@ -17,7 +17,7 @@ from .fields import Field  # noqa: F401  (routes are declared with it)
 API_VERSION = "1.2.7"
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
     """What a handler knows about one request."""
 
