@@ -75,7 +75,11 @@ class Stack:
             s = self.status()
             if s["status"] in states:
                 return s
-            assert time.monotonic() < deadline, f"still {s}, waiting for {states}"
+            if time.monotonic() > deadline:  # whose copy is behind: the daemon's, or the gateway's?
+                daemon = {name: get_property(self.bus, BACKUPS, name)
+                          for name in ("State", "Progress", "ErrorMessage")}
+                raise AssertionError(f"still {s} over HTTP, waiting for {states}; on the bus {daemon}\n"
+                                     f"spd:\n{self.log()[-3000:]}\ngateway:\n{self.gateway.process.log()[-2000:]}")
             time.sleep(0.1)
 
     def log(self) -> str:
