@@ -6,11 +6,15 @@ against every GET route of the route table that is a cheap read (not the ones th
 reboot, pull or rescan), the write routes below that exist, and prints req/s, p50, p99 per route
 (marked with ! when some answers were not 2xx), how many timezone writes really changed the value,
 and the RSS of the daemon and the gateway afterwards. Numbers are only comparable on the same machine;
-the ratio column (against a bare Sanic handler measured just before each route) is the figure to compare.
+the ratio columns are the figures to compare. `ratio`: against a bare Sanic handler with a small answer
+(bench/bare.py), measured just before each route. `same` (reads): against a bare Sanic handler that
+answers the body and headers this route answered, measured just before it too: the rest of the
+distance to 1.0 is the gateway's own work for the route, not the size of its answer.
 """
 
 import argparse
 import json
+import httpx
 import re
 import shutil
 import sys
@@ -73,6 +77,20 @@ def write_routes(work: Path):
     return out
 
 
+def same_answers(base: str, paths: list, where: Path) -> dict:
+    """Each read route's answer (its body and the headers it chose), written to `where` for
+    bench/bare.py --answers; returns path -> the answer's index there."""
+    answers, index = [], {}
+    for path in paths:
+        r = httpx.get(base + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        headers = {k: v for k, v in r.headers.items()
+                   if k not in ("content-length", "content-type", "connection")}
+        index[path] = len(answers)
+        answers.append({"body": r.json(), "headers": headers})
+    where.write_text(json.dumps(answers))
+    return index
+
+
 def memory(pid: int) -> dict:
     """VmRSS (resident), VmHWM (its peak), RssAnon (private: what the process itself allocated) and
     RssFile (mapped files: the interpreter, libcrypto, extension modules; shared with other
@@ -109,18 +127,22 @@ def main():
             routes = [r for r in routes if a.only in r[0]]
         print(f"machine: {machine()}")
         print(f"wrk -t{a.threads} -c{a.connections} -d{a.duration:g}s per route, after {a.warmup:g}s of warm-up\n")
-        bare, bare_url = bare_sanic(work)
+        answers = work / "answers.json"
+        same = same_answers(gateway.url, [path for _, path, script in routes if script is None], answers)
+        bare, bare_url = bare_sanic(work, answers)
         started.append(bare)
-        # The reference: a bare Sanic handler (bench/bare.py), measured right before each route so that
-        # the ratio (route req/s / reference req/s) holds however busy the machine is meanwhile.
+        # The references (bench/bare.py), measured right before each route so that the ratios (route
+        # req/s / reference req/s) hold however busy the machine is meanwhile.
         wrk(bare_url, max(a.warmup, 1), a.connections, a.threads)
-        print(f"{'route':<44} {'req/s':>8} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+        print(f"{'route':<44} {'req/s':>8} {'ratio':>6} {'same':>6} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
               f"{'ref req/s':>10}")
         timezones = SignalCounter(bus.address, "org.selfprivacy.System1", "Timezone")
         started.append(timezones)
         failing = []
         for label, path, script in routes:
             reference = wrk(bare_url, a.duration, a.connections, a.threads)["rps"]
+            alike = wrk(f"{bare_url}same{same[path]}", a.duration, a.connections, a.threads)["rps"] \
+                if script is None else None
             url = gateway.url + path
             args = (a.threads,)  # the timezone script's share of zones per wrk thread
             if a.warmup:
@@ -135,7 +157,8 @@ def main():
             if path == "/system/configuration/timezone" and script is not None:
                 notes.append(f"{timezones.take()} Timezone changes signalled, {r['requests']} answers counted "
                              "(wrk does not count those in flight when it stops)")
-            print(f"{label:<44} {r['rps']:>8.0f} {r['rps'] / reference:>6.2f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+            alike = f"{r['rps'] / alike:>6.2f}" if alike else f"{'-':>6}"
+            print(f"{label:<44} {r['rps']:>8.0f} {r['rps'] / reference:>6.2f} {alike} {r['p50']:>8.2f} {r['p99']:>8.2f} "
                   f"{r['errors']:>8} {reference:>10.0f}{' !' if r['errors'] else '  '}{'  '.join(notes)}",
                   flush=True)
         if failing:

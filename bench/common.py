@@ -139,13 +139,17 @@ class SignalCounter:
         self.thread.join(5)
 
 
-def bare_sanic(work: Path):
-    """The reference server of bench/bare.py as a process; returns (process, its URL)."""
+def bare_sanic(work: Path, answers: Path | None = None):
+    """The reference server of bench/bare.py as a process (with --answers when given); returns
+    (process, its URL)."""
     from stack import PYTHON, Process, _wait, free_port
     import httpx
 
     port = free_port()
-    process = Process("bare", [PYTHON, str(REPO / "bench" / "bare.py"), "--port", str(port)], work / "bare.log")
+    argv = [PYTHON, str(REPO / "bench" / "bare.py"), "--port", str(port)]
+    if answers is not None:
+        argv += ["--answers", str(answers)]
+    process = Process("bare", argv, work / "bare.log")
     url = f"http://127.0.0.1:{port}/"
 
     def answers():
