@@ -5,9 +5,8 @@ import logging
 import os
 import signal
 import socket
-import sys
 
-from spd import stall
+from spd import journal, stall
 from spd.dbus.names import until_idle
 
 from .app import create_app
@@ -37,10 +36,8 @@ def main(argv=None) -> None:
                         "0 never [SPD_GATEWAY_IDLE_TIMEOUT]")
     a = p.parse_args(argv)
     # Sanic sets up its own loggers; ours gets one handler and stays out of the root logger.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
     log = logging.getLogger("spd-gateway")
-    log.addHandler(handler)
+    log.addHandler(journal.handler())
     log.setLevel(logging.INFO)
     log.propagate = False
     app = create_app(a.bus)

@@ -12,7 +12,7 @@ from dbus_fast import RequestNameReply
 from dbus_fast.constants import NameFlag
 
 from . import config as configuration
-from . import restic, stall
+from . import journal, restic, stall
 from .backups import Backups
 from .dbus.access import Access
 from .dbus.backups import BackupsInterface
@@ -174,8 +174,7 @@ class _DropInterfacesAddedErrors(logging.Filter):
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, handlers=[journal.handler()])
     config = configuration.parse(argv)
     # Work done on threads (commits of JSON files, hashing) holds the GIL while it computes: a thread
     # that wants it back waits for this interval (5 ms by default) each time, and the event loop asks

@@ -1,0 +1,47 @@
+"""The log lines of spd and spd-gateway. Under systemd, stderr is a stream to the journal, which
+takes a leading `<N>` on a line as its syslog priority (sd-daemon(3)): without one every line is
+priority 6, and `journalctl -p warning` would never show a refusal or an error. So when stderr is the
+journal (systemd sets $JOURNAL_STREAM to its device:inode, systemd.exec(5)) each line of a record,
+a traceback's too, starts with its priority; anywhere else (a terminal, a test's log file) the lines
+are as they were."""
+
+import logging
+import os
+import sys
+
+FORMAT = "%(name)s: %(levelname)s: %(message)s"
+
+
+def priority(level: int) -> int:
+    """The syslog priority of a logging level: crit 2, err 3, warning 4, info 6, debug 7."""
+    if level >= logging.CRITICAL:
+        return 2
+    if level >= logging.ERROR:
+        return 3
+    if level >= logging.WARNING:
+        return 4
+    return 6 if level >= logging.INFO else 7
+
+
+class JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+def is_journal(stream) -> bool:
+    """Whether stream is the journal stream systemd connected (as sd_journal_stream_fd's users check)."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(stream.fileno())
+        return (st.st_dev, st.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+def handler(stream=None) -> logging.Handler:
+    """A handler writing to stream (stderr), with priorities when it is the journal."""
+    stream = stream or sys.stderr
+    h = logging.StreamHandler(stream)
+    h.setFormatter(JournalFormatter(FORMAT) if is_journal(stream) else logging.Formatter(FORMAT))
+    return h
