@@ -6,7 +6,7 @@ import os
 import signal
 import socket
 
-from spd import journal, stall
+from spd import journal, stall, watchdog
 from spd.dbus.names import until_idle
 
 from .app import create_app
@@ -43,6 +43,11 @@ def main(argv=None) -> None:
     app = create_app(a.bus)
     if stall.use_for_new_loops(log):  # SPD_STALL_MS: asyncio's loop, which reports stalls
         app.config.USE_UVLOOP = False
+    every = watchdog.interval()
+    if every:
+        @app.after_server_start
+        async def ping_watchdog(app):
+            app.add_task(watchdog.ping(every), name="watchdog")
     sock = inherited_socket()
     if a.idle_timeout > 0 and sock is None:
         log.warning("--idle-timeout applies only when socket-activated (nothing would start us again)")

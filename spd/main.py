@@ -12,7 +12,7 @@ from dbus_fast import RequestNameReply
 from dbus_fast.constants import NameFlag
 
 from . import config as configuration
-from . import journal, restic, stall
+from . import journal, restic, stall, watchdog
 from .backups import Backups
 from .dbus.access import Access
 from .dbus.backups import BackupsInterface
@@ -112,6 +112,8 @@ async def serve(config) -> int:
         return 1
     sdnotify.SystemdNotifier().notify("READY=1")
     log.info("serving %s on %s, root %s", BUS_NAME, config.bus, config.root)
+    every = watchdog.interval()
+    pinging = asyncio.ensure_future(watchdog.ping(every)) if every else None
 
     def calls_idle_for() -> float:
         return 0.0 if access.waiting() else CALLS.idle_for()
@@ -149,7 +151,7 @@ async def serve(config) -> int:
             await asyncio.wait_for(until_idle(0.01, calls_idle_for), STOP_GRACE)
         except asyncio.TimeoutError:
             log.warning("calls still running after %gs: leaving without their answers", STOP_GRACE)
-    for task in waiting:
+    for task in (*waiting, *([pinging] if pinging else [])):
         task.cancel()
     await watcher.stop()
     bus.disconnect()

@@ -228,6 +228,38 @@ def test_idle_exit_for_real(machine):
         machine.systemctl("stop", GATEWAY_UNIT, DAEMON_UNIT)  # the next starts are as shipped
 
 
+WATCHDOG_DROP_IN = "/etc/systemd/system/{unit}.d/watchdog.conf"
+
+
+def test_a_hung_daemon_and_gateway_are_restarted_by_the_watchdog(machine):
+    """Both stopped (SIGSTOP: their loops hang): systemd misses the watchdog pings (spd/watchdog.py),
+    kills them and starts them again; the next request is answered. 5-second drop-ins instead of the
+    shipped 3 minutes."""
+    units = (DAEMON_UNIT, GATEWAY_UNIT)
+    for unit in units:
+        machine.write(WATCHDOG_DROP_IN.format(unit=unit), "[Service]\nWatchdogSec=5s\nTimeoutAbortSec=2s\n")
+    machine.systemctl("daemon-reload")
+    machine.systemctl("stop", *units)  # the next starts take the drop-ins
+    try:
+        ok(machine, "GET", "/auth/tokens")
+        pids = {unit: machine.systemctl("show", "-p", "MainPID", "--value", unit) for unit in units}
+        time.sleep(6)  # pinged meanwhile (every 2.5 s): not restarted
+        assert {unit: machine.systemctl("show", "-p", "MainPID", "--value", unit) for unit in units} == pids
+        for pid in pids.values():
+            machine.run(["kill", "-STOP", pid])
+        started = time.monotonic()
+        wait(lambda: all(machine.systemctl("show", "-p", "MainPID", "--value", unit) not in ("0", pids[unit])
+                         for unit in units), "both to be started again", 60, 0.25)
+        print(f"{machine.broker}: hung daemon and gateway running again after {time.monotonic() - started:.1f} s")
+        ok(machine, "GET", "/auth/tokens")
+        log = machine.journal("-u", DAEMON_UNIT, "-u", GATEWAY_UNIT, "-o", "cat")
+        assert log.count("Watchdog timeout") >= 2, log[-3000:]
+    finally:
+        machine.run(["rm", "-f", *(WATCHDOG_DROP_IN.format(unit=u) for u in units)])
+        machine.systemctl("daemon-reload")
+        machine.systemctl("stop", *units)  # the next starts are as shipped
+
+
 def bus_calls(machine, user: str, calls: list) -> list:
     """D-Bus calls from a client running as `user` in the container, with the daemon's venv Python."""
     out = machine.run([f"{PREFIX}/bin/python", "-c", CLIENT, "unix:path=/run/dbus/system_bus_socket", BUS_NAME,

@@ -228,6 +228,42 @@ def test_daemon_says_ready_once_it_owns_its_name(bus, root, tmp_path):
         notify.close()
 
 
+def _pings(notify: socket.socket, count: int) -> list:
+    """The next `count` datagrams on a notify socket (at most 10 s for all)."""
+    notify.settimeout(10)
+    return [notify.recv(4096) for _ in range(count)]
+
+
+def test_both_ping_the_watchdog_systemd_sets(bus, root, tmp_path):
+    """WATCHDOG_USEC (WatchdogSec= in the units): WATCHDOG=1 twice per period, from each event loop. The
+    booted container shows systemd restarting them when they stop (tests/test_container.py)."""
+    d = Daemon(bus, root, tmp_path, env={"WATCHDOG_USEC": "200000"})
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify_path = tmp_path / "gateway-notify"
+    notify.bind(str(notify_path))
+    try:
+        assert _pings(d.notify, 3) == [b"WATCHDOG=1"] * 3
+        gateway = Gateway(bus, tmp_path, env={"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "200000"})
+        try:
+            assert _pings(notify, 3) == [b"WATCHDOG=1"] * 3
+        finally:
+            gateway.stop()
+    finally:
+        d.stop()
+        notify.close()
+
+
+def test_no_pings_without_a_watchdog_or_for_another_process(bus, root, tmp_path):
+    for env in ({}, {"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"}):
+        d = Daemon(bus, root, tmp_path, env=env)
+        try:
+            d.notify.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                d.notify.recv(4096)
+        finally:
+            assert d.stop() == 0
+
+
 def test_idle_daemon_stays_while_called_then_leaves(bus, root, tmp_path):
     d = Daemon(bus, root, tmp_path, env={"SPD_IDLE_TIMEOUT": "1"})
     try:
@@ -388,6 +424,9 @@ def test_units_say_what_the_packaging_needs():
         assert f"{implied}\n" in gateway, implied
     assert "CapabilityBoundingSet=\n" in gateway and "RestrictAddressFamilies=AF_UNIX\n" in gateway
     assert "IPAddressDeny=any\n" in gateway and "IPAddressAllow=localhost\n" in gateway
+    for unit in (daemon, gateway):  # spd/watchdog.py pings; the gateway's pings must be accepted
+        assert re.search(r"^WatchdogSec=\d", unit, re.M)
+    assert "NotifyAccess=main\n" in gateway
 
 
 def test_sysusers_file_creates_the_gateway_user_in_its_group(tmp_path):
