@@ -68,10 +68,39 @@ def error_name(kind: str) -> str:
 def message_bus(address: str) -> MessageBus:
     """A connection to the bus named by --bus / SPD_BUS: system, session, or a D-Bus address."""
     if address == "system":
-        return MessageBus(bus_type=BusType.SYSTEM)
+        return PatientBus(bus_type=BusType.SYSTEM)
     if address == "session":
-        return MessageBus(bus_type=BusType.SESSION)
-    return MessageBus(bus_address=address)
+        return PatientBus(bus_type=BusType.SESSION)
+    return PatientBus(bus_address=address)
+
+
+class PatientBus(MessageBus):
+    """dbus-fast's connection, except that a full socket buffer (EAGAIN: the bus reads slower than we
+    write, e.g. a busy dbus-daemon during a burst of signals) is no longer taken for a broken
+    connection (python-dbus-next #153, still so in dbus-fast 5.2): its writer treats a send that
+    wrote nothing as a partial write and goes on when the socket is writable again. Uses dbus-fast's
+    private writer, like spd/dbus/held.py: pinned in pyproject.toml, tested in tests/test_bus.py."""
+
+    async def connect(self) -> "PatientBus":
+        await super().connect()
+        self._writer.sock = _Patient(self._sock)
+        return self
+
+
+class _Patient:
+    """The bus socket as dbus-fast's writer uses it: send() is 0 bytes written when the buffer is full."""
+
+    def __init__(self, sock):
+        self._sock = sock
+
+    def send(self, data) -> int:
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+
+    def sendmsg(self, *args) -> int:  # file descriptors: never sent by spd or its clients
+        return self._sock.sendmsg(*args)
 
 
 # --- idle exit: a process started on demand (D-Bus or socket activation) may leave when nothing
