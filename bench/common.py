@@ -63,17 +63,22 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-# A wrk script for PUT /system/configuration/timezone whose every request changes the value: wrk
-# thread k of n (n is the script's argument) sends zones k, k+n, k+2n, ... in turn, so no two threads
-# ever send the same zone and a request never sets the zone already there.
-TIMEZONE_LUA = """
-local zones = {%s}
-wrk.headers["Content-Type"] = "application/json"  -- wrk.headers also holds the token (-H)
+# The start of a wrk script whose threads must not send the same values: each thread gets its number,
+# `id` (0, 1, ...), in its own Lua state.
+THREAD_ID_LUA = """
 local next_id = 0
 function setup(thread)
   thread:set("id", next_id)
   next_id = next_id + 1
 end
+"""
+
+# A wrk script for PUT /system/configuration/timezone whose every request changes the value: wrk
+# thread k of n (n is the script's argument) sends zones k, k+n, k+2n, ... in turn, so no two threads
+# ever send the same zone and a request never sets the zone already there.
+TIMEZONE_LUA = THREAD_ID_LUA + """
+local zones = {%s}
+wrk.headers["Content-Type"] = "application/json"  -- wrk.headers also holds the token (-H)
 function init(args)
   step = tonumber(args[1]) or 1  -- the number of wrk threads
   i = id + 1

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import SignalCounter, machine, timezone_script, wrk, wrk_result, wrk_start
+from common import THREAD_ID_LUA, SignalCounter, machine, timezone_script, wrk, wrk_result, wrk_start
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 
 from spd import stall  # noqa: E402
@@ -50,13 +50,8 @@ wrk.body = '{"uses": 5}'
 """
 
 # Usernames <prefix><thread>x<counter>: new in every run (the prefix is the script's argument).
-USERS_LUA = """
+USERS_LUA = THREAD_ID_LUA + """
 wrk.headers["Content-Type"] = "application/json"  -- wrk.headers also holds the token (-H)
-local next_id = 0
-function setup(thread)
-  thread:set("id", next_id)
-  next_id = next_id + 1
-end
 function init(args)
   prefix = args[1]
   counter = 0

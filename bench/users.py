@@ -12,16 +12,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import wrk
+from common import THREAD_ID_LUA, wrk
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 
 # Each wrk thread posts distinct usernames: b<thread>x<counter>.
-POST_SCRIPT = """
-local next_id = 0
-function setup(thread)
-  thread:set("id", next_id)
-  next_id = next_id + 1
-end
+POST_SCRIPT = THREAD_ID_LUA + """
 function init(args)
   counter = 0
 end
