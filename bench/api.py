@@ -79,10 +79,13 @@ def write_routes(work: Path):
 
 def same_answers(base: str, paths: list, where: Path) -> dict:
     """Each read route's answer (its body and the headers it chose), written to `where` for
-    bench/bare.py --answers; returns path -> the answer's index there."""
+    bench/bare.py --answers; returns path -> the answer's index there (none for an answer that is
+    not 2xx: bare.py would answer it with 200)."""
     answers, index = [], {}
     for path in paths:
         r = httpx.get(base + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        if not r.is_success:
+            continue
         headers = {k: v for k, v in r.headers.items()
                    if k not in ("content-length", "content-type", "connection")}
         index[path] = len(answers)
@@ -142,7 +145,7 @@ def main():
         for label, path, script in routes:
             reference = wrk(bare_url, a.duration, a.connections, a.threads)["rps"]
             alike = wrk(f"{bare_url}same{same[path]}", a.duration, a.connections, a.threads)["rps"] \
-                if script is None else None
+                if path in same and script is None else None
             url = gateway.url + path
             args = (a.threads,)  # the timezone script's share of zones per wrk thread
             if a.warmup:

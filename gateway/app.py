@@ -40,8 +40,11 @@ class Answer(HTTPResponse):
 
     __slots__ = ()
     FIXED = tuple((name.lower().encode(), value.encode()) for name, value in HEADERS.items())
+    _FIXED_NAMES = {name.lower() for name in HEADERS}
 
     def __init__(self, body, status: int = 200, headers=None):
+        if headers:  # (an error's Allow, say) never a second value of a fixed header: ours is sent
+            headers = {k: v for k, v in headers.items() if k.lower() not in self._FIXED_NAMES}
         super().__init__(HTTPResponse._dumps(body), status, headers, "application/json")
 
     @property

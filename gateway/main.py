@@ -16,9 +16,15 @@ SD_LISTEN_FDS_START = 3
 
 
 def inherited_socket() -> socket.socket | None:
-    """The listening socket from systemd socket activation, if this process was given one."""
+    """The listening socket from systemd socket activation, if this process was given one. It serves
+    one: a second socket (a ListenStream= added in a drop-in) would never be accepted on, its
+    connections left waiting, so more than one is refused with a clear error instead."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0")) < 1:
         return None
+    count = int(os.environ["LISTEN_FDS"])
+    if count > 1:
+        raise SystemExit(f"spd-gateway serves one socket, and was given {count}: "
+                         "give spd-gateway.socket a single ListenStream=")
     for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(var, None)
     return socket.socket(fileno=SD_LISTEN_FDS_START)
@@ -35,12 +41,17 @@ def main(argv=None) -> None:
                    help="when socket-activated, exit after this many seconds without requests; "
                         "0 never [SPD_GATEWAY_IDLE_TIMEOUT]")
     a = p.parse_args(argv)
-    # Sanic sets up its own loggers; ours gets one handler and stays out of the root logger.
+    # Ours gets one handler and stays out of the root logger.
+    handler = journal.handler()
     log = logging.getLogger("spd-gateway")
-    log.addHandler(journal.handler())
+    log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
     app = create_app(a.bus)
+    # Sanic set up its own loggers (in Sanic()): they write through the same handler, so their
+    # warnings and errors carry their priority in the journal too.
+    for name in ("sanic.root", "sanic.error", "sanic.server", "sanic.websockets"):
+        logging.getLogger(name).handlers = [handler]
     if stall.use_for_new_loops(log):  # SPD_STALL_MS: asyncio's loop, which reports stalls
         app.config.USE_UVLOOP = False
     every = watchdog.interval()

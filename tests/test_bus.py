@@ -8,7 +8,7 @@ import signal
 
 from dbus_fast import Message, MessageType
 
-from spd.dbus.names import message_bus
+from spd.dbus.names import PatientBus, message_bus
 
 BLOB = bytes(64 * 1024)
 
@@ -32,5 +32,32 @@ def test_a_full_socket_buffer_does_not_end_the_connection(bus):
             assert reply.message_type == MessageType.METHOD_RETURN and client.connected
         finally:
             client.disconnect()
+
+    asyncio.run(run())
+
+
+def test_a_bus_that_takes_nothing_for_long_is_given_up(bus, monkeypatch):
+    """What waits to be written stays bounded: after STALL_LIMIT seconds of a full buffer the
+    connection ends, as a lost one does (spd then exits and systemd starts it again)."""
+    monkeypatch.setattr(PatientBus, "STALL_LIMIT", 0.5)
+
+    async def run():
+        client = await message_bus(bus.address).connect()
+        os.kill(bus.process.pid, signal.SIGSTOP)
+        try:
+            for _ in range(64):
+                client.send(Message.new_signal("/org/selfprivacy/Test", "org.selfprivacy.Test", "Blob", "ay",
+                                               [BLOB]))
+            await asyncio.sleep(0.2)
+            assert client.connected  # not yet
+            try:
+                await asyncio.wait_for(client.wait_for_disconnect(), 10)
+            except TimeoutError as e:
+                assert "took nothing we sent" in str(e)
+            else:
+                raise AssertionError("ended without the stall's error")
+            assert not client.connected
+        finally:
+            os.kill(bus.process.pid, signal.SIGCONT)
 
     asyncio.run(run())

@@ -237,13 +237,15 @@ def _pings(notify: socket.socket, count: int) -> list:
 def test_both_ping_the_watchdog_systemd_sets(bus, root, tmp_path):
     """WATCHDOG_USEC (WatchdogSec= in the units): WATCHDOG=1 twice per period, from each event loop. The
     booted container shows systemd restarting them when they stop (tests/test_container.py)."""
-    d = Daemon(bus, root, tmp_path, env={"WATCHDOG_USEC": "200000"})
+    # (WATCHDOG_PID empty: not the test runner's own, if a systemd watchdog watches it)
+    d = Daemon(bus, root, tmp_path, env={"WATCHDOG_USEC": "200000", "WATCHDOG_PID": ""})
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify_path = tmp_path / "gateway-notify"
     notify.bind(str(notify_path))
     try:
         assert _pings(d.notify, 3) == [b"WATCHDOG=1"] * 3
-        gateway = Gateway(bus, tmp_path, env={"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "200000"})
+        gateway = Gateway(bus, tmp_path, env={"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "200000",
+                                              "WATCHDOG_PID": ""})
         try:
             assert _pings(notify, 3) == [b"WATCHDOG=1"] * 3
         finally:
@@ -281,13 +283,27 @@ def test_idle_daemon_stays_while_called_then_leaves(bus, root, tmp_path):
 
 # --- the gateway ---------------------------------------------------------------------------------
 
-def _socket_activated_gateway(bus, tmp_path, port, *args) -> Process:
+def _socket_activated_gateway(bus, tmp_path, port, *args, also: tuple = ()) -> Process:
+    """The gateway behind systemd-socket-activate on 127.0.0.1:port (and the ports in `also`)."""
     proc = Process("systemd-socket-activate",
-                   ["systemd-socket-activate", f"--listen=127.0.0.1:{port}", "-E", f"SPD_BUS={bus.address}",
+                   ["systemd-socket-activate", *(f"--listen=127.0.0.1:{p}" for p in (port, *also)),
+                    "-E", f"SPD_BUS={bus.address}",
                     "-E", f"PYTHONPATH={REPO}", "-E", "PYTHONUNBUFFERED=1", PYTHON, "-m", "gateway", *args],
                    tmp_path / "gateway.log")
-    _wait(lambda: "Listening on" in proc.log(), "the socket to listen", 10)
+    _wait(lambda: proc.log().count("Listening on") == 1 + len(also), "the sockets to listen", 10)
     return proc
+
+
+def test_socket_activated_gateway_refuses_more_than_one_socket(bus, tmp_path):
+    """A second ListenStream= would never be accepted on: said at once, instead of connections waiting."""
+    port = free_port()
+    proc = _socket_activated_gateway(bus, tmp_path, port, also=(free_port(),))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30):
+            assert proc.proc.wait(30) == 1
+    finally:
+        proc.stop()
+    assert "spd-gateway serves one socket, and was given 2" in proc.log(), proc.log()
 
 
 def test_socket_activated_gateway_answers_requests_sent_before_it_started(bus, daemon, tmp_path):
@@ -424,6 +440,11 @@ def test_units_say_what_the_packaging_needs():
         assert f"{implied}\n" in gateway, implied
     assert "CapabilityBoundingSet=\n" in gateway and "RestrictAddressFamilies=AF_UNIX\n" in gateway
     assert "IPAddressDeny=any\n" in gateway and "IPAddressAllow=localhost\n" in gateway
+    # systemd maintainers' conventions: spd stops its own children (restic's lock), keeps the restic
+    # password on a tmpfs, starts without /etc/nixos; the gateway, its client, stops before it.
+    assert "KillMode=mixed\n" in daemon and "RuntimeDirectory=spd\n" in daemon
+    assert "ReadWritePaths=-/etc/nixos /var\n" in daemon
+    assert re.search(r"^After=.*\bspd\.service\b", gateway, re.M) and "Type=exec\n" in gateway
     for unit in (daemon, gateway):  # spd/watchdog.py pings; the gateway's pings must be accepted
         assert re.search(r"^WatchdogSec=\d", unit, re.M)
     assert "NotifyAccess=main\n" in gateway

@@ -124,3 +124,20 @@ def test_every_change_leaves_one_audit_line_without_secrets(api, daemon, gateway
     for log in (gateway.process.log(), daemon.process.log()):
         for secret in (password, TOKEN, mnemonic, mnemonic.split()[0] + " " + mnemonic.split()[1]):
             assert secret not in log
+
+
+def test_answer_headers_are_sent_once_and_stripped_of_line_breaks():
+    """gateway.app.Answer sends its fixed headers pre-encoded and printable values as they are: a
+    caller's value for a fixed header does not make a second one, and CR/LF/NUL are still removed."""
+    from sanic.headers import format_http1_response
+
+    from gateway.app import Answer
+
+    answer = Answer({"error": "x"}, status=405,
+                    headers={"Cache-Control": "max-age=60", "Allow": "GET", "X-Odd": "a\r\nSet-Cookie: b\x00"})
+    head = format_http1_response(405, answer.processed_headers).decode()
+    lines = head.split("\r\n")
+    assert [line for line in lines if line.lower().startswith("cache-control")] == ["cache-control: no-store"]
+    assert "x-content-type-options: nosniff" in lines and "Allow: GET" in lines
+    assert "X-Odd: aSet-Cookie: b" in lines and "content-type: application/json" in lines
+    assert answer.body == b'{"error":"x"}'

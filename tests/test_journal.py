@@ -45,9 +45,11 @@ def test_gateway_lines_start_with_their_priority(tmp_path):
         gateway.stop()
     assert re.search(r"^<3>spd-gateway: ERROR: cannot connect to the bus", log, re.M), log
     assert re.search(r"^<4>spd-gateway: WARNING: the bus is not reachable yet", log, re.M), log
+    assert re.search(r"^<6>sanic\.\w+: INFO: Starting worker", log, re.M), log  # Sanic's own, too
+    assert all(re.match(r"<[2-7]>", line) for line in log.splitlines()), log
 
 
-def test_without_the_journal_lines_are_plain(bus, root, tmp_path, monkeypatch):
+def test_without_the_journal_lines_are_plain(tmp_path, monkeypatch):
     """A terminal or a file that is not the stream $JOURNAL_STREAM names: no prefix."""
     monkeypatch.setenv("JOURNAL_STREAM", "1:2")
     with open(tmp_path / "err", "w") as stream:
@@ -63,12 +65,14 @@ def test_every_line_of_a_traceback_keeps_the_priority(tmp_path, monkeypatch):
         monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
         log = logging.getLogger("spd.test-journal")
         log.propagate = False
-        log.addHandler(journal.handler(stream))
+        handler = journal.handler(stream)
+        log.addHandler(handler)
         try:
             raise ValueError("boom")
         except ValueError:
             log.exception("it failed")
-        log.debug("not shown")  # the logger's level: WARNING by default
+        finally:
+            log.removeHandler(handler)
     lines = path.read_text().splitlines()
     assert lines[0] == "<3>spd.test-journal: ERROR: it failed"
     assert len(lines) > 3 and all(line.startswith("<3>") for line in lines), lines
