@@ -137,8 +137,8 @@ def _handler(app, route: Route):
         status = 500
         activity.begin()
         try:
-            ctx = Ctx(path={k: text(k, v, MAX_PATH_PARAM) for k, v in path_params.items()} if path_params else {},
-                      body={})
+            ctx = Ctx(path={k: text(k, v, MAX_PATH_PARAM) for k, v in path_params.items()}
+                      if path_params else {}, body={})
             if not route.public:
                 ctx.token = _bearer(request)
                 ctx.device = daemon.known(ctx.token) or await daemon.authenticate(ctx.token)

@@ -151,8 +151,10 @@ async def serve(config) -> int:
             await asyncio.wait_for(until_idle(0.01, calls_idle_for), STOP_GRACE)
         except asyncio.TimeoutError:
             log.warning("calls still running after %gs: leaving without their answers", STOP_GRACE)
-    for task in (*waiting, *([pinging] if pinging else [])):
+    for task in waiting:
         task.cancel()
+    if pinging is not None:
+        pinging.cancel()
     await watcher.stop()
     bus.disconnect()
     await _cancel_the_rest()

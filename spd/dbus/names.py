@@ -3,7 +3,8 @@
 Bus name, object path, interface names, error kinds and their HTTP statuses, the catalogs a client
 needs to call the interfaces (services, status keys), how a bus address is spelled (--bus / SPD_BUS),
 and the idle-exit helpers of the two activated programs. The gateway (and spdctl) import this module
-and nothing else of spd.
+as their contract with spd; besides it, the gateway imports only what both processes share with
+systemd and the tests: spd.journal, spd.watchdog and spd.stall.
 """
 
 import asyncio
