@@ -339,8 +339,10 @@ class Backups:
         staging = str(self.staging)
         await asyncio.to_thread(_fresh_folder, staging)  # emptied of what a killed restore left
         try:
-            # restic 0.14 restore reports no progress: measure what it wrote against the snapshot's size.
-            watch = asyncio.get_running_loop().create_task(self._watch_restore(repo, snapshot, staging))
+            # restic 0.14 restore reports no progress: what it writes is measured against the snapshot's
+            # size, asked first (one restic at a time: no second one to stop when the restore ends).
+            total = await self._snapshot_size(repo, snapshot)
+            watch = asyncio.get_running_loop().create_task(self._watch_restore(staging, total))
             try:
                 await restic.run(repo, ["restore", snapshot["id"], "--target", staging])
             finally:
@@ -356,12 +358,15 @@ class Backups:
         self._set(INITIALIZED, 1.0)
 
 
-    async def _watch_restore(self, repo: Repository, snapshot: dict, staging: str) -> None:
+    async def _snapshot_size(self, repo: Repository, snapshot: dict) -> int:
+        """The bytes a restore of the snapshot writes; 0 when restic cannot say (no progress then)."""
         try:
             stats = json.loads(await restic.run(repo, ["stats", "--json", snapshot["id"]], timeout=CHECK_TIMEOUT))
-            total = int(stats["total_size"])
+            return int(stats["total_size"])
         except (ResticError, ValueError, KeyError, TypeError):
-            return  # no progress then, the restore goes on
+            return 0
+
+    async def _watch_restore(self, staging: str, total: int) -> None:
         while total > 0:
             written = await asyncio.to_thread(_bytes_under, staging)
             self._set(progress=round(min(RESTORE_WRITTEN * written / total, RESTORE_WRITTEN), 3))

@@ -1,6 +1,7 @@
 """The daemon's entry point: connect, export every interface, own the name, tell systemd."""
 
 import asyncio
+import faulthandler
 import gc
 import logging
 import signal
@@ -88,6 +89,7 @@ def refresh(interfaces) -> None:
 
 
 async def serve(config) -> int:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _log_stacks)
     bus = await message_bus(config.bus).connect()
     interfaces, watcher = await build(config, bus)
     gc.freeze()  # what start-up made lives as long as we do: no full collection scans it again
@@ -170,6 +172,20 @@ async def _cancel_the_rest() -> None:
     for task in rest:
         task.cancel()
     await asyncio.gather(*rest, return_exceptions=True)
+
+
+def _log_stacks() -> None:
+    """SIGUSR1: where every task waits and every thread runs, to the log (`journalctl -u spd`), for a
+    daemon that seems stuck somewhere. File, line and function only: no values."""
+    for task in asyncio.all_tasks():
+        lines, coro = [], task.get_coro()
+        while coro is not None:  # the chain of awaits, outermost first
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        log.warning("task %s waits at:\n%s", task.get_name(), "\n".join(lines) or "  (done)")
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
 
 class _DropInterfacesAddedErrors(logging.Filter):

@@ -78,6 +78,8 @@ class Stack:
             if time.monotonic() > deadline:  # whose copy is behind: the daemon's, or the gateway's?
                 daemon = {name: get_property(self.bus, BACKUPS, name)
                           for name in ("State", "Progress", "ErrorMessage")}
+                os.kill(self.daemon.process.pid, signal.SIGUSR1)  # where spd waits, to its log
+                time.sleep(1)
                 raise AssertionError(f"still {s} over HTTP, waiting for {states}; on the bus {daemon}\n"
                                      f"spd:\n{self.log()[-3000:]}\ngateway:\n{self.gateway.process.log()[-2000:]}")
             time.sleep(0.1)

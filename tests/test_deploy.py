@@ -1,8 +1,10 @@
 """Deployment as shipped: the bus policy and the daemon's own check with callers running as other
 users, D-Bus activation, socket activation, readiness, idle exit, and the systemd units."""
 
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -501,3 +503,12 @@ def test_gateway_as_shipped_reaches_the_daemon_only_through_its_group(system_bus
         member.stop()
         outsider.stop()
     assert "Traceback" not in member.log() + outsider.log()
+
+
+def test_sigusr1_logs_where_spd_waits(daemon):
+    """For a daemon that seems stuck: every task's chain of awaits and every thread's stack, in its log
+    (file, line, function: no values), and it goes on serving."""
+    os.kill(daemon.process.pid, signal.SIGUSR1)
+    log = daemon.process.wait_for_log("most recent call first")
+    assert re.search(r"spd: WARNING: task .* waits at:\n  .*spd/main\.py:\d+ serve", log), log
+    assert call(daemon.bus, TOKENS, "Authenticate", "s", TOKEN) == ["primary_token"]

@@ -41,8 +41,14 @@ def mocks(bus, tmp_path):
 @pytest.fixture
 def ctl(bus, daemon, mocks):
     def run(*args, input=None, check=None):
-        r = subprocess.run([PYTHON, "-m", "spdctl", *args], input=input, capture_output=True, text=True,
-                           timeout=120, env=env_for_children(SPD_BUS=bus.address))
+        try:
+            r = subprocess.run([PYTHON, "-m", "spdctl", *args], input=input, capture_output=True, text=True,
+                               timeout=120, env=env_for_children(SPD_BUS=bus.address))
+        except subprocess.TimeoutExpired as e:  # where spd waits (SIGUSR1), with what spdctl printed
+            os.kill(daemon.process.pid, signal.SIGUSR1)
+            time.sleep(1)
+            raise AssertionError(f"spdctl {args} did not finish: {e.stdout!r}\nspd:\n"
+                                 f"{daemon.process.log()[-6000:]}") from None
         if check is not None:
             assert r.returncode == check, (args, r.returncode, r.stdout, r.stderr)
         return r
