@@ -3,6 +3,7 @@ would install it (tests/container.py), once with dbus-daemon and once with dbus-
 Everything goes through the container's real bus, journal and HTTP port. The tests of one broker run in
 file order on one boot; the reboot is last."""
 
+import contextlib
 import json
 import re
 import secrets
@@ -33,7 +34,6 @@ FILES = {
     f"/etc/systemd/system/{DAEMON_UNIT}.d/restic.conf":
         f"[Service]\nEnvironment=SPD_RESTIC_REPOSITORY={REPOSITORY}\n",
 }
-IDLE_DROP_IN = "/etc/systemd/system/{unit}.d/idle.conf"
 IDLE_EXEC = {DAEMON_UNIT: f"{PREFIX}/bin/spd --bus=system --idle-timeout=2",
              GATEWAY_UNIT: f"{PREFIX}/bin/spd-gateway --bus=system --idle-timeout=2"}
 REFUSED = {"org.selfprivacy.Error.AccessDenied", "org.freedesktop.DBus.Error.AccessDenied"}
@@ -261,12 +261,27 @@ def test_daemon_killed_under_load(machine):
     assert machine.systemctl("show", "-p", "MainPID", "--value", DAEMON_UNIT) not in ("0", main_pid)
 
 
-def test_idle_exit_for_real(machine):
-    for unit, command in IDLE_EXEC.items():
-        machine.write(IDLE_DROP_IN.format(unit=unit), f"[Service]\nExecStart=\nExecStart={command}\n")
+@contextlib.contextmanager
+def drop_ins(machine, name: str, texts: dict):
+    """Drop-ins /etc/systemd/system/<unit>.d/<name>.conf ({unit: text}) for the next starts of the
+    units (stopped now); removed afterwards, and the units stopped again: their next starts are as
+    shipped."""
+    paths = [f"/etc/systemd/system/{unit}.d/{name}.conf" for unit in texts]
+    for path, text in zip(paths, texts.values()):
+        machine.write(path, text)
     machine.systemctl("daemon-reload")
-    machine.systemctl("stop", GATEWAY_UNIT, DAEMON_UNIT)  # the next starts take the 2-second timeout
+    machine.systemctl("stop", *texts)
     try:
+        yield
+    finally:
+        machine.run(["rm", "-f", *paths])
+        machine.systemctl("daemon-reload")
+        machine.systemctl("stop", *texts)
+
+
+def test_idle_exit_for_real(machine):
+    with drop_ins(machine, "idle", {unit: f"[Service]\nExecStart=\nExecStart={command}\n"
+                                    for unit, command in IDLE_EXEC.items()}):
         ok(machine, "GET", "/auth/tokens")
         wait(lambda: active(machine, GATEWAY_UNIT) == "inactive" and active(machine, DAEMON_UNIT) == "inactive",
              "both to leave when idle", 30, 0.25)
@@ -279,13 +294,6 @@ def test_idle_exit_for_real(machine):
         assert answer["status"] == 200, answer
         print(f"{machine.broker}: restart after idle exit (socket + D-Bus activation + answer) "
               f"{answer['seconds'] * 1000:.0f} ms")
-    finally:
-        machine.run(["rm", "-f", *(IDLE_DROP_IN.format(unit=u) for u in IDLE_EXEC)])
-        machine.systemctl("daemon-reload")
-        machine.systemctl("stop", GATEWAY_UNIT, DAEMON_UNIT)  # the next starts are as shipped
-
-
-WATCHDOG_DROP_IN = "/etc/systemd/system/{unit}.d/watchdog.conf"
 
 
 def test_a_hung_daemon_and_gateway_are_restarted_by_the_watchdog(machine):
@@ -293,11 +301,8 @@ def test_a_hung_daemon_and_gateway_are_restarted_by_the_watchdog(machine):
     kills them and starts them again; the next request is answered. 5-second drop-ins instead of the
     shipped 3 minutes."""
     units = (DAEMON_UNIT, GATEWAY_UNIT)
-    for unit in units:
-        machine.write(WATCHDOG_DROP_IN.format(unit=unit), "[Service]\nWatchdogSec=5s\nTimeoutAbortSec=2s\n")
-    machine.systemctl("daemon-reload")
-    machine.systemctl("stop", *units)  # the next starts take the drop-ins
-    try:
+    watchdog = "[Service]\nWatchdogSec=5s\nTimeoutAbortSec=2s\n"
+    with drop_ins(machine, "watchdog", {unit: watchdog for unit in units}):
         ok(machine, "GET", "/auth/tokens")
         cursor = re.search(r"cursor: (\S+)", machine.journal("-n", "0", "--show-cursor")).group(1)
         pids = {unit: machine.systemctl("show", "-p", "MainPID", "--value", unit) for unit in units}
@@ -315,10 +320,6 @@ def test_a_hung_daemon_and_gateway_are_restarted_by_the_watchdog(machine):
         for unit in units:  # systemd's own line, for each
             said = [e["MESSAGE"] for e in entries if e.get("UNIT") == unit or e.get("_SYSTEMD_UNIT") == unit]
             assert any("Watchdog timeout" in m for m in said), (unit, said)
-    finally:
-        machine.run(["rm", "-f", *(WATCHDOG_DROP_IN.format(unit=u) for u in units)])
-        machine.systemctl("daemon-reload")
-        machine.systemctl("stop", *units)  # the next starts are as shipped
 
 
 def bus_calls(machine, user: str, calls: list) -> list:
