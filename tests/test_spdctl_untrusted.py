@@ -11,7 +11,7 @@ import pytest
 
 from stack import BUS_NAME, PYTHON, Bus, busctl, env_for_children, eventually, get_property
 from systemd_helpers import MOCK
-from test_spdctl import ctl, daemon, mocks  # noqa: F401  (fixtures)
+from test_spdctl import _lines, ctl, daemon, mocks  # noqa: F401  (fixtures)
 from test_backups import daemon_env, private_tmp, repo  # noqa: F401  (fixtures of the daemon above)
 
 DBUS = "org.freedesktop.DBus"
@@ -42,9 +42,9 @@ def held_job(mocks):  # noqa: F811
     systemd, _ = mocks
     systemd.call(MOCK, "AddMethod", "sssss", MANAGER, "StartUnit", "ss", "o", f"ret = '{HELD_JOB}'")
 
-    def end(result: str) -> None:
+    def end(result: str, unit: str = UNIT) -> None:
         systemd.call(MOCK, "EmitSignal", "sssav", MANAGER, "JobRemoved", "uoss",
-                     4, "u", 4242, "o", HELD_JOB, "s", UNIT, "s", result)
+                     4, "u", 4242, "o", HELD_JOB, "s", unit, "s", result)
     return end
 
 
@@ -105,13 +105,18 @@ def unique_name_of(bus, pid: int) -> str:
     raise AssertionError(f"no connection of pid {pid}")
 
 
+def forge(bus, pid: int) -> None:
+    """FORGER's signals to the connection of process `pid`, from nobody."""
+    owner = bus_driver(bus, "GetNameOwner", "s", BUS_NAME)
+    subprocess.run([*AS_NOBODY, PYTHON, "-c", FORGER, bus.address, unique_name_of(bus, pid), owner, HELD_JOB],
+                   check=True, timeout=60, cwd="/", env=env_for_children())
+
+
 def test_forged_job_signals_do_not_end_the_wait(ctl, held_job):
     bus = ctl.bus
     p = upgrade_waiting(bus)
     try:
-        owner = bus_driver(bus, "GetNameOwner", "s", BUS_NAME)
-        subprocess.run([*AS_NOBODY, PYTHON, "-c", FORGER, bus.address, unique_name_of(bus, p.pid), owner,
-                        HELD_JOB], check=True, timeout=60, cwd="/", env=env_for_children())
+        forge(bus, p.pid)
         # The forgeries reached spdctl before the real end: had it believed one, it would have
         # printed done and exited 0 already.
         held_job("failed")
@@ -119,6 +124,36 @@ def test_forged_job_signals_do_not_end_the_wait(ctl, held_job):
     finally:
         p.kill()
     assert (p.returncode, out.splitlines()[-1], err) == (1, "upgrade: failed", "spdctl: upgrade failed\n")
+
+
+def match_rules(bus, pid: int) -> int:
+    """How many match rules the connection of process `pid` has (0 before it connects); its
+    message handler is in place before its first."""
+    try:
+        name = unique_name_of(bus, pid)
+    except AssertionError:
+        return 0
+    out = busctl(bus, "call", DBUS, "/org/freedesktop/DBus", "org.freedesktop.DBus.Debug.Stats",
+                 "GetConnectionStats", "s", name, check=False)
+    return out["data"][0]["MatchRules"]["data"] if out else 0
+
+
+def test_forged_job_signals_make_no_monitor_event(ctl, held_job):
+    bus = ctl.bus
+    p = subprocess.Popen([PYTHON, "-m", "spdctl", "--json", "monitor", "job"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env_for_children(SPD_BUS=bus.address))
+    try:
+        assert eventually(lambda: match_rules(bus, p.pid) >= 1, True, timeout=60)  # listening
+        forge(bus, p.pid)
+        ctl("apply", check=0)  # the real events after the forged ones: whether the start is one
+        held_job("done", "sp-nixos-rebuild.service")  # depends on when monitor read Jobs first
+        events = []
+        while not events or events[-1]["data"]["result"] != "done":
+            events += [json.loads(line) for line in _lines(p, 1)]
+    finally:
+        p.kill()
+        p.wait()
+    assert {e["data"]["name"] for e in events} == {"apply"}, events
 
 
 def test_a_job_result_is_printed_escaped(ctl, held_job):
@@ -135,11 +170,13 @@ def test_a_job_result_is_printed_escaped(ctl, held_job):
 
 @pytest.fixture
 def root(root):
-    """userdata.json edited by hand: a user, an SSH key's comment and a root key with controls."""
+    """userdata.json edited by hand: a user, an SSH key's comment, a root key and the timezone with
+    control characters."""
     path = root / "etc/nixos/userdata/userdata.json"
     data = json.loads(path.read_text())
     data["ssh"]["rootKeys"].append(f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8 root@{HOSTILE}")
     data["users"][0]["sshKeys"][0] += HOSTILE
+    data["timezone"] += HOSTILE
     data["users"].append({"username": f"eve{HOSTILE}\x9b31m", "hashedPassword": "x"})
     path.write_text(json.dumps(data))
     return root
@@ -158,7 +195,9 @@ def test_server_strings_reach_the_terminal_escaped(ctl):
     assert run("ssh", "keys", "user1").stdout.endswith(f"user1@phone{ESCAPED}\n")
     eve = rf"eve{ESCAPED}\xc2\x9b31m"  # a C1 control (CSI) byte by byte, as systemd's tools write it
     assert run("users").stdout.split() == ["USER", "user1", "user2", eve]
-    assert f"Users: 3 (user1, user2, {eve})" in run("status").stdout
+    status = run("status").stdout
+    assert f"Users: 3 (user1, user2, {eve})" in status and f"Timezone: Europe/Moscow{ESCAPED}\n" in status
+    assert run("timezone").stdout == f"Europe/Moscow{ESCAPED}\n"
     r = run("users", "remove", f"no{HOSTILE}body", check=1)
     assert r.stderr == f"spdctl: User no{ESCAPED}body does not exist\n"
     assert not any(c in "".join(printed) for c in "\x1b\x07\x9b"), printed
