@@ -38,7 +38,8 @@ def show(a, body, human) -> None:
 STATUS = {
     "timezone": ("/system/configuration/timezone", "Timezone", lambda b: b),
     "autoUpgrade": ("/system/configuration/autoUpgrade", "Auto-upgrade",
-                    lambda b: out.join(out.yes_no(b["enable"]), " (reboot allowed: ", out.yes_no(b["allowReboot"]), ")")),
+                    lambda b: out.join(out.yes_no(b["enable"]), " (reboot allowed: ",
+                                       out.yes_no(b["allowReboot"]), ")")),
     "ssh": ("/services/ssh", "SSH",
             lambda b: out.join(_on_off(b["enable"]), ", password authentication ",
                                out.yes_no(b["passwordAuthentication"]))),

@@ -3,7 +3,7 @@ header, JSON, and a progress bar. Colour and the bar only on a terminal (and not
 
 Every string from the server reaches the terminal through escape(): a control character in a user
 name, an SSH key's comment or a job's result must not move the cursor, set the window title or
-clear the screen. The codes spdctl adds itself (colour, the bar) are marked as Styled text."""
+clear the screen. Text that holds spdctl's own colour codes is Styled: escaped already."""
 
 import json
 import os
