@@ -19,6 +19,9 @@ from spd.dbus.names import BUS_NAME, DBUS, PATH, PROPERTIES, message_bus
 _ROUTES = {(r.method, r.path): r for r in ROUTES}
 PROPERTIES_CHANGED = (f"type='signal',sender='{BUS_NAME}',path='{PATH}',"
                       f"interface='{PROPERTIES}',member='PropertiesChanged'")
+DBUS_PATH = "/org/freedesktop/DBus"
+OWNER_CHANGED = (f"type='signal',sender='{DBUS}',path='{DBUS_PATH}',interface='{DBUS}',"
+                 f"member='NameOwnerChanged',arg0='{BUS_NAME}'")
 
 
 class Refused(Exception):
@@ -76,16 +79,32 @@ class Daemon:
         return result
 
     async def watch(self) -> asyncio.Queue:
-        """A queue of (interface, changed properties {name: value}) from now on, in the bus's order."""
+        """A queue of (interface, names of the properties that changed) from now on, in the bus's
+        order. Only the daemon's own signals count: those from the current owner of its name, which
+        the bus tells (GetNameOwner, then NameOwnerChanged, which only the bus can send); anyone
+        else may send us a PropertiesChanged. The names only, whether the signal carries values or
+        just invalidates: the caller reads the values from the daemon."""
         queue: asyncio.Queue = asyncio.Queue()
+        # The owner's name is learnt in the bus's order, from the GetNameOwner reply itself, so no
+        # signal is judged by an owner that is older or newer than it.
+        query = Message(destination=DBUS, path=DBUS_PATH, interface=DBUS, member="GetNameOwner",
+                        signature="s", body=[BUS_NAME], serial=self.bus.next_serial())
+        owner = None  # until the reply: the signals before it were sent before we read
 
         def on_message(msg: Message):
-            if (msg.message_type is MessageType.SIGNAL and msg.path == PATH
-                    and msg.interface == PROPERTIES and msg.member == "PropertiesChanged"):
-                interface, changed, _ = msg.body
-                queue.put_nowait((interface, {k: v.value for k, v in changed.items()}))
+            nonlocal owner
+            if msg.message_type is not MessageType.SIGNAL:
+                if msg.reply_serial == query.serial:
+                    owner = msg.body[0] if msg.message_type is MessageType.METHOD_RETURN else None
+            elif msg.sender == DBUS and msg.member == "NameOwnerChanged" and msg.body[0] == BUS_NAME:
+                owner = msg.body[2] or None
+            elif (owner is not None and msg.sender == owner and msg.path == PATH
+                  and msg.interface == PROPERTIES and msg.member == "PropertiesChanged"):
+                interface, changed, invalidated = msg.body
+                queue.put_nowait((interface, frozenset(changed) | frozenset(invalidated)))
 
         self.bus.add_message_handler(on_message)
-        await self.call(DBUS, "AddMatch", "s", [PROPERTIES_CHANGED], destination=DBUS,
-                        path="/org/freedesktop/DBus")
+        for rule in (PROPERTIES_CHANGED, OWNER_CHANGED):
+            await self.call(DBUS, "AddMatch", "s", [rule], destination=DBUS, path=DBUS_PATH)
+        await self.bus.call(query)  # NameHasNoOwner (not running: activated by the next call) is fine
         return queue

@@ -38,9 +38,11 @@ def show(a, body, human) -> None:
 STATUS = {
     "timezone": ("/system/configuration/timezone", "Timezone", lambda b: b),
     "autoUpgrade": ("/system/configuration/autoUpgrade", "Auto-upgrade",
-                    lambda b: f"{out.yes_no(b['enable'])} (reboot allowed: {out.yes_no(b['allowReboot'])})"),
+                    lambda b: out.join(out.yes_no(b["enable"]), " (reboot allowed: ",
+                                       out.yes_no(b["allowReboot"]), ")")),
     "ssh": ("/services/ssh", "SSH",
-            lambda b: f"{_on_off(b['enable'])}, password authentication {out.yes_no(b['passwordAuthentication'])}"),
+            lambda b: out.join(_on_off(b["enable"]), ", password authentication ",
+                               out.yes_no(b["passwordAuthentication"]))),
     "services": ("/services/status", "Services", lambda b: _running(b)),
     "backup": ("/services/restic/backup/status", "Backup",
                lambda b: b["status"] + (f": {b['error_message']}" if b["error_message"] else "")),
@@ -72,8 +74,8 @@ def _running(status: dict) -> str:
     return f"{len(running)} of {len(status)} running" + (f" ({', '.join(running)})" if running else "")
 
 
-def _on_off(value: bool) -> str:
-    return out.good_bad("enabled", True) if value else "disabled"
+def _on_off(value: bool) -> out.Styled:
+    return out.good_bad("enabled", True) if value else out.styled("disabled")
 
 
 # --- users -----------------------------------------------------------------------------------
@@ -128,7 +130,7 @@ async def ssh_password_auth(d: Daemon, a):
 
 async def ssh_keys(d: Daemon, a):
     show(a, await d.run("GET", "/services/ssh/keys/<username>", {"username": a.user}),
-         lambda b: print("\n".join(b)) if b else None)
+         lambda b: [out.echo(key) for key in b])
 
 
 async def ssh_add_key(d: Daemon, a):
@@ -169,14 +171,14 @@ async def services_enable(d: Daemon, a):
 async def dkim(d: Daemon, a):
     """The REST body is the record file in base64 (API 1.2); a person reads the record itself."""
     show(a, await d.run("GET", "/services/mailserver/dkim"),
-         lambda b: print(base64.b64decode(b).decode(errors="replace"), end=""))
+         lambda b: out.echo(base64.b64decode(b).decode(errors="replace"), lines=True, end=""))
 
 
 # --- system ----------------------------------------------------------------------------------
 
 async def timezone(d: Daemon, a):
     if a.zone is None:
-        return show(a, await d.run("GET", "/system/configuration/timezone"), print)
+        return show(a, await d.run("GET", "/system/configuration/timezone"), out.echo)
     show(a, await d.run("PUT", "/system/configuration/timezone", body={"timezone": a.zone}), None)
 
 
@@ -193,23 +195,31 @@ async def auto_upgrade(d: Daemon, a):
 
 
 async def job(d: Daemon, a):
-    """apply, upgrade, rollback: start the systemd job; with --wait follow System1.Jobs to its end."""
+    """apply, upgrade, rollback: start the systemd job; with --wait follow System1.Jobs to its end
+    (read from the daemon at each change it announces)."""
     changes = await d.watch() if a.wait else None
     job_path = (await d.call(SYSTEM, a.command.capitalize()))[0]
     body = 0  # what GET /system/configuration/<command> answers once started
-    show(a, body, lambda b: print(f"{a.command}: started ({job_path})"))
+    show(a, body, lambda b: out.echo(f"{a.command}: started ({job_path})"))
     if not a.wait:
         return
     progress = out.Progress(a.command, sys.stderr if a.json else None)
     progress.show("running")
     result = _job_result(await d.get(SYSTEM, "Jobs"), a.command, job_path)
     while result in RUNNING_JOB:
-        interface, changed = await changes.get()
-        if interface == SYSTEM and "Jobs" in changed:
-            result = _job_result(changed["Jobs"], a.command, job_path)
+        await _changed(changes, SYSTEM, {"Jobs"})
+        result = _job_result(await d.get(SYSTEM, "Jobs"), a.command, job_path)
     progress.end(result)
     if result != "done":
         raise Refused(f"{a.command} {result}")
+
+
+async def _changed(changes, interface: str, names: set) -> None:
+    """Until the daemon announces a change of one of `names` of `interface` (see Daemon.watch)."""
+    while True:
+        iface, changed = await changes.get()
+        if iface == interface and names & changed:
+            return
 
 
 def _job_result(jobs: dict, name: str, job_path: str) -> str:
@@ -222,7 +232,7 @@ async def reboot(d: Daemon, a):
 
 
 async def pull(d: Daemon, a):
-    show(a, await d.run("GET", "/system/configuration/pull"), lambda b: print(b["data"], end=""))
+    show(a, await d.run("GET", "/system/configuration/pull"), lambda b: out.echo(b["data"], lines=True, end=""))
 
 
 # --- tokens ----------------------------------------------------------------------------------
@@ -237,7 +247,7 @@ async def devices_revoke(d: Daemon, a):
 
 
 async def new_device(d: Daemon, a):
-    show(a, await d.run("POST", "/auth/new_device"), lambda b: print(b["token"]))
+    show(a, await d.run("POST", "/auth/new_device"), lambda b: out.echo(b["token"]))
 
 
 async def recovery_key(d: Daemon, a):
@@ -249,7 +259,7 @@ async def recovery_key(d: Daemon, a):
 
 async def recovery_key_create(d: Daemon, a):
     body = {"expiration": a.expires or "", "uses": a.uses or 0}
-    show(a, await d.run("POST", "/auth/recovery_token", body=body), lambda b: print(b["token"]))
+    show(a, await d.run("POST", "/auth/recovery_token", body=body), lambda b: out.echo(b["token"]))
 
 
 # --- backups ---------------------------------------------------------------------------------
@@ -265,27 +275,20 @@ async def backup(d: Daemon, a):
         body = await d.run("PUT", "/services/restic/backup/restore", body={"backupId": a.id})
     else:
         body = await d.run("PUT", "/services/restic/backup/create")
-    show(a, body, None if a.wait else lambda b: print(b["message"]))
+    show(a, body, None if a.wait else lambda b: out.echo(b["message"]))
     if a.wait:
         await _follow_backup(d, a, changes)
 
 
 async def _follow_backup(d: Daemon, a, changes) -> None:
-    """Until State leaves BACKING_UP / RESTORING. The signals are queued from before the start, so
-    a fast job's whole course is in the queue; the Get (ordered after them) tells where it stands."""
+    """Until State leaves BACKING_UP / RESTORING, read from the daemon after each change it
+    announces (and once first: the job may have ended already)."""
     progress = out.Progress(a.command, sys.stderr if a.json else None)
     state = await d.get(BACKUPS, "State")
-    fraction = await d.get(BACKUPS, "Progress")
-    seen_running = state in BACKUP_RUNNING
-    while not changes.empty() or state in BACKUP_RUNNING:
-        interface, changed = await changes.get()
-        if interface != BACKUPS:
-            continue
-        state = changed.get("State", state)
-        fraction = changed.get("Progress", fraction)
-        seen_running = seen_running or state in BACKUP_RUNNING
-        if state in BACKUP_RUNNING:
-            progress.show(state, fraction)
+    while state in BACKUP_RUNNING:
+        progress.show(state, await d.get(BACKUPS, "Progress"))
+        await _changed(changes, BACKUPS, {"State", "Progress"})
+        state = await d.get(BACKUPS, "State")
     error = await d.get(BACKUPS, "ErrorMessage")
     if state == "ERROR":
         progress.end("failed")
@@ -302,21 +305,24 @@ async def monitor(d: Daemon, a):
     topics = a.topics or list(TOPICS)
     changes = await d.watch()
     await d.call("org.freedesktop.DBus.Peer", "Ping")  # start the daemon if it is not running
+    jobs = await d.get(SYSTEM, "Jobs") if "job" in topics else {}  # to tell which entry changed
     while True:
         interface, changed = await changes.get()
         for topic in topics:
             iface, props, path = TOPICS[topic]
-            if iface != interface or not props & changed.keys():
+            if iface != interface or not props & changed:
                 continue
             if path is None:  # job: one event per job whose entry changed
-                events = [{"name": n, "result": r or "running"} for n, (_, r) in changed["Jobs"].items()]
+                before, jobs = jobs, await d.get(SYSTEM, "Jobs")
+                events = [{"name": n, "result": r or "running"} for n, (p, r) in jobs.items()
+                          if before.get(n) != [p, r]]
             else:
                 events = [await d.run("GET", path)]
             for data in events:
                 if a.json:
                     out.as_json({"event": topic, "data": data})
                 else:
-                    print(f"{time.strftime('%H:%M:%S')} {topic}: {_compact(data)}")
+                    out.echo(f"{time.strftime('%H:%M:%S')} {topic}: {_compact(data)}")
                 sys.stdout.flush()
 
 

@@ -126,12 +126,12 @@ def main(argv=None) -> int:
         asyncio.run(run())
     except c.Usage as e:
         p.print_usage(sys.stderr)
-        print(f"spdctl: {e}", file=sys.stderr)
+        c.out.echo(f"spdctl: {e}", file=sys.stderr)
         return 2
     except Refused as e:
         if a.json and e.body is not None:
             c.out.as_json(e.body)
-        print(f"spdctl: {e}", file=sys.stderr)
+        c.out.echo(f"spdctl: {e}", lines=True, file=sys.stderr)  # a failed pull's git output has lines
         return 1
     except KeyboardInterrupt:
         return 0 if a.fn is c.monitor else 130
