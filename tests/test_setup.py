@@ -34,3 +34,32 @@ def test_the_running_venv_is_readable_by_nobody():
                         sys.executable, "-c", "import dbus_fast"],
                        capture_output=True, text=True, cwd="/")
     assert r.returncode == 0, r.stderr
+
+
+def test_the_runtime_dependencies_are_at_the_end_this_run_is_for():
+    """scripts/test runs the suite twice: SPD_DEPENDENCIES=lowest must really hold every runtime
+    dependency at its declared lower bound (else the range in pyproject.toml claims an untested
+    release), newest at or above it."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    end = os.environ.get("SPD_DEPENDENCIES", "newest")
+    pins = subprocess.run([REPO / "scripts" / "lower-bounds"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    assert len(pins) >= 5
+    for pin in pins:
+        name, bound = pin.split("==")
+        installed = Version(version(name))
+        if end == "lowest":
+            assert installed == Version(bound), f"{name} {installed}, declared lower bound {bound}"
+        else:
+            assert installed >= Version(bound), f"{name} {installed} is below its declared bound {bound}"
+
+
+def test_lower_bounds_refuse_a_dependency_without_one(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "lower-bounds", tmp_path / "scripts")
+    (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["sanic>=24.12.1", "dbus-fast"]\n')
+    r = subprocess.run([tmp_path / "scripts" / "lower-bounds"], capture_output=True, text=True)
+    assert r.returncode != 0 and "'dbus-fast' declares no lower bound" in r.stderr
