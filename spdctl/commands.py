@@ -10,7 +10,6 @@ import sys
 import time
 
 from gateway.routes import ROUTES
-from spd import audit as trail
 from spd.dbus.names import BACKUPS, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM
 
 from . import output as out
@@ -337,6 +336,8 @@ LOG_FIELDS = ("SPD_ACTION", "SPD_TARGET", "SPD_RESULT", "SPD_DEVICE", "SPD_UID",
 
 def log(a) -> None:
     """The audit trail (spd/audit.py), oldest first: a table, or with --json one object per entry."""
+    from spd import audit as trail  # here: the other commands load only the bus contract of spd
+
     argv = ["journalctl", "--no-pager", "-o", "json", f"MESSAGE_ID={trail.DAEMON_ID}",
             f"MESSAGE_ID={trail.GATEWAY_ID}", *(["--since", a.since] if a.since else [])]
     try:
@@ -364,9 +365,10 @@ def _entry(fields: dict) -> dict:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(value("__REALTIME_TIMESTAMP") or 0) / 1e6))
     entry = {"time": when, "message": value("MESSAGE"),
              **{k.removeprefix("SPD_").lower(): value(k) for k in LOG_FIELDS}}
+    from spd.audit import uid_name
+
     uid = entry["uid"]
-    entry["who"] = f'device "{entry["device"]}"' if entry["device"] else \
-        trail.uid_name(int(uid)) if uid.isdigit() else "-"
+    entry["who"] = f'device "{entry["device"]}"' if entry["device"] else uid_name(int(uid)) if uid.isdigit() else "-"
     return entry
 
 
