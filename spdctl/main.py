@@ -88,7 +88,8 @@ def parser() -> argparse.ArgumentParser:
     m = cmd("monitor", c.monitor, "print each change as it happens, until interrupted")
     m.add_argument("topics", nargs="*", metavar="TOPIC", help=f"any of: {', '.join(c.TOPICS)}")
     lg = cmd("log", c.log, "who changed what: the audit trail from the journal, oldest first")
-    lg.add_argument("--since", metavar="TIME", help="from this time on, as journalctl takes it (today, '2026-12-01 10:00', --since=-1h)")
+    lg.add_argument("--since", metavar="TIME",
+                    help="from this time on, as journalctl takes it (today, '2026-12-01 10:00', --since=-1h)")
     return p
 
 
