@@ -9,6 +9,7 @@ from sanic import Sanic
 from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import HTTPResponse, html
 
+from spd import audit as trail
 from spd.dbus.names import Activity
 
 from . import docs as docs_page
@@ -22,6 +23,8 @@ from .routes import ROUTES, Ctx, Route, answer, shown
 
 log = logging.getLogger("spd-gateway")
 
+# SPD_RESULT of the gateway's own refusals (the daemon's carry its error kind).
+HTTP_KINDS = {400: "InvalidArgument", 401: "Unauthenticated", 404: "NotFound", 503: "Unavailable"}
 MAX_BODY = 64 * 1024
 MAX_TOKEN = 512
 # Every answer may carry a token or private settings: no cache (a proxy's, the app's HTTP stack's)
@@ -134,7 +137,7 @@ def _handler(app, route: Route):
 
     async def handle(request, **path_params):
         address = ctx = attempt = None
-        status = 500
+        status, kind = 500, ""
         activity.begin()
         try:
             ctx = Ctx(path={k: text(k, v, MAX_PATH_PARAM) for k, v in path_params.items()}
@@ -160,17 +163,36 @@ def _handler(app, route: Route):
             else:
                 status, result = await answer(route, ctx, call, mirror.get)
         except HTTPError as e:
-            status, result = e.status, {"error": e.message}
+            status, result, kind = e.status, {"error": e.message}, e.kind
         finally:
             activity.end()
             if attempt is not None and status != 404:  # only wrong words count
                 limiter.release(address, attempt)
-            if changes:  # the audit line: who changed what, with which outcome; never a body
-                log.info("device=%s request=%s %s status=%d", (ctx and ctx.device) or "-", route.method,
-                         request.path, status)
+            if changes:
+                _audit(route, request.path, ctx, status, kind)
         return Answer(result, status=status)
 
     return handle
+
+
+def _audit(route: Route, path: str, ctx: Ctx | None, status: int, kind: str) -> None:
+    """The audit entry of a request that changes something (spd/audit.py): who, which D-Bus member,
+    its non-secret subject, the outcome; never a body or a token. None for a request whose token
+    named no device, or that the failure limiter turned away: a flood of them is not a trail."""
+    device = ctx and ctx.device
+    if status == 429 or not (device or route.public):
+        return
+    names, subject = [], ""
+    for step in route.steps:
+        try:
+            if step.when is None or step.when(ctx):
+                names.append(trail.action(step.interface, step.member))
+                subject = subject or trail.target(names[-1], [source(ctx) for source in step.args])
+        except (HTTPError, KeyError, TypeError):  # a body refused before it was read
+            pass
+    result = "ok" if status < 400 else kind or HTTP_KINDS.get(status, "Failed")
+    fields = trail.gateway_entry(device, f"{route.method} {route.path}", status, names, subject, result)
+    trail.write(fields, log, "device=%s request=%s %s status=%d", device or "-", route.method, path, status)
 
 
 def _bearer(request) -> str:

@@ -5,6 +5,7 @@ import asyncio
 import base64
 import getpass
 import json
+import subprocess
 import sys
 import time
 
@@ -331,3 +332,52 @@ def _compact(data) -> str:
 
 
 SERVICE_CHOICES = tuple(SERVICE_NAMES)
+
+
+# --- log -------------------------------------------------------------------------------------
+
+# Read from the journal, not the daemon (as systemctl status reads it): both writers' entries.
+LOG_FIELDS = ("SPD_ACTION", "SPD_TARGET", "SPD_RESULT", "SPD_DEVICE", "SPD_UID", "SPD_ROUTE", "SPD_STATUS")
+
+
+def log(a) -> None:
+    """The audit trail (spd/audit.py), oldest first: a table, or with --json one object per entry."""
+    from spd import audit as trail  # here: the other commands load only the bus contract of spd
+
+    argv = ["journalctl", "--no-pager", "-o", "json", f"MESSAGE_ID={trail.DAEMON_ID}",
+            f"MESSAGE_ID={trail.GATEWAY_ID}", *(["--since", a.since] if a.since else [])]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, errors="replace")
+    except OSError as e:
+        raise Refused(f"cannot run journalctl: {e.strerror}") from None
+    if r.returncode != 0:
+        raise Refused(r.stderr.strip().removeprefix("journalctl: ") or "journalctl failed")
+    entries = [_entry(json.loads(line)) for line in r.stdout.splitlines() if line.startswith("{")]
+    if a.json:
+        out.as_json(entries)
+        return
+    out.table(("TIME", "WHO", "ACTION", "TARGET", "RESULT"),
+              [tuple(_printable(e[k]) for k in ("time", "who", "action", "target", "result")) for e in entries])
+
+
+def _entry(fields: dict) -> dict:
+    """One journal entry (journalctl -o json) as spdctl log shows it."""
+    def value(key) -> str:
+        v = fields.get(key, "")
+        if isinstance(v, list):  # a field given twice: the first; a binary value: its bytes
+            v = bytes(v).decode("utf-8", "replace") if all(isinstance(b, int) for b in v) else str(v[0])
+        return str(v)
+
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(value("__REALTIME_TIMESTAMP") or 0) / 1e6))
+    entry = {"time": when, "message": value("MESSAGE"),
+             **{k.removeprefix("SPD_").lower(): value(k) for k in LOG_FIELDS}}
+    from spd.audit import uid_name
+
+    uid = entry["uid"]
+    entry["who"] = f'device "{entry["device"]}"' if entry["device"] else uid_name(int(uid)) if uid.isdigit() else "-"
+    return entry
+
+
+def _printable(text: str) -> str:
+    """Control characters escaped: an entry's text cannot move the cursor or forge a line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

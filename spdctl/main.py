@@ -87,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
     wait(cmd("restore", c.backup, "restore a backup", ), "the restore").add_argument("id")
     m = cmd("monitor", c.monitor, "print each change as it happens, until interrupted")
     m.add_argument("topics", nargs="*", metavar="TOPIC", help=f"any of: {', '.join(c.TOPICS)}")
+    lg = cmd("log", c.log, "who changed what: the audit trail from the journal, oldest first")
+    lg.add_argument("--since", metavar="TIME",
+                    help="from this time on, as journalctl takes it (today, '2026-12-01 10:00', --since=-1h)")
     return p
 
 
@@ -112,6 +115,13 @@ def _positive(text: str) -> int:
 def main(argv=None) -> int:
     p = parser()
     a = p.parse_args(argv)  # exits 2 on wrong usage
+    if a.fn is c.log:  # the journal's, not the daemon's
+        try:
+            c.log(a)
+        except Refused as e:
+            print(f"spdctl: {e}", file=sys.stderr)
+            return 1
+        return 0
     interactive = sys.stdin.isatty() and not a.no_ask_password
 
     async def run():

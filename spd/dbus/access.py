@@ -19,11 +19,12 @@ import logging
 from dbus_fast import Message, MessageType
 from dbus_fast.service import ServiceInterface
 
+from .. import audit as trail
 from . import polkit
 from .callers import Caller, Callers, caller
 from .held import Held
 from .names import DBUS, DBUS_ACCESS_DENIED, PROPERTIES
-from .rules import ADMIN, Rule, declared, reads
+from .rules import ADMIN, GATEWAY, Rule, declared, reads
 
 log = logging.getLogger("spd.access")
 
@@ -113,6 +114,7 @@ class Access:
             self._authorized.discard((msg.sender, msg.serial))
         elif rule is None or not (who.kinds & rule.callers):
             log.warning("refused %s to uid %d (%s)", _label(msg), who.uid, msg.sender)
+            _audit_refusal(msg, who, rule, DBUS_ACCESS_DENIED)
             return _denied(msg, f"{_label(msg)} is not allowed for uid {who.uid}")
         caller.set(who)  # seen by the member (its audit line names the uid)
         return None
@@ -136,12 +138,20 @@ class Access:
             self.bus._process_message(msg)  # through decide() again, which lets it pass (see held.py)
             return
         log.warning("refused %s to uid %d (%s): polkit: %s", _label(msg), who.uid, msg.sender, refusal[0])
+        _audit_refusal(msg, who, self.rule(msg), refusal[0])
         if _expects_reply(msg):
             self.bus.send(Message.new_error(msg, *refusal))
 
     def _refuse(self, msg: Message, text: str) -> None:
         if _expects_reply(msg):
             self.bus.send(_denied(msg, text))
+
+
+def _audit_refusal(msg: Message, who: Caller, rule: Rule | None, error: str) -> None:
+    """A refused change is in the audit trail too (spd/audit.py); the gateway writes its own."""
+    if rule is not None and rule.change and GATEWAY not in who.kinds:
+        name = trail.action(msg.interface, msg.member)
+        trail.write(trail.daemon_entry(who.uid, name, msg.body, error), log, None)  # "refused ..." was logged
 
 
 def _label(msg: Message) -> str:

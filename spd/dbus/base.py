@@ -23,11 +23,12 @@ from dbus_fast import DBusError
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
+from .. import audit as trail
 from ..errors import SpdError
 from ..idle import CALLS
 from .callers import caller
 from .names import error_name
-from .rules import Rule, declare, reads
+from .rules import GATEWAY, Rule, declare, reads
 
 log = logging.getLogger("spd.dbus")
 audit = logging.getLogger("spd.access")
@@ -43,11 +44,14 @@ def _as_dbus(e: SpdError) -> DBusError:
 def _served(fn, member: str, rule: Rule):
     """fn (sync or async) as the bus runs it: SpdError as its D-Bus error, changes logged, counted
     while it runs. Signatures still come from fn's annotations (inspect follows functools.wraps)."""
-    def done(self, result: str) -> None:
+    def done(self, args, result: str) -> None:
         CALLS.end()
         if rule.change:
             who = caller.get()
-            audit.info("uid=%s call=%s.%s result=%s", who.uid if who else "-", self.name, member, result)
+            if who is None or GATEWAY not in who.kinds:  # the gateway writes its own entry
+                uid = who.uid if who else None
+                trail.write(trail.daemon_entry(uid, trail.action(self.name, member), args, result), audit,
+                            "uid=%s call=%s.%s result=%s", "-" if uid is None else uid, self.name, member, result)
 
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
@@ -57,9 +61,9 @@ def _served(fn, member: str, rule: Rule):
                 value = await fn(self, *args)
             except BaseException as e:
                 failure = _failure(e)
-                done(self, failure.type if isinstance(failure, DBusError) else type(e).__name__)
+                done(self, args, failure.type if isinstance(failure, DBusError) else type(e).__name__)
                 raise failure from None
-            done(self, "ok")
+            done(self, args, "ok")
             return value
     else:
         @functools.wraps(fn)
@@ -69,9 +73,9 @@ def _served(fn, member: str, rule: Rule):
                 value = fn(self, *args)
             except BaseException as e:
                 failure = _failure(e)
-                done(self, failure.type if isinstance(failure, DBusError) else type(e).__name__)
+                done(self, args, failure.type if isinstance(failure, DBusError) else type(e).__name__)
                 raise failure from None
-            done(self, "ok")
+            done(self, args, "ok")
             return value
     return wrapped
 
