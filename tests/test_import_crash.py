@@ -108,7 +108,8 @@ def test_an_interrupted_shred_is_finished_not_refused(bus, root, tmp_path, lefto
     api = dict(expected["api"])
     del expected["api"]["token"]
     legacy = (root / LEGACY).read_bytes()
-    Daemon(bus, root, tmp_path).stop()  # the import, done: tokens in var/lib/spd
+    (tmp_path / "first").mkdir()
+    assert Daemon(bus, root, tmp_path / "first").stop() == 0  # the import, done: tokens in var/lib/spd
     data = json.loads((root / USERDATA).read_text())
     data["api"] = api  # as the shred's kill left it
     (root / USERDATA).write_text(json.dumps(data, indent=4))
