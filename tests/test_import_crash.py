@@ -100,7 +100,7 @@ def test_import_killed_at_every_write_sync_rename_unlink_and_mkdir_is_finished_n
     assert kills == len(points)
 
 
-@pytest.mark.parametrize("leftover", [b"", b"\0" * 374, "renamed"])
+@pytest.mark.parametrize("leftover", [b"", b"\0" * 374, "renamed"], ids=["empty", "zeroed", "renamed"])
 def test_an_interrupted_shred_is_finished_not_refused(bus, root, tmp_path, leftover):
     """What a kill mid-shred leaves (an older spd zeroed tokens.json in place; ours renames it away
     first) is finished at the next start, never refused; api.token goes too."""
@@ -109,7 +109,9 @@ def test_an_interrupted_shred_is_finished_not_refused(bus, root, tmp_path, lefto
     del expected["api"]["token"]
     legacy = (root / LEGACY).read_bytes()
     (tmp_path / "first").mkdir()
-    assert Daemon(bus, root, tmp_path / "first").stop() == 0  # the import, done: tokens in var/lib/spd
+    first = Daemon(bus, root, tmp_path / "first")  # the import, done: tokens in var/lib/spd
+    assert call(bus, TOKENS, "Authenticate", "s", TOKEN) == ["primary_token"]
+    assert first.stop() == 0
     data = json.loads((root / USERDATA).read_text())
     data["api"] = api  # as the shred's kill left it
     (root / USERDATA).write_text(json.dumps(data, indent=4))
