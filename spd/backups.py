@@ -44,8 +44,9 @@ B2_PATH = "sfbackup"  # where 1.2 servers kept their repository in the bucket
 CHECK_TIMEOUT = 120.0  # seconds for a look at the repository (B2 may be unreachable)
 RESTORE_WRITTEN = 0.9  # progress once restic wrote everything; moving it into place is the rest
 RESTORE_POLL = 0.5  # seconds between looks at what restore wrote
-BUCKET = re.compile(r"^[A-Za-z0-9-]{1,63}$")
-CREDENTIAL = re.compile(r"^[\x21-\x7e]{1,256}$")  # printable ASCII, no spaces
+# Matched whole (fullmatch): `$` would let a trailing newline through into userdata and the log.
+BUCKET = re.compile(r"[A-Za-z0-9-]{1,63}")
+CREDENTIAL = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII, no spaces
 
 
 class Backups:
@@ -63,6 +64,7 @@ class Backups:
         self._list_shown = 0  # which of them self.snapshots is: an older one never replaces a newer
         self.on_change = None  # callable() after state, progress, error_message or snapshots changed
         self._operation: asyncio.Task | None = None  # the one running check, backup or restore
+        self._running = ""  # which of them: "check", "backup" or "restore"
         self._reloading: asyncio.Task | None = None
         self._recheck = False  # the credentials changed while an operation ran
         self._checked = None  # the repository the state was last found for (None: none checked)
@@ -82,7 +84,7 @@ class Backups:
                                   ("bucket", bucket, BUCKET)):
             if not value:
                 raise InvalidArgument(f"{name} is required")
-            if not rule.match(value):
+            if not rule.fullmatch(value):
                 raise InvalidArgument(f"{name} is not a valid Backblaze {name}")
         await self.userdata.update_async(lambda data: data.update(
             backblaze={"accountId": account_id, "accountKey": account_key, "bucket": bucket}))
@@ -115,15 +117,17 @@ class Backups:
 
     def start_backup(self) -> None:
         self._ready_for("a backup")
-        self._set(BACKING_UP, 0.0, "")  # before the reply: a status asked right after must not say idle
-        self._begin(self._backup())
+        # Before the reply: a status asked right after must not say idle. A first backup creates
+        # the repository before it backs up: its states go INITIALIZING, BACKING_UP, INITIALIZED.
+        self._set(INITIALIZING if self.state == NOT_INITIALIZED else BACKING_UP, 0.0, "")
+        self._begin(self._backup(), "backup")
         log.info("backup started")
 
     def start_restore(self, snapshot_id: str) -> None:
         self._ready_for("a restore", restore=True)
         snapshot = self._find(snapshot_id)
         self._set(RESTORING, 0.0, "")
-        self._begin(self._restore(snapshot))
+        self._begin(self._restore(snapshot), "restore")
         log.info("restore of snapshot %s started", snapshot["short_id"])
 
     # --- the state machine ------------------------------------------------------------------
@@ -151,12 +155,12 @@ class Backups:
                 self._check()  # userdata got a key behind our back: look at it first
                 raise NotReady("The backup repository is being checked; try again shortly")
             raise NotReady(f"No backup key: set the Backblaze credentials before {what}")
+        if self.busy() and self._running != "check":  # a first backup is INITIALIZING for a while
+            raise Busy("A restore is in progress" if self._running == "restore" else "A backup is in progress")
         if self.state == INITIALIZING:
             raise NotReady("The backup repository is being initialized; try again shortly")
         if restore and self.state == NOT_INITIALIZED:
             raise NotReady("The backup repository is not initialized: there is nothing to restore")
-        if self.busy():
-            raise Busy("A restore is in progress" if self.state == RESTORING else "A backup is in progress")
 
     def _find(self, snapshot_id: str) -> dict:
         if snapshot_id:
@@ -165,7 +169,8 @@ class Backups:
                     return snapshot
         raise NotFound(f"No backup with id {snapshot_id[:64]!r}")
 
-    def _begin(self, work) -> None:
+    def _begin(self, work, running: str) -> None:
+        self._running = running
         self._operation = asyncio.get_running_loop().create_task(self._guarded(work))
 
     async def _guarded(self, work) -> None:
@@ -212,7 +217,7 @@ class Backups:
             self._set(NO_KEY, 0.0, "")
             return
         self._set(INITIALIZING, 0.0, "")
-        self._begin(self._check_repository())
+        self._begin(self._check_repository(), "check")
 
     async def _check_repository(self) -> None:
         if self.staging.exists():  # a restore was killed with the daemon
@@ -287,8 +292,7 @@ class Backups:
         if repo is None:
             self._set(NO_KEY)
             return
-        self._set(BACKING_UP, 0.0, "")
-        try:
+        try:  # start_backup showed INITIALIZING or BACKING_UP already, from what it knew
             await restic.run(repo, ["cat", "config"], timeout=CHECK_TIMEOUT)
         except ResticError as e:
             if e.kind != restic.MISSING:
@@ -296,7 +300,7 @@ class Backups:
             self._set(INITIALIZING)
             await restic.run(repo, ["init"], timeout=CHECK_TIMEOUT)
             log.info("restic repository initialized at %s", repo.location)
-            self._set(BACKING_UP)
+        self._set(BACKING_UP)
         summary = {}
 
         def on_line(line: str) -> None:

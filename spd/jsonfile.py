@@ -270,7 +270,9 @@ class JsonFile:
             return outcomes
 
     def remove_stale_temps(self) -> None:
-        """Delete temp files that a killed writer left behind (under the lock, so never a live one)."""
+        """Delete temp files that a killed writer left behind (under the lock, so never a live one),
+        at start: they may hold secrets (the token store's digests). Blocking. A folder that cannot
+        be written is only logged: reads still work, and each change will say why it cannot."""
         if not self.path.parent.is_dir():
             return
         try:
@@ -281,7 +283,7 @@ class JsonFile:
                     except FileNotFoundError:
                         pass
         except OSError as e:  # e.g. a read-only folder
-            raise Failed(f"Cannot remove temp files next to {self.path.name}: {e.strerror or e}") from None
+            log.error("Cannot remove temp files next to %s: %s", self.path.name, e.strerror or e)
 
     def _read_text(self) -> str:
         try:
@@ -319,7 +321,7 @@ class JsonFile:
 
     @contextmanager
     def _locked(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path.parent)
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -355,14 +357,32 @@ class JsonFile:
         # The new file is in place now: a failing folder sync must not report the change as not
         # made (callers would be told "left unchanged" about a file that changed).
         try:
-            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            sync_folder(folder)
         except OSError as e:
             log.warning("%s was replaced, but syncing its folder failed: %s", self.path.name, e.strerror or e)
         return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder: the names created, renamed or removed in it survive a power loss."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_folder(folder: Path) -> None:
+    """mkdir -p that syncs the parent of each folder it creates: otherwise a power loss may forget
+    the new folder, and with it every file synced inside (var/lib/spd in var/lib)."""
+    if folder.is_dir():
+        return
+    make_folder(folder.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:  # made meanwhile by another writer, who syncs its parent
+        return
+    sync_folder(folder.parent)
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode  # C-accelerated

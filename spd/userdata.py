@@ -3,21 +3,14 @@
 Every change goes through JsonFile.update (locked, atomic, mode kept, unknown keys kept). A missing or
 corrupt file is an error (spd.errors.Failed), never a silent reset."""
 
-import logging
-
 from .config import Config
 from .errors import Failed
 from .jsonfile import JsonFile
 
-log = logging.getLogger("spd.userdata")
-
 
 def open_userdata(config: Config) -> JsonFile:
     userdata = JsonFile(config.userdata, mode=0o600)
-    try:
-        userdata.remove_stale_temps()  # what a writer killed mid-write left behind
-    except Failed as e:  # the folder cannot be written: reads still work, changes will say why not
-        log.error("%s", e.message)
+    userdata.remove_stale_temps()  # what a writer killed mid-write left behind
     return userdata
 
 

@@ -16,7 +16,7 @@ from . import output as out
 from .bus import Daemon, Refused
 
 RUNNING_JOB = ("", "running")  # no result yet: not started by us, or still running
-BACKUP_RUNNING = ("BACKING_UP", "RESTORING")
+BACKUP_RUNNING = ("INITIALIZING", "BACKING_UP", "RESTORING")  # a first backup creates the repository first
 STATES = {0: "running", 3: "stopped", 4: "missing"}
 
 # Topic (as GET /events names them) -> (interface, properties whose change it reports, its route):

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack import BUS_NAME, TOKEN, Daemon, Gateway, call, get_property
+from stack import BUS_NAME, TOKEN, Daemon, Gateway, call, dbus_call, eventually, get_property
 
 BACKUPS = "org.selfprivacy.Backups1"
 STATUS = "/services/restic/backup/status"
@@ -203,10 +203,13 @@ class CmdlineSampler(threading.Thread):
 
 
 class BusMonitor(threading.Thread):
-    """busctl monitor, line-buffered, collecting Backups1 PropertiesChanged as they arrive."""
+    """busctl monitor, line-buffered, collecting Backups1 PropertiesChanged as they arrive. A signal
+    that only invalidates a property is followed by a Get of its value (a state that Get reads again
+    is recorded once: the daemon signals only changes)."""
 
     def __init__(self, bus):
         super().__init__(daemon=True)
+        self.bus = bus
         self.proc = subprocess.Popen(["stdbuf", "-oL", "busctl", f"--address={bus.address}", "--json=short",
                                       "monitor", BUS_NAME], stdout=subprocess.PIPE, text=True)
         self.states, self.progress = [], []
@@ -218,11 +221,14 @@ class BusMonitor(threading.Thread):
             msg = json.loads(line)
             if msg.get("member") != "PropertiesChanged" or msg["payload"]["data"][0] != BACKUPS:
                 continue
-            changed = msg["payload"]["data"][1]
-            if "State" in changed:
-                self.states.append(changed["State"]["data"])
-            if "Progress" in changed:
-                self.progress.append(changed["Progress"]["data"])
+            changed, invalidated = msg["payload"]["data"][1:3]
+            for name, values in (("State", self.states), ("Progress", self.progress)):
+                if name in changed:
+                    values.append(changed[name]["data"])
+                elif name in invalidated:
+                    value = get_property(self.bus, BACKUPS, name)
+                    if name == "Progress" or value not in self.states[-1:]:
+                        values.append(value)
 
     def wait_for_state(self, state, timeout=WAIT, after=None):
         """Until `state` was signalled (after the first `after`, when given)."""
@@ -389,6 +395,53 @@ def test_progress_rises_live_and_one_operation_at_a_time(stack, root, bus, repo)
     # The properties themselves.
     got = _busctl_get(bus, "State", "Progress", "ErrorMessage")
     assert got == ["INITIALIZED", 1.0, ""]
+
+
+def test_first_backup_initializes_then_backs_up_without_flicker(stack, bus):
+    """The first backup creates the repository: INITIALIZING from the reply on, then BACKING_UP,
+    then INITIALIZED (it went BACKING_UP, INITIALIZING, BACKING_UP, INITIALIZED); a second backup
+    meanwhile is refused as one in progress. The next backup goes BACKING_UP, INITIALIZED."""
+    stack.wait_for("NOT_INITIALIZED")
+    monitor = BusMonitor(bus)
+    try:
+        assert stack.api.put("/services/restic/backup/create").status_code == 200
+        assert stack.status()["status"] == "INITIALIZING"  # the state changes before the reply
+        with paused(wait_for_restic(stack.daemon, b"init")):
+            assert stack.status()["status"] == "INITIALIZING"
+            second = stack.api.put("/services/restic/backup/create")
+            assert (second.status_code, second.json()) == (409, {"error": "A backup is in progress"})
+        assert stack.wait_for("INITIALIZED", "ERROR")["status"] == "INITIALIZED", stack.log()
+        first = eventually(lambda: list(monitor.states), ["INITIALIZING", "BACKING_UP", "INITIALIZED"])
+        backup(stack)
+        then = eventually(lambda: monitor.states[len(first):], ["BACKING_UP", "INITIALIZED"])
+    finally:
+        monitor.stop()
+    assert first == ["INITIALIZING", "BACKING_UP", "INITIALIZED"], stack.log()
+    assert then == ["BACKING_UP", "INITIALIZED"]
+    assert get_property(bus, BACKUPS, "State") == "INITIALIZED"
+
+
+@pytest.mark.parametrize("field", ["accountId", "accountKey", "bucket"])
+def test_backblaze_fields_with_a_trailing_newline_are_refused(bus, root, tmp_path, field):
+    """A field ending in a newline is refused over HTTP (400) and over D-Bus, and nothing is written:
+    it would reach userdata.json and split the log line naming the bucket."""
+    s = Stack(bus, root, tmp_path, {})
+    userdata = root / "etc/nixos/userdata/userdata.json"
+    good = {"accountId": "005abc", "accountKey": FAKE_B2_KEY, "bucket": "my-bucket"}
+    try:
+        before = userdata.read_bytes()
+        bad = dict(good, **{field: good[field] + "\n"})
+        r = s.api.put("/services/restic/backblaze/config", json=bad)
+        assert (r.status_code, r.json()) == (400, {"error": f"{field} is not a valid Backblaze {field}"})
+        error, body = dbus_call(bus, BACKUPS, "SetBackblazeConfig", "sss",
+                                bad["accountId"], bad["accountKey"], bad["bucket"])
+        assert (error, body) == ("org.selfprivacy.Error.InvalidArgument",
+                                 [f"{field} is not a valid Backblaze {field}"])
+        assert userdata.read_bytes() == before
+        assert s.status()["status"] == "NO_KEY"
+    finally:
+        s.close()
+    assert "Backblaze credentials set" not in s.log()
 
 
 def _busctl_get(bus, *names):
