@@ -89,7 +89,11 @@ def refresh(interfaces) -> None:
 
 
 async def serve(config) -> int:
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _log_stacks)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, _log_stacks)
+    stop = asyncio.Event()  # from the start: a stop asked for while starting is a clean stop once ready
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     bus = await message_bus(config.bus).connect()
     interfaces, watcher = await build(config, bus)
     gc.freeze()  # what start-up made lives as long as we do: no full collection scans it again
@@ -123,10 +127,6 @@ async def serve(config) -> int:
     def idle_for() -> float:
         return 0.0 if busy(interfaces) else calls_idle_for()
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     disconnected = asyncio.ensure_future(bus.wait_for_disconnect())
     waiting = {disconnected, asyncio.ensure_future(stop.wait())}
     idle = None
