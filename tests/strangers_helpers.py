@@ -4,6 +4,9 @@ bus) and tests/test_container_strangers.py (booted systemd); passed with -c, so 
 read the checkout runs them too."""
 
 import json
+import subprocess
+import threading
+import time
 
 BUS_NAME = "org.selfprivacy.Daemon"
 PATH = "/org/selfprivacy/Daemon"
@@ -85,3 +88,31 @@ def leaks(signals: list) -> list:
 
 def invalidated(signals: list) -> set:
     return {(s[2][0], name) for s in signals if s[1] == "PropertiesChanged" for name in s[2][2]}
+
+
+class Listener:
+    """LISTEN run as a stranger (prefix: setpriv, and nsenter for a container); its lines collected
+    by a thread."""
+
+    def __init__(self, prefix: list, python: str, address: str, env: dict):
+        self.proc = subprocess.Popen([*prefix, python, "-c", LISTEN, address, RULE], cwd="/", env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.lines = []
+        self._thread = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._thread.start()
+
+    def wait_for(self, interface, name, timeout=30):
+        """Until a signal of that property came (with its value or without)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = received(list(self.lines))
+            named = invalidated(got) | {(s[2][0], n) for s in got if s[1] == "PropertiesChanged" for n in s[2][1]}
+            if (interface, name) in named or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self._thread.join(10)

@@ -5,8 +5,6 @@ a value; signals it forges to the gateway change nothing there."""
 import os
 import signal
 import subprocess
-import threading
-import time
 
 import httpx
 
@@ -14,7 +12,7 @@ import ssh_helpers as keys
 from deploy_helpers import AS_NOBODY
 from sse import Events
 from stack import PYTHON, TOKEN, Daemon, Gateway, busctl, call
-from strangers_helpers import FORGE, LISTEN, RULE, invalidated, leaks, received
+from strangers_helpers import FORGE, Listener, invalidated, leaks
 from test_backups import PASSWORD, daemon_env, private_tmp, repo, restic  # noqa: F401 (fixtures)
 from test_deploy import gateway_group, reachable, system_bus  # noqa: F401 (fixtures)
 
@@ -25,36 +23,9 @@ BACKUPS = "org.selfprivacy.Backups1"
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
-class Listener:
-    """LISTEN run as nobody; its lines collected by a thread."""
-
-    def __init__(self, bus):
-        self.proc = subprocess.Popen([*AS_NOBODY, PYTHON, "-c", LISTEN, bus.address, RULE], cwd="/", env=ENV,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
-        self.lines = []
-        self._thread = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
-        self._thread.start()
-
-    def wait_for(self, interface, name, timeout=30):
-        """Until a signal of that property came (with its value or without)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = received(list(self.lines))
-            named = invalidated(got) | {(s[2][0], n) for s in got if s[1] == "PropertiesChanged" for n in s[2][1]}
-            if (interface, name) in named or time.monotonic() > deadline:
-                return got
-            time.sleep(0.05)
-
-    def stop(self):
-        self.proc.stdin.close()
-        self.proc.wait(10)
-        self._thread.join(10)
-
-
 def test_a_stranger_listening_to_the_daemon_learns_no_value(system_bus, root, tmp_path, daemon_env, repo):  # noqa: F811
     daemon = Daemon(system_bus, root, tmp_path, env=daemon_env)
-    listener = Listener(system_bus)
+    listener = Listener(AS_NOBODY, PYTHON, system_bus.address, ENV)
     try:
         key = keys.ed25519("stranger@test")
         call(system_bus, USERS, "Create", "ss", "dave", "secret-password")
