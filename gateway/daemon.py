@@ -1,6 +1,11 @@
 """The gateway's one connection to the daemon, its cache of authenticated tokens, and (mirror.py) its
 copy of the daemon's properties, which both follow the daemon's signals on this connection.
 
+Anyone on the bus may send us a signal (unicast to our unique name, whatever the match rules say), so
+a signal counts only from its true source: NameOwnerChanged from the bus itself, Tokens1.Changed and
+PropertiesChanged from the daemon's current unique name, learnt with GetNameOwner when we connect and
+from every NameOwnerChanged of its name after that.
+
 A request costs one D-Bus round trip when its token is cached, none when it reads a mirrored
 property. The cache is emptied by the daemon's
 Tokens1.Changed signal (sent before the reply of the call that changed tokens, and the bus keeps
@@ -17,7 +22,7 @@ import logging
 from dbus_fast import Message, MessageType
 from dbus_fast.errors import DBusError
 
-from spd.dbus.names import BUS_NAME, PATH, TOKENS, message_bus
+from spd.dbus.names import BUS_NAME, PATH, PROPERTIES, TOKENS, message_bus
 
 from . import mirror
 from .errors import HTTPError, from_dbus, unreachable
@@ -27,6 +32,7 @@ log = logging.getLogger("spd-gateway")
 CALL_TIMEOUT = 30.0  # calls that change something: a git pull, a job's start
 READ_TIMEOUT = 10.0  # reads: a daemon that stopped answering must not hold them for the full 30 s
 CACHE_MAX = 4096
+DBUS = "org.freedesktop.DBus"
 
 
 class Daemon:
@@ -37,6 +43,8 @@ class Daemon:
         self._auth: dict[bytes, str] = {}
         self._generation = 0
         self._cache = False  # whether the signals that empty the cache reach us
+        self._owner = None  # the daemon's unique name: only its signals count (None: not running)
+        self._owner_changes = 0  # NameOwnerChanged seen: a GetNameOwner reply older than one is stale
         self.mirror = mirror.Mirror(functools.partial(self.call, timeout=READ_TIMEOUT))
         self.token_listeners = []  # called when any token may have been deleted or replaced
 
@@ -45,6 +53,7 @@ class Daemon:
             if self.bus is not None and self.bus.connected:
                 return self.bus
             self._forget()
+            self._owner = None
             try:
                 bus = await message_bus(self.address).connect()
             except (OSError, EOFError, DBusError, ValueError) as e:
@@ -52,22 +61,30 @@ class Daemon:
                 raise unreachable() from None
             bus.add_message_handler(self._on_message)
             watched = True
-            for rule in (f"type='signal',sender='{BUS_NAME}',interface='{TOKENS}',member='Changed'",
-                         "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
-                         f"arg0='{BUS_NAME}'", mirror.RULE):
-                reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                               interface="org.freedesktop.DBus", member="AddMatch",
-                                               signature="s", body=[rule]))
+            for rule in (f"type='signal',sender='{DBUS}',member='NameOwnerChanged',arg0='{BUS_NAME}'",
+                         f"type='signal',sender='{BUS_NAME}',interface='{TOKENS}',member='Changed'",
+                         mirror.RULE):
+                reply = await self._bus_call(bus, "AddMatch", "s", rule)
                 if reply.message_type == MessageType.ERROR:
                     watched = False
                     log.warning("cannot watch the daemon's signals (%s): every request will be authenticated "
                                 "and answered by the daemon", reply.error_name)
+            # After the match on NameOwnerChanged: an owner change from now on is seen either way.
+            seen = self._owner_changes
+            reply = await self._bus_call(bus, "GetNameOwner", "s", BUS_NAME)
+            if seen == self._owner_changes:  # (else that signal, newer than this reply, told us)
+                self._owner = reply.body[0] if reply.message_type == MessageType.METHOD_RETURN else None
             # Without the signals a cached token would outlive its deletion and a mirrored property
             # its change: cache and mirror only with them.
             self._cache = self.mirror.enabled = watched
             self.bus = bus
             self._watch = asyncio.get_running_loop().create_task(self._until_disconnected(bus))
             return bus
+
+    @staticmethod
+    async def _bus_call(bus, member: str, signature: str, arg: str):
+        return await bus.call(Message(destination=DBUS, path="/org/freedesktop/DBus", interface=DBUS,
+                                      member=member, signature=signature, body=[arg]))
 
     async def _until_disconnected(self, bus):
         """A lost connection loses the signals too: forget what they kept current."""
@@ -137,10 +154,16 @@ class Daemon:
             listener()
 
     def _on_message(self, msg):
-        self.mirror.on_message(msg)
-        if msg.message_type == MessageType.SIGNAL:
+        if msg.message_type != MessageType.SIGNAL:
+            self.mirror.on_message(msg)  # replies: the bus delivers one only from whom we called
+        elif msg.member == "NameOwnerChanged" and msg.sender == DBUS and msg.interface == DBUS \
+                and msg.body and msg.body[0] == BUS_NAME:
+            self._owner_changes += 1
+            self._owner = msg.body[2] or None
+            self._forget()
+        elif self._owner is not None and msg.sender == self._owner and msg.path == PATH:
             if msg.member == "Changed" and msg.interface == TOKENS:
                 self._forget(owner_changed=False)
-            elif msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == BUS_NAME:
-                self._forget()
+            elif msg.interface == PROPERTIES:
+                self.mirror.on_message(msg)
         return None

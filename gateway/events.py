@@ -7,7 +7,12 @@ route: an event per change of an entry of System1.Jobs.
 A stream keeps at most one unsent event per topic (and per job name): a newer state replaces an older
 one that the client has not read yet. So a slow client costs a bounded amount of memory and never
 holds up the others; one that reads nothing at all is cut off by the answer deadline (protocol.py),
-which only a line sent resets: KEEPALIVE must stay below it.
+which only a line sent resets: KEEPALIVE must stay below it. A client that vanished without closing
+(a phone off the network) is found by the kernel: the keep-alives stay unacknowledged, and
+TCP_USER_TIMEOUT closes the connection after USER_TIMEOUT instead of TCP's ~16 minutes of retries.
+
+An HTTP/1.0 client has no chunked encoding (RFC 9112 7.1): it gets the full state as one response
+with its length, and reconnects for news as after any end of the stream.
 """
 
 import asyncio
@@ -15,8 +20,9 @@ import hashlib
 import json
 import logging
 import os
+import socket
 
-from spd.dbus.names import SYSTEM
+from spd.dbus.names import SYSTEM, TOKENS
 
 from .errors import HTTPError
 from .routes import ROUTES, Ctx
@@ -26,6 +32,9 @@ log = logging.getLogger("spd-gateway")
 # The comment line that keeps proxies and the app's HTTP stack from closing an idle stream.
 KEEPALIVE = float(os.environ.get("SPD_EVENTS_KEEPALIVE", "15"))
 MAX_PER_TOKEN = 8
+MAX_STREAMS = int(os.environ.get("SPD_EVENTS_MAX_STREAMS", "1024"))  # all tokens: 1 descriptor each
+USER_TIMEOUT = float(os.environ.get("SPD_EVENTS_USER_TIMEOUT", "60"))  # seconds unacknowledged data may wait
+JOBS = (SYSTEM, ("Jobs",))  # what the job topic follows
 JOB = "job"
 TOPICS = {r.topic: r for r in ROUTES if r.topic}
 ALL_TOPICS = (*TOPICS, JOB)
@@ -85,24 +94,39 @@ class Hub:
         self.streams: dict[bytes, set[Stream]] = {}  # token hash -> its streams
         self._recheck = None
         self._again = False
+        self._tokens_held = False  # a tokens event waits for the token check running now
+        self.count = 0
         daemon.mirror.listeners.append(self._changed)
         daemon.token_listeners.append(self._tokens_changed)
 
     def open(self, token: str, device: str, topics: tuple) -> Stream:
+        if self.count >= MAX_STREAMS:
+            raise HTTPError(503, f"Too many event streams (at most {MAX_STREAMS}); try again later")
         key = hashlib.sha256(token.encode()).digest()
         mine = self.streams.setdefault(key, set())
         if len(mine) >= MAX_PER_TOKEN:
             raise HTTPError(429, f"At most {MAX_PER_TOKEN} event streams per token")
         stream = Stream(token, device, topics)
         mine.add(stream)
+        self.count += 1
+        self._watch(stream, 1)
         return stream
 
     def close(self, stream: Stream) -> None:
         key = hashlib.sha256(stream.token.encode()).digest()
         mine = self.streams.get(key, set())
-        mine.discard(stream)
+        if stream in mine:
+            mine.discard(stream)
+            self.count -= 1
+            self._watch(stream, -1)
         if not mine:
             self.streams.pop(key, None)
+
+    def _watch(self, stream: Stream, by: int) -> None:
+        """The mirror reads again what a stream follows whenever the daemon says it changed."""
+        for topic in stream.topics:
+            props = TOPICS[topic].props if topic != JOB else None
+            self.daemon.mirror.watch(*((props.interface, props.names) if props else JOBS), by=by)
 
     def end_all(self) -> None:
         for mine in self.streams.values():
@@ -115,7 +139,12 @@ class Hub:
         later as usual. When none can be read, the stream answers that error."""
         failed = None
         for topic in stream.topics:
-            if topic != JOB:
+            if topic == JOB:  # no event, but the jobs as they are now: the next change is news
+                try:
+                    await self.daemon.mirror.get(*JOBS)
+                except HTTPError:
+                    pass
+            else:
                 props = TOPICS[topic].props
                 try:
                     values = await self.daemon.mirror.get(props.interface, props.names)
@@ -129,10 +158,20 @@ class Hub:
         if interface is None:  # the daemon went away or restarted: clients reconnect for full state
             self.end_all()
             return
+        if interface == TOKENS and self._recheck is not None and not self._recheck.done():
+            # Devices changed with the token check running: a stream whose token is gone ends
+            # without this news of its own removal; the others get it once the check is done.
+            self._tokens_held = True
+            return
+        self._put(interface, new, before)
+
+    def _put(self, interface, new: dict, before: dict) -> None:
         values = self.daemon.mirror.cached(interface)
         bodies = {}  # (topic, device) -> event text: made once per change, not once per stream
         for mine in self.streams.values():
             for stream in mine:
+                if stream.ended:
+                    continue
                 for topic in stream.topics:
                     if topic == JOB:
                         if interface == SYSTEM and "Jobs" in new:
@@ -176,6 +215,10 @@ class Hub:
                 except HTTPError:  # deleted or replaced (401), or the daemon is gone (503)
                     for stream in list(mine):
                         stream.end()
+        if self._tokens_held:
+            self._tokens_held = False
+            names = self.daemon.mirror.cached(TOKENS)
+            self._put(TOKENS, dict(names), {})
 
 
 async def serve(request, hub: Hub, token: str, device: str, topics: tuple):
@@ -185,6 +228,13 @@ async def serve(request, hub: Hub, token: str, device: str, topics: tuple):
     stream = hub.open(token, device, topics)
     try:
         await hub.full_state(stream)
+        if request.version == "1.0":
+            text = stream.take().encode()
+            response = await request.respond(headers={**HEADERS, "Content-Length": str(len(text))},
+                                             content_type="text/event-stream")
+            await response.send(text)
+            return
+        _user_timeout(request)
         response = await request.respond(headers=HEADERS, content_type="text/event-stream")
         while True:
             try:
@@ -199,3 +249,9 @@ async def serve(request, hub: Hub, token: str, device: str, topics: tuple):
         await response.eof()
     finally:
         hub.close(stream)
+
+
+def _user_timeout(request) -> None:
+    sock = request.transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(USER_TIMEOUT * 1000))

@@ -104,11 +104,14 @@ class LogindMock(Mock):
 
 
 class Signals:
-    """Records the PropertiesChanged signals the daemon sends, from a D-Bus connection of its own
-    (a thread with its own event loop). The match rule is in place when the constructor returns."""
+    """Records the daemon's property changes, from a D-Bus connection of its own (a thread with its
+    own event loop): a PropertiesChanged names what changed (spd never sends a value in a signal), so
+    each is read with Properties.Get, in the order the signals came (a value that cannot be read now
+    is left out). The match rule is in place when the constructor returns."""
 
     def __init__(self, bus: Bus):
-        self.received = []  # (interface, {property: value})
+        self.received = []  # (interface, {property: value as read after its signal})
+        self.raw = []  # (interface, changed values, invalidated names): the signals as they came
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -117,6 +120,8 @@ class Signals:
 
     async def _connect(self, address):
         self._bus = await MessageBus(bus_address=address).connect()
+        self._queue = asyncio.Queue()
+        self._reader = asyncio.ensure_future(self._read())
         self._bus.add_message_handler(self._on_message)
         rule = (f"type='signal',path='{PATH}',interface='org.freedesktop.DBus.Properties',"
                 "member='PropertiesChanged'")
@@ -127,9 +132,22 @@ class Signals:
 
     def _on_message(self, msg):
         if msg.message_type == MessageType.SIGNAL and msg.member == "PropertiesChanged":
-            interface, changed, _ = msg.body
+            interface, changed, invalidated = msg.body
+            self.raw.append((interface, changed, invalidated))
+            self._queue.put_nowait((msg.sender, interface, invalidated))
+
+    async def _read(self):
+        while True:
+            sender, interface, names = await self._queue.get()
+            values = {}
+            for name in names:
+                reply = await self._bus.call(Message(destination=sender, path=PATH,
+                                                     interface="org.freedesktop.DBus.Properties",
+                                                     member="Get", signature="ss", body=[interface, name]))
+                if reply.message_type == MessageType.METHOD_RETURN:
+                    values[name] = reply.body[0].value
             with self._cond:
-                self.received.append((interface, {k: v.value for k, v in changed.items()}))
+                self.received.append((interface, values))
                 self._cond.notify_all()
 
     def wait(self, count: int, timeout: float = 10) -> list:
@@ -144,6 +162,7 @@ class Signals:
 
     def close(self):
         async def stop():
+            self._reader.cancel()
             self._bus.disconnect()
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -266,3 +266,85 @@ def test_keep_alive_comes_before_the_answer_deadline():
     answer deadline would cut a quiet stream off."""
     from gateway import events, protocol
     assert events.KEEPALIVE < protocol.RESPONSE_DEADLINE
+
+
+# --- issue 16: restarts, revocation, HTTP/1.0, the cap, vanished clients -------------------------
+
+def test_every_topic_right_after_a_daemon_restart(systemd, gateway, daemon, bus, root, tmp_path):  # noqa: F811
+    """Streams opened after spd restarted hear every change: the job topic too, which reads no
+    property when it opens, so only the bus (GetNameOwner, NameOwnerChanged) tells the gateway who
+    the new daemon is."""
+    systemd.add_unit("sp-nixos-rebuild.service")
+    systemd.add_unit("postfix.service", "inactive")
+    assert daemon.stop() == 0
+    (tmp_path / "again").mkdir()
+    again = Daemon(bus, root, tmp_path / "again")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        with Events(gateway.url, topics="job") as job:  # first: nothing has read from the new daemon
+            assert job.status == 200
+            with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as api:
+                assert api.get("/system/configuration/apply").status_code == 200
+                job.until("job", {"name": "apply", "result": "done"})
+                with Events(gateway.url, topics=",".join(topics())) as events:
+                    assert sorted(t for t, _ in events.take(len(topics()))) == sorted(topics())
+                    assert api.post("/users", json={"username": "fresh", "password": "secret"}).status_code == 201
+                    assert "fresh" in events.until("users")[-1][1]
+                    assert api.put("/services/ssh", json={"enable": False}).status_code == 200
+                    assert events.until("ssh")[-1][1]["enable"] is False
+                    systemd.set_state("postfix.service", "active")
+                    assert events.until("services")[-1][1]["smtp"] == 0
+                    assert api.put("/system/configuration/timezone", json={"timezone": "Asia/Tokyo"}).status_code == 200
+                    assert events.until("timezone")[-1][1] == "Asia/Tokyo"
+                    r = api.put("/system/configuration/autoUpgrade", json={"enable": False})
+                    assert r.status_code == 200, r.text
+                    assert events.until("autoUpgrade")[-1][1]["enable"] is False
+                    assert api.request("DELETE", "/auth/tokens", json={"token_name": "second_token"}).status_code == 200
+                    assert [t["name"] for t in events.until("tokens")[-1][1]] == ["primary_token"]
+    finally:
+        assert again.stop() == 0
+
+
+def test_a_stream_never_hears_of_its_own_revocation(gateway, api):
+    """The stream of a deleted token ends without the tokens event listing the devices left; the
+    other token's stream gets it."""
+    with Events(gateway.url, token=SECOND_TOKEN, topics="tokens") as second, \
+            Events(gateway.url, topics="tokens") as first:
+        assert second.next()[0] == "tokens" and first.next()[0] == "tokens"
+        assert api.request("DELETE", "/auth/tokens", json={"token_name": "second_token"}).status_code == 200
+        assert [t["name"] for t in first.next()[1]] == ["primary_token"]
+        assert second.next() is None
+
+
+def test_http_1_0_gets_the_full_state_without_chunked_encoding(gateway):
+    """HTTP/1.0 has no chunked encoding (RFC 9112 7.1): one response with its length, then the end."""
+    import socket
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as s:
+        s.sendall(f"GET /events?topics=timezone HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0].split()[1] == "200", head
+    assert not any(line.startswith("transfer-encoding") for line in lines), head
+    assert f"content-length: {len(body)}" in lines, head
+    assert body == b'event: timezone\ndata: "Europe/Moscow"\n\n'
+
+
+def test_streams_of_all_tokens_are_capped(bus, daemon, tmp_path):
+    gateway = Gateway(bus, tmp_path, env={"SPD_EVENTS_MAX_STREAMS": "3"})
+    streams = [Events(gateway.url, topics="timezone"), Events(gateway.url, topics="timezone"),
+               Events(gateway.url, token=SECOND_TOKEN, topics="timezone")]
+    try:
+        assert [s.status for s in streams] == [200] * 3
+        for token in (TOKEN, SECOND_TOKEN):
+            r = httpx.get(gateway.url + "/events", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 503 and "at most 3" in r.json()["error"]
+        streams.pop().close()
+        with Events(gateway.url, topics="timezone") as again:  # a closed one frees its place
+            assert again.status == 200
+    finally:
+        for s in streams:
+            s.close()
+        gateway.stop()

@@ -7,7 +7,9 @@ the result, and counts calls in progress for the idle exit. Anything else is lef
 logs the traceback locally and sends the caller only a generic error.
 
 `LiveInterface` keeps every property true: its `current()` says what each property is now, and
-`refresh()` compares that with what was last published and emits PropertiesChanged for what differs.
+`refresh()` compares that with what was last published and emits PropertiesChanged for what differs:
+the names only, never a value (EmitsChangedSignal=invalidates), since a signal reaches anyone who
+asks the bus for it while a value must pass the access check of Properties.Get.
 A refresh runs after every change the daemon makes (before the call's reply, so a client reads its
 own writes), on every property read, and when a watched file changes under the daemon (spd/watch.py).
 Signals therefore follow the effective value, whatever changed it. A state that cannot be read (a
@@ -35,6 +37,7 @@ audit = logging.getLogger("spd.access")
 
 _MISSING = object()
 DOC = "org.gtk.GDBus.DocString"
+EMITS = "org.freedesktop.DBus.Property.EmitsChangedSignal"
 
 
 def _as_dbus(e: SpdError) -> DBusError:
@@ -119,6 +122,8 @@ class LiveInterface(ServiceInterface):
             doc = getattr(getattr(type(self), member.name, None), "__doc__", None)
             if doc:
                 member.annotations[DOC] = " ".join(doc.split())
+        for member in info.properties:  # a change is announced, its value only read (Get, checked)
+            member.annotations[EMITS] = "invalidates"
         return info
 
     def current(self) -> dict:
@@ -137,11 +142,11 @@ class LiveInterface(ServiceInterface):
         self.publish(now)
 
     def publish(self, values: dict) -> None:
-        """Take these values; signal those that differ from what was published."""
+        """Take these values; signal (as invalidated) those that differ from what was published."""
         changed = {k: v for k, v in values.items() if self._published.get(k, _MISSING) != v}
         if changed:
             self._published.update(changed)
-            self.emit_properties_changed(changed)  # a no-op before export
+            self.emit_properties_changed({}, list(changed))  # a no-op before export
 
     def source(self):
         """What current() reads, if one cheap object says so (the parsed userdata.json, cached while

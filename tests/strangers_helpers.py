@@ -1,0 +1,118 @@
+"""A local stranger on the bus (issue 16): clients run as another user (a setpriv prefix) that listen
+to the daemon's signals or forge signals to the gateway. Shared by tests/test_strangers.py (private
+bus) and tests/test_container_strangers.py (booted systemd); passed with -c, so a user who cannot
+read the checkout runs them too."""
+
+import json
+import subprocess
+import threading
+import time
+
+BUS_NAME = "org.selfprivacy.Daemon"
+PATH = "/org/selfprivacy/Daemon"
+# What the stranger asks the bus for: every signal the daemon sends.
+RULE = f"type='signal',sender='{BUS_NAME}'"
+
+# argv: bus address, match rule. Prints "ready", then one JSON line per signal received, until stdin ends.
+LISTEN = r"""
+import asyncio, json, sys
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+def plain(x):
+    return x.value if isinstance(x, Variant) else repr(x)
+
+async def main():
+    bus = await MessageBus(bus_address=sys.argv[1]).connect()
+    def on(msg):
+        if msg.message_type == MessageType.SIGNAL:
+            print(json.dumps([msg.interface, msg.member, msg.body], default=plain), flush=True)
+    bus.add_message_handler(on)
+    reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                   interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+                                   body=[sys.argv[2]]))
+    assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main())
+"""
+
+# argv: bus address, the gateway's unique name. Sends forged signals to it, then asks the bus a question:
+# its answer means the bus has routed them all: whatever the gateway receives next comes after them.
+# Prints "sent".
+FORGE = r"""
+import asyncio, sys
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+async def main():
+    bus = await MessageBus(bus_address=sys.argv[1]).connect()
+    to, path = sys.argv[2], "/org/selfprivacy/Daemon"
+
+    def signal(path, interface, member, signature="", body=()):
+        return Message(message_type=MessageType.SIGNAL, destination=to, path=path, interface=interface,
+                       member=member, signature=signature, body=list(body))
+
+    for _ in range(10):
+        for msg in [
+            signal("/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged", "sss",
+                   ["org.selfprivacy.Daemon", ":1.1", ""]),
+            signal("/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged", "sss",
+                   ["org.selfprivacy.Daemon", "", bus.unique_name]),
+            signal(path, "org.selfprivacy.Tokens1", "Changed"),
+            signal(path, "org.freedesktop.DBus.Properties", "PropertiesChanged", "sa{sv}as",
+                   ["org.selfprivacy.System1", {"Timezone": Variant("s", "Forged/Zone")}, []]),
+            signal(path, "org.freedesktop.DBus.Properties", "PropertiesChanged", "sa{sv}as",
+                   ["org.selfprivacy.System1", {}, ["Timezone"]]),
+        ]:
+            await bus.send(msg)
+    reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                   interface="org.freedesktop.DBus", member="GetId"))
+    assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+    print("sent", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def received(lines: list) -> list:
+    """The listener's output after "ready": [interface, member, body] per signal."""
+    return [json.loads(line) for line in lines if line.strip() and line.strip() != "ready"]
+
+
+def leaks(signals: list) -> list:
+    """Signals that carry anything: a PropertiesChanged with values, any other with a body."""
+    return [s for s in signals if (s[2][1] if s[1] == "PropertiesChanged" else s[2])]
+
+
+def invalidated(signals: list) -> set:
+    return {(s[2][0], name) for s in signals if s[1] == "PropertiesChanged" for name in s[2][2]}
+
+
+class Listener:
+    """LISTEN run as a stranger (prefix: setpriv, and nsenter for a container); its lines collected
+    by a thread."""
+
+    def __init__(self, prefix: list, python: str, address: str, env: dict):
+        self.proc = subprocess.Popen([*prefix, python, "-c", LISTEN, address, RULE], cwd="/", env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.lines = []
+        self._thread = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._thread.start()
+
+    def wait_for(self, interface, name, timeout=30):
+        """Until a signal of that property came (with its value or without)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = received(list(self.lines))
+            named = invalidated(got) | {(s[2][0], n) for s in got if s[1] == "PropertiesChanged" for n in s[2][1]}
+            if (interface, name) in named or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self._thread.join(10)
