@@ -103,7 +103,8 @@ def timezone_script(where: Path) -> Path:
 
 
 class SignalCounter:
-    """Counts the daemon's PropertiesChanged signals that name a property, on its own thread."""
+    """Counts the daemon's PropertiesChanged signals that name a property (changed or invalidated: the
+    daemon sends only names), on its own thread."""
 
     def __init__(self, address: str, interface: str, prop: str):
         from dbus_fast import Message, MessageType
@@ -116,7 +117,7 @@ class SignalCounter:
 
         def on_message(msg):
             if (msg.message_type == MessageType.SIGNAL and msg.member == "PropertiesChanged"
-                    and msg.body and msg.body[0] == interface and prop in msg.body[1]):
+                    and msg.body and msg.body[0] == interface and (prop in msg.body[1] or prop in msg.body[2])):
                 self.count += 1
 
         async def connect():
