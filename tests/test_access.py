@@ -10,7 +10,7 @@ import time
 
 import dbus_fast
 import pytest
-from dbus_fast import Message, MessageFlag, Variant
+from dbus_fast import Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.message_bus import BaseMessageBus
 
@@ -160,10 +160,10 @@ GATEWAY_CALLER = Caller(990, frozenset({GATEWAY}))
 NOBODY = Caller(65534, frozenset())
 
 
-def _decide(member, who, interface="org.selfprivacy.Sample1", signature="", body=()):
-    checker = Access(None, [Sample()], "no-such-group-for-spd-tests")
+def _decide(member, who, interface="org.selfprivacy.Sample1", signature="", body=(), exported=Sample):
+    checker = Access(None, [exported()], "no-such-group-for-spd-tests")
     asked = []
-    checker._ask_polkit = lambda msg, who, action: asked.append(action)  # tests/test_polkit.py asks it
+    checker._ask_polkit = lambda msg, who, actions: asked.append(" ".join(actions))  # test_polkit.py asks it
     msg = Message(destination="org.selfprivacy.Daemon", path="/org/selfprivacy/Daemon", sender=":1.9",
                   serial=7, interface=interface, member=member, signature=signature, body=list(body))
     result = checker.decide(msg, who)
@@ -206,6 +206,53 @@ def test_rules_decide_property_reads_and_refuse_every_write():
     # GetAll returns Secret too: only for who may read every property.
     assert _prop("GetAll", None, ROOT_CALLER) == "allowed"
     assert _prop("GetAll", None, GATEWAY_CALLER) == "denied"
+
+
+class Credentials(ServiceInterface):
+    def __init__(self):
+        super().__init__("org.selfprivacy.Sample1")
+
+    @prop()
+    def Plain(self) -> "s":
+        return ""
+
+    @prop(reads("org.selfprivacy.tokens.manage"))
+    def Tokens(self) -> "s":
+        return ""
+
+    @prop(reads("org.selfprivacy.backups.manage"))
+    def Keys(self) -> "s":
+        return ""
+
+
+def test_get_all_needs_every_action_of_its_properties():
+    """GetAll returns every property: a caller polkit decides for needs each action they name besides
+    read (read alone when they name no other)."""
+    get_all = lambda exported: _decide("GetAll", NOBODY, "org.freedesktop.DBus.Properties", "s",
+                                       ["org.selfprivacy.Sample1"], exported)
+    assert get_all(Credentials) == "polkit org.selfprivacy.backups.manage org.selfprivacy.tokens.manage"
+    assert get_all(Sample) == "polkit org.selfprivacy.read"
+
+
+def test_the_caller_cache_forgets_its_oldest_entry_only(monkeypatch):
+    """A full cache makes room for one caller, not by forgetting every known one (each would be
+    looked up again, and its calls held meanwhile)."""
+    from spd.dbus import callers as module
+
+    class Driver:
+        async def call(self, msg):
+            return Message(message_type=MessageType.METHOD_RETURN, reply_serial=1, signature="a{sv}",
+                           body=[{"UnixUserID": Variant("u", 1000)}])
+
+    monkeypatch.setattr(module, "CACHE_MAX", 3)
+    callers = Callers(Driver(), "no-such-group-for-spd-tests")
+
+    async def run():
+        for n in range(5):
+            await callers.look_up(f":1.{n}")
+
+    asyncio.run(run())
+    assert [callers.get(f":1.{n}") is not None for n in range(5)] == [False, False, True, True, True]
 
 
 def test_refusals_cannot_forge_log_lines(caplog):

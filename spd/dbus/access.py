@@ -9,7 +9,9 @@ rule's callers; for anyone else polkit decides the action the rule names (spd/db
 call waits for its answer (other calls go on) and is then dispatched or refused.
 
 Properties are read-only (changes are methods), so Properties.Set is refused to everyone; GetAll is
-allowed to whoever may read every property of the interface. Introspectable and Peer are open to
+allowed to whoever may read every property of the interface: root and the gateway as each rule says,
+anyone else when polkit allows every action its properties name besides org.selfprivacy.read (all of
+them: Tokens1's GetAll needs tokens.manage), or read when they name no other. Introspectable and Peer are open to
 whoever the bus lets through: they reveal what data/dbus-1/interfaces ships anyway.
 """
 
@@ -23,7 +25,7 @@ from . import polkit
 from .callers import Caller, Callers, caller
 from .held import Held
 from .names import DBUS, DBUS_ACCESS_DENIED, PROPERTIES
-from .rules import ADMIN, Rule, declared, reads
+from .rules import ADMIN, READ, Rule, declared, reads
 
 log = logging.getLogger("spd.access")
 
@@ -42,9 +44,11 @@ class Access:
         self._methods: dict[tuple, Rule] = {}
         self._props: dict[tuple, Rule] = {}
         self._get_all: dict[str, Rule | None] = {}
+        self._get_all_actions: dict[str, tuple] = {}  # interface -> the polkit actions its GetAll needs
         self.undeclared: list[str] = []  # exported members without a rule: refused to everyone
-        self._asking: set[tuple] = set()  # (sender, serial) of calls waiting for polkit
-        self._authorized: set[tuple] = set()  # ... that polkit allowed, being dispatched
+        self.checks = polkit.Checks(bus)
+        self._asking: set[Message] = set()  # calls waiting for polkit
+        self._authorized: set[Message] = set()  # ... that polkit allowed, being dispatched
         self._tasks: set = set()
         for interface in interfaces:
             self._compile(interface)
@@ -61,6 +65,7 @@ class Access:
         # GetAll answers every property: only for who may read each one of them.
         reading = [self._props.get((name, p.name)) for p in info.properties]
         self._get_all[name] = reads(callers=ADMIN.intersection(*(r.callers if r else () for r in reading)))
+        self._get_all_actions[name] = tuple(sorted({r.action for r in reading if r} - {READ})) or (READ,)
 
     async def start(self) -> None:
         """Watch callers disconnect (to forget them), then check every call. Call before export."""
@@ -94,6 +99,7 @@ class Access:
         if msg.message_type is not _CALL:
             if msg.message_type is _SIGNAL and msg.member == "NameOwnerChanged" and msg.sender == DBUS:
                 self.callers.forget(msg.body[0])
+                self.checks.gone(msg.body[0])
             return None
         known = self.callers.get(msg.sender)
         if known is None:
@@ -107,32 +113,36 @@ class Access:
         if rule is _PUBLIC:
             return None
         if rule is not None and rule.callers and not who.kinds:  # neither root nor the gateway
-            if (msg.sender, msg.serial) not in self._authorized:
-                self._ask_polkit(msg, who, rule.action)
+            if msg not in self._authorized:
+                self._ask_polkit(msg, who, self.actions(msg, rule))
                 return True  # held: dispatched or refused once polkit answers
-            self._authorized.discard((msg.sender, msg.serial))
+            self._authorized.discard(msg)
         elif rule is None or not (who.kinds & rule.callers):
             log.warning("refused %s to uid %d (%s)", _label(msg), who.uid, msg.sender)
             return _denied(msg, f"{_label(msg)} is not allowed for uid {who.uid}")
         caller.set(who)  # seen by the member (its audit line names the uid)
         return None
 
-    def _ask_polkit(self, msg: Message, who: Caller, action: str) -> None:
-        key = (msg.sender, msg.serial)
-        self._asking.add(key)
-        task = asyncio.get_running_loop().create_task(self._polkit_decides(msg, who, action))
+    def actions(self, msg: Message, rule: Rule) -> tuple:
+        """The polkit actions a caller that is neither root nor the gateway needs for this call."""
+        if msg.interface == PROPERTIES and msg.member == "GetAll":
+            return self._get_all_actions[msg.body[0]]
+        return (rule.action,)
+
+    def _ask_polkit(self, msg: Message, who: Caller, actions: tuple) -> None:
+        self._asking.add(msg)
+        task = asyncio.get_running_loop().create_task(self._polkit_decides(msg, who, actions))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _polkit_decides(self, msg: Message, who: Caller, action: str) -> None:
-        """polkit's answer, however long it takes (a person may be typing a password)."""
-        key = (msg.sender, msg.serial)
+    async def _polkit_decides(self, msg: Message, who: Caller, actions: tuple) -> None:
+        """polkit's answer (a person may be typing a password; Checks bounds the rest)."""
         try:
-            refusal = await polkit.check(self.bus, msg.sender, action, polkit.interactive(msg))
+            refusal = await self.checks.check(msg.sender, who.uid, actions, polkit.interactive(msg))
         finally:
-            self._asking.discard(key)
+            self._asking.discard(msg)
         if refusal is None:
-            self._authorized.add(key)
+            self._authorized.add(msg)
             self.bus._process_message(msg)  # through decide() again, which lets it pass (see held.py)
             return
         log.warning("refused %s to uid %d (%s): polkit: %s", _label(msg), who.uid, msg.sender, refusal[0])

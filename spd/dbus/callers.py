@@ -62,8 +62,8 @@ class Callers:
             self._looking.discard(name)
             self._gone.discard(name)
         if who is not None:
-            if len(self._known) >= CACHE_MAX:
-                self._known.clear()
+            if len(self._known) >= CACHE_MAX:  # the oldest goes: it is looked up again if it calls
+                del self._known[next(iter(self._known))]
             self._known[name] = who
         return who
 
