@@ -4,7 +4,7 @@ Bus name, object path, interface names, error kinds and their HTTP statuses, the
 needs to call the interfaces (services, status keys), how a bus address is spelled (--bus / SPD_BUS),
 and the idle-exit helpers of the two activated programs. The gateway (and spdctl) import this module
 as their contract with spd; besides it, the gateway imports only what both processes share with
-systemd and the tests: spd.journal, spd.watchdog and spd.stall.
+systemd and the tests: spd.journal, spd.watchdog and spd.stall (and spd.compat, through message_bus).
 """
 
 import asyncio
