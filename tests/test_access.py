@@ -4,21 +4,18 @@ daemon, and each change is logged with the caller's uid. (tests/test_deploy.py r
 users against the shipped bus policy.)"""
 
 import asyncio
-import importlib.metadata
 import subprocess
 import time
 
 import dbus_fast
 import pytest
-from dbus_fast import Message, MessageFlag, Variant
+from dbus_fast import DBusError, Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
-from dbus_fast.message_bus import BaseMessageBus
 
 import introspection
 from spd.dbus.access import Access
 from spd.dbus.base import method, prop
 from spd.dbus.callers import Callers, Caller
-from spd.dbus.held import DBUS_FAST_TESTED
 from spd.dbus.names import DBUS_ACCESS_DENIED as ACCESS_DENIED
 from spd.dbus.rules import GATEWAY, ROOT, changes, reads
 from dbus_fast.service import ServiceInterface
@@ -61,21 +58,6 @@ def test_every_exported_member_declares_its_access(daemon, bus):
                     if not any(a.get("name") == "org.gtk.GDBus.DocString" for a in el.findall("annotation"))]
     assert not undocumented, f"give these a docstring (shipped as their DocString): {undocumented}"
     assert "declares no access rule" not in daemon.process.log()
-
-
-def test_dbus_fast_is_a_tested_version():
-    """Held calls are replayed through dbus-fast's private dispatcher (spd/dbus/held.py), and the
-    bus connection's writer is given a socket that waits out EAGAIN (spd/dbus/names.py PatientBus):
-    only on releases they were tested with. A new dbus-fast must be checked against
-    tests/test_access.py and tests/test_bus.py and DBUS_FAST_TESTED widened, not taken on trust."""
-    installed = importlib.metadata.version("dbus-fast")
-    version = tuple(int(x) for x in installed.split(".")[:2])
-    low, high = DBUS_FAST_TESTED
-    assert low <= version < high, (
-        f"dbus-fast {installed} is outside the tested range {low}..{high}: "
-        "check held-call replay (spd/dbus/held.py) and PatientBus (spd/dbus/names.py), then widen "
-        "DBUS_FAST_TESTED and pyproject.toml")
-    assert callable(getattr(BaseMessageBus, "_process_message", None)), "dbus-fast's dispatcher moved"
 
 
 def test_every_interface_ships_its_introspection_xml(daemon, bus):
@@ -160,19 +142,16 @@ GATEWAY_CALLER = Caller(990, frozenset({GATEWAY}))
 NOBODY = Caller(65534, frozenset())
 
 
-def _decide(member, who, interface="org.selfprivacy.Sample1", signature="", body=()):
-    checker = Access(None, [Sample()], "no-such-group-for-spd-tests")
-    asked = []
-    checker._ask_polkit = lambda msg, who, action: asked.append(action)  # tests/test_polkit.py asks it
+def _decide(member, who, interface="org.selfprivacy.Sample1", signature="", body=(), exported=Sample):
+    checker = Access(None, [exported()], "no-such-group-for-spd-tests")
     msg = Message(destination="org.selfprivacy.Daemon", path="/org/selfprivacy/Daemon", sender=":1.9",
                   serial=7, interface=interface, member=member, signature=signature, body=list(body))
-    result = checker.decide(msg, who)
-    if result is None:
-        return "allowed"
-    if result is True and asked:
-        return f"polkit {asked[0]}"
-    assert isinstance(result, Message) and result.error_name == ACCESS_DENIED
-    return "denied"
+    try:
+        actions = checker.decide(msg, who, checker.rule(msg))
+    except DBusError as e:
+        assert e.type == ACCESS_DENIED
+        return "denied"
+    return "allowed" if actions is None else f"polkit {' '.join(actions)}"  # tests/test_polkit.py asks it
 
 
 def _prop(member, name, who, value=None):
@@ -208,6 +187,53 @@ def test_rules_decide_property_reads_and_refuse_every_write():
     assert _prop("GetAll", None, GATEWAY_CALLER) == "denied"
 
 
+class Credentials(ServiceInterface):
+    def __init__(self):
+        super().__init__("org.selfprivacy.Sample1")
+
+    @prop()
+    def Plain(self) -> "s":
+        return ""
+
+    @prop(reads("org.selfprivacy.tokens.manage"))
+    def Tokens(self) -> "s":
+        return ""
+
+    @prop(reads("org.selfprivacy.backups.manage"))
+    def Keys(self) -> "s":
+        return ""
+
+
+def test_get_all_needs_every_action_of_its_properties():
+    """GetAll returns every property: a caller polkit decides for needs each action they name besides
+    read (read alone when they name no other)."""
+    get_all = lambda exported: _decide("GetAll", NOBODY, "org.freedesktop.DBus.Properties", "s",
+                                       ["org.selfprivacy.Sample1"], exported)
+    assert get_all(Credentials) == "polkit org.selfprivacy.backups.manage org.selfprivacy.tokens.manage"
+    assert get_all(Sample) == "polkit org.selfprivacy.read"
+
+
+def test_the_caller_cache_forgets_its_oldest_entry_only(monkeypatch):
+    """A full cache makes room for one caller, not by forgetting every known one (each would be
+    looked up again, and its calls held meanwhile)."""
+    from spd.dbus import callers as module
+
+    class Driver:
+        async def call(self, msg):
+            return Message(message_type=MessageType.METHOD_RETURN, reply_serial=1, signature="a{sv}",
+                           body=[{"UnixUserID": Variant("u", 1000)}])
+
+    monkeypatch.setattr(module, "CACHE_MAX", 3)
+    callers = Callers(Driver(), "no-such-group-for-spd-tests")
+
+    async def run():
+        for n in range(5):
+            await callers.look_up(f":1.{n}")
+
+    asyncio.run(run())
+    assert [callers.get(f":1.{n}") is not None for n in range(5)] == [False, False, True, True, True]
+
+
 def test_refusals_cannot_forge_log_lines(caplog):
     forged = "Open\nspd.access: INFO: uid=0 call=org.selfprivacy.Users1.Create result=ok"
     with caplog.at_level("INFO", logger="spd.access"):
@@ -237,7 +263,7 @@ def test_a_rule_must_be_a_rule():
                 pass
 
 
-# --- held calls: a new caller's calls wait for its credentials, in order ----------------------
+# --- a new caller's calls wait for its credentials, in order ----------------------------------
 
 class Recorder(ServiceInterface):
     def __init__(self):
@@ -249,6 +275,10 @@ class Recorder(ServiceInterface):
         self.calls.append(n)
         return n
 
+    @prop()
+    def Count(self) -> "i":
+        return len(self.calls)
+
 
 async def _checked(bus):
     daemon = await MessageBus(bus_address=bus.address).connect()
@@ -259,29 +289,23 @@ async def _checked(bus):
     return daemon, recorder, checker
 
 
-def _from(sender: str, n: int, daemon) -> Message:
+def _call(daemon, member="Everyone", signature="i", body=(), sender=None, interface="org.selfprivacy.Sample1"):
     return Message(destination=daemon.unique_name, path="/org/selfprivacy/Daemon", sender=sender,
-                   serial=100 + n, interface="org.selfprivacy.Sample1", member="Everyone",
-                   signature="i", body=[n])
+                   interface=interface, member=member, signature=signature, body=list(body))
 
 
-async def _settle(checker):
-    for _ in range(100):
-        if not checker.waiting() and not checker.held._tasks:
-            return
-        await asyncio.sleep(0.02)
-
-
-def test_new_callers_calls_are_held_then_dispatched_in_order(bus):
+def test_new_callers_calls_wait_for_its_credentials_then_run_in_order(bus):
     async def run():
         daemon, recorder, checker = await _checked(bus)
         client = await MessageBus(bus_address=bus.address).connect()
-        for n in (1, 2, 3):  # as if read in one go from the socket, before any lookup answered
-            assert checker._on_message(_from(client.unique_name, n, daemon)) is True
-        await _settle(checker)
-        assert recorder.calls == [1, 2, 3]
+        # Sent in one go, before any lookup answered: methods and a property read the handler takes over.
+        count = _call(daemon, "Get", "ss", ["org.selfprivacy.Sample1", "Count"],
+                      interface="org.freedesktop.DBus.Properties")
+        replies = await asyncio.gather(*(client.call(_call(daemon, body=[n])) for n in (1, 2, 3)),
+                                       client.call(count))
+        assert [r.body for r in replies] == [[1], [2], [3], [Variant("i", 3)]], [r.body for r in replies]
+        assert recorder.calls == [1, 2, 3] and checker.waiting() == 0
         assert checker.callers.get(client.unique_name).uid == 0
-        assert checker._on_message(_from(client.unique_name, 4, daemon)) is None  # known: no hold
         client.disconnect()
         daemon.disconnect()
 
@@ -291,19 +315,29 @@ def test_new_callers_calls_are_held_then_dispatched_in_order(bus):
 def test_unknown_or_vanished_callers_are_refused(bus):
     async def run():
         daemon, recorder, checker = await _checked(bus)
+        rule = changes("org.selfprivacy.system.manage")
         # A name the bus does not know: the lookup fails.
-        assert checker._on_message(_from(":1.9999", 1, daemon)) is True
+        with pytest.raises(DBusError, match="credentials could not be checked"):
+            await checker.admit(_call(daemon, sender=":1.9999"), rule)
         # A caller that disconnects while its lookup is under way (NameOwnerChanged comes first).
         client = await MessageBus(bus_address=bus.address).connect()
-        assert checker._on_message(_from(client.unique_name, 2, daemon)) is True
+        admitted = asyncio.ensure_future(checker.admit(_call(daemon, sender=client.unique_name), rule))
+        await asyncio.sleep(0)
         checker.callers.forget(client.unique_name)
-        await _settle(checker)
-        assert recorder.calls == []
+        with pytest.raises(DBusError, match="credentials could not be checked"):
+            await admitted
         assert checker.callers.get(client.unique_name) is None and checker.callers.get(":1.9999") is None
+        assert checker.waiting() == 0
         client.disconnect()
         daemon.disconnect()
 
     asyncio.run(run())
+
+
+def test_a_method_not_called_through_the_check_is_refused():
+    """The wrapper fails closed: a member run without a checked message refuses to run."""
+    with pytest.raises(DBusError, match="credentials could not be checked"):
+        asyncio.run(Recorder.Everyone.__wrapped__(Recorder(), 1))  # ours, under dbus-fast's decorator
 
 
 def test_busy_objects_hold_off_the_idle_exit():

@@ -1,19 +1,23 @@
 """polkit for callers that are neither root nor the gateway's group (live-and-local.md §5): the shipped
 action file, and the daemon asking python-dbusmock's polkitd, with the client running as nobody."""
 
+import collections
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import httpx
 import pytest
 
 from deploy_helpers import (AS_GATEWAY_GROUP, AS_NOBODY, SYSTEM_POLICY, ensure_gateway_group,
                             policy_copy, run_client)
-from stack import PYTHON, REPO, Bus, Daemon, Process, busctl, env_for_children
+from spd.dbus.polkit import Checks
+from stack import BUS_NAME, PATH, PYTHON, REPO, TOKEN, Bus, Daemon, Process, busctl, env_for_children
 
 POLICY_FILE = REPO / "data" / "polkit-1" / "actions" / "org.selfprivacy.policy"
 DTD = Path("/usr/share/polkit-1/policyconfig-1.dtd")
@@ -95,10 +99,12 @@ def shared_bus(tmp_path):
     shutil.rmtree(where, ignore_errors=True)
 
 
-# The stand-in polkitd may own its name and be called, as polkit's own system.d file allows.
-POLKIT_OWNER = f"""
-  <policy user="root"><allow own="{POLKIT}"/></policy>
-  <policy context="default"><allow send_destination="{POLKIT}"/></policy>"""
+# The stand-ins of polkitd, systemd and logind may own their names and be called, as their own
+# system.d files allow.
+POLKIT_OWNER = "".join(f"""
+  <policy user="root"><allow own="{name}"/></policy>
+  <policy context="default"><allow send_destination="{name}"/></policy>"""
+                       for name in (POLKIT, "org.freedesktop.systemd1", "org.freedesktop.login1"))
 
 
 @pytest.fixture
@@ -262,3 +268,136 @@ def test_spdctl_on_a_terminal_lets_polkit_ask(shared_bus, spd, polkitd):
     out, code = on_terminal(shared_bus, ["timezone"], [], user=AS_NOBODY)
     assert code == 0 and out.strip() == "Europe/Moscow", out
     assert [f for _, _, f in checks(shared_bus)] == [1]  # AllowUserInteraction: the call allowed it
+
+
+def test_get_all_needs_the_strictest_action_of_its_properties(shared_bus, spd, polkitd):
+    """Tokens1's properties are credentials (tokens.manage): read alone does not return them."""
+    mock(shared_bus, "SetAllowed", "as", 1, "org.selfprivacy.read")
+    get_all = lambda interface: {"interface": PROPS, "member": "GetAll", "signature": "s", "args": [interface]}
+    tokens, system = run_client(shared_bus, AS_NOBODY, [get_all(TOKENS), get_all(SYSTEM)])
+    assert tokens[0] == DENIED and "org.selfprivacy.tokens.manage" in tokens[1], tokens
+    assert system[0] == "ok" and "Timezone" in system[1][0], system
+    assert [a for _, a, _ in checks(shared_bus)] == ["org.selfprivacy.tokens.manage", "org.selfprivacy.read"]
+
+
+# --- a hung polkit starves no one ---------------------------------------------------------------
+
+# As nobody: CONNECTIONS connections send CALLS calls each at once (a connection may itself wait for
+# at most 128 replies), print each answer's error name (or "ok") as it comes, and leave at EOF on stdin.
+FLOOD = r"""
+import asyncio, sys
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+async def main(address, connections, calls, flags):
+    buses = [await MessageBus(bus_address=address).connect() for _ in range(connections)]
+    async def one(bus):
+        reply = await bus.call(Message(destination="org.selfprivacy.Daemon", path="/org/selfprivacy/Daemon",
+                                       interface="org.selfprivacy.Users1", member="Create", signature="ss",
+                                       body=["mallory", "pw"], flags=flags))
+        print(reply.error_name if reply.message_type == MessageType.ERROR else "ok", flush=True)
+    pending = [asyncio.ensure_future(one(b)) for b in buses for _ in range(calls)]
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+"""
+LIMITS_EXCEEDED = "org.freedesktop.DBus.Error.LimitsExceeded"
+# The stand-in polkitd has no CancelCheckAuthorization: this one answers a hanging check (the oldest;
+# the test compares the cancellation ids) with "not authorized", as polkitd ends a cancelled one.
+CANCEL = ("if self.hanging_calls:\n    answer, _ = self.hanging_calls.pop(0)\n"
+          "    answer((False, False, {}))")
+
+
+def _flood(bus, connections: int, calls: int, flags: int) -> subprocess.Popen:
+    return subprocess.Popen([*AS_NOBODY, PYTHON, "-c", FLOOD, bus.address, str(connections), str(calls),
+                             str(flags)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/",
+                            env={"PATH": "/usr/bin:/bin"})
+
+
+def _lines(p: subprocess.Popen, count: int, timeout: float = 30) -> list:
+    """The first `count` lines p prints, or those that came within `timeout` seconds."""
+    lines = []
+
+    def read():
+        for line in p.stdout:
+            lines.append(line.strip())
+            if len(lines) == count:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return list(lines)
+
+
+def _cancellation_ids(bus, member: str) -> list:
+    calls = mock(bus, "GetMethodCalls", "s", member)["data"][0]
+    return [args[-1]["data"] if isinstance(args[-1], dict) else args[-1] for _, args in calls]
+
+
+def _wait_until(condition, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_hung_polkit_and_a_flood_of_calls_starve_no_one(shared_bus, spd, polkitd, tmp_path):
+    """polkit hangs on one action and nobody sends 300 calls that need it: spd keeps at most a few
+    checks in flight for that uid (the rest refused at once), so the bus's 128 replies a connection
+    may wait for stay free: apply and reboot through the gateway (its group) and root's own calls
+    work during the flood and after, and the checks are cancelled once the caller left."""
+    from systemd_helpers import LogindMock, SystemdMock
+    from test_deploy import _gateway_as
+
+    systemd, logind = SystemdMock(shared_bus, tmp_path), LogindMock(shared_bus, tmp_path)
+    systemd.add_unit("sp-nixos-rebuild.service")
+    mock(shared_bus, "SimulateHangActions", "as", 1, "org.selfprivacy.users.manage")
+    mock(shared_bus, "AddMethod", "sssss", "org.freedesktop.PolicyKit1.Authority", "CancelCheckAuthorization",
+         "s", "", CANCEL)
+    where = Path(tempfile.mkdtemp(prefix="spd-test-"))
+    where.chmod(0o755)
+    gateway, url = _gateway_as(AS_GATEWAY_GROUP, shared_bus, where, tmp_path / "gateway.log")
+    flood = _flood(shared_bus, 3, 100, ALLOW_INTERACTIVE)  # interactive: no time limit, only leaving ends them
+    try:
+        def everyone_works():
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            for path, body in (("/system/configuration/apply", 0), ("/system/reboot", "System reboot has started")):
+                r = httpx.get(url + path, headers=headers, timeout=30)
+                assert (r.status_code, r.json()) == (200, body), (path, r.text)
+            assert busctl(shared_bus, "call", BUS_NAME, PATH, SYSTEM, "SetTimezone", "s", "Europe/Berlin") is None
+            root_read, = run_client(shared_bus, [], [READ])
+            assert root_read == ["ok", ["Europe/Berlin"]], root_read
+
+        answers = _lines(flood, 300 - Checks.PER_UID)
+        everyone_works()
+        # The excess was refused at once, not after polkit.
+        assert answers == [LIMITS_EXCEEDED] * (300 - Checks.PER_UID), collections.Counter(answers)
+        assert mock(shared_bus, "HaveHangingCalls")["data"][0]
+        hung = _cancellation_ids(shared_bus, "CheckAuthorization")
+        assert len(hung) == Checks.PER_UID and all(hung), hung
+        flood.stdin.close()  # the attacker leaves
+        flood.wait(20)
+        _wait_until(lambda: not mock(shared_bus, "HaveHangingCalls")["data"][0], "spd to cancel the checks")
+        assert sorted(_cancellation_ids(shared_bus, "CancelCheckAuthorization")) == sorted(hung)
+        everyone_works()
+        assert len(logind.method_calls("Reboot")) == 2
+        assert "too many authorization checks in progress" in spd.process.log()
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+        gateway.stop()
+        systemd.stop()
+        logind.stop()
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_a_check_polkit_does_not_answer_in_time_is_refused_and_cancelled(shared_bus, spd, polkitd):
+    mock(shared_bus, "SimulateHangActions", "as", 1, "org.selfprivacy.users.manage")
+    mock(shared_bus, "AddMethod", "sssss", "org.freedesktop.PolicyKit1.Authority", "CancelCheckAuthorization",
+         "s", "", CANCEL)
+    create, = run_client(shared_bus, AS_NOBODY, [CREATE])  # not interactive: Checks.TIMEOUT applies
+    assert create[0] == DENIED and "did not answer" in create[1], create
+    _wait_until(lambda: not mock(shared_bus, "HaveHangingCalls")["data"][0], "spd to cancel the check")
+    assert _cancellation_ids(shared_bus, "CancelCheckAuthorization") == _cancellation_ids(
+        shared_bus, "CheckAuthorization")

@@ -366,10 +366,11 @@ def test_bash_completion(ctl, bus):
 
 
 def test_spdctl_is_a_dbus_client_only():
-    """Of spd it loads the bus contract alone; of the gateway the route table, not Sanic."""
+    """Of spd it loads the bus contract alone (and spd.compat, its connection's workaround); of the
+    gateway the route table, not Sanic."""
     code = ("import json, sys, spdctl.main, spdctl.commands; "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('spd', 'gateway', 'sanic'))))")
     r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env_for_children(), check=True)
     loaded = json.loads(r.stdout)
-    assert [m for m in loaded if m.startswith("spd")] == ["spd", "spd.dbus", "spd.dbus.names"]
+    assert [m for m in loaded if m.startswith("spd")] == ["spd", "spd.compat", "spd.dbus", "spd.dbus.names"]
     assert "gateway.routes" in loaded and "gateway.app" not in loaded and "sanic" not in loaded

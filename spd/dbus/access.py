@@ -1,51 +1,83 @@
-"""The caller check: every call is decided before it is dispatched, from the rules the members declare
-(spd/dbus/rules.py), denying whatever declares none.
+"""The caller check: every call is decided from the rules the members declare (spd/dbus/rules.py),
+denying whatever declares none.
 
-The bus policy (data/dbus-1/system.d) lets any local user send to the daemon; this check decides.
-dbus-fast hooks (`add_message_handler`) run synchronously before dispatch: a call from a caller
-already known (spd/dbus/callers.py) is decided there with no extra round trip; a call from a new
-caller waits for its credentials (spd/dbus/held.py). Root and the gateway's group are decided by the
-rule's callers; for anyone else polkit decides the action the rule names (spd/dbus/polkit.py): the
-call waits for its answer (other calls go on) and is then dispatched or refused.
+The bus policy (data/dbus-1/system.d) lets any local user send to the daemon; this check decides,
+with dbus-fast's public means only:
+- a method checks its caller first thing in its wrapper (spd/dbus/base.py, as timedated calls
+  bus_verify_polkit_async inside its method): `admit()` answers at once for a caller already known
+  (spd/dbus/callers.py), and otherwise awaits its credentials, then polkit, while other calls go on.
+- the bus's own interfaces are decided by the message handler (`add_message_handler`), which runs
+  before dispatch: a property read by a known caller that its rule admits is left to dbus-fast (no
+  task, no await), a refusal is answered there, and a read that must wait (new caller, polkit) is
+  taken over: the handler answers it itself once allowed, from the interface's own getters.
+Root and the gateway's group are decided by the rule's callers; for anyone else polkit decides the
+action the rule names (spd/dbus/polkit.py, which bounds how many checks wait).
 
 Properties are read-only (changes are methods), so Properties.Set is refused to everyone; GetAll is
-allowed to whoever may read every property of the interface. Introspectable and Peer are open to
-whoever the bus lets through: they reveal what data/dbus-1/interfaces ships anyway.
+allowed to whoever may read every property of the interface: root and the gateway as each rule says,
+anyone else when polkit allows every action its properties name besides org.selfprivacy.read (all of
+them: Tokens1's GetAll needs tokens.manage), or read when they name no other. Introspectable and Peer
+are open to whoever the bus lets through: they reveal what data/dbus-1/interfaces ships anyway.
 """
 
 import asyncio
+import contextvars
+import inspect
 import logging
 
-from dbus_fast import Message, MessageType
+from dbus_fast import DBusError, Message, MessageType, Variant
 from dbus_fast.service import ServiceInterface
 
 from .. import audit as trail
 from . import polkit
 from .callers import Caller, Callers, caller
-from .held import Held
 from .names import DBUS, DBUS_ACCESS_DENIED, PROPERTIES
-from .rules import ADMIN, GATEWAY, Rule, declared, reads
+from .rules import ADMIN, GATEWAY, READ, Rule, declared, reads
 
 log = logging.getLogger("spd.access")
 
 PUBLIC_INTERFACES = frozenset({"org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Peer"})
+UNKNOWN_CALLER = "The caller's credentials could not be checked"
 
 _CALL = MessageType.METHOD_CALL
 _SIGNAL = MessageType.SIGNAL
 _PUBLIC = reads(callers=())
+
+# The method call being dispatched, for its wrapper's admit(): set by the message handler, which runs
+# just before dbus-fast starts the method (whose task copies the context).
+_dispatching: contextvars.ContextVar[tuple["Access", Message] | None] = contextvars.ContextVar(
+    "dispatching", default=None)
+
+
+async def admit(rule: Rule) -> bool:
+    """True once the caller of the method being dispatched may call it (`rule`); otherwise raises the
+    D-Bus error to answer, or is False when the call expects no answer (the refusal is logged).
+    Every method's wrapper awaits this before it runs."""
+    dispatching = _dispatching.get()
+    if dispatching is None:  # not called through the bus by a checked message: fail closed
+        raise DBusError(DBUS_ACCESS_DENIED, UNKNOWN_CALLER)
+    access, msg = dispatching
+    try:
+        caller.set(await access.admit(msg, rule))  # seen by the member (its audit line names the uid)
+    except DBusError:
+        if _expects_reply(msg):
+            raise
+        return False  # dropped: dbus-fast would log a refusal nobody waits for as a crash
+    return True
 
 
 class Access:
     def __init__(self, bus, interfaces: list[ServiceInterface], gateway_group: str):
         self.bus = bus
         self.callers = Callers(bus, gateway_group)
-        self.held = Held(bus, self.callers.look_up, self._refuse)
+        self.checks = polkit.Checks(bus)
         self._methods: dict[tuple, Rule] = {}
         self._props: dict[tuple, Rule] = {}
         self._get_all: dict[str, Rule | None] = {}
+        self._get_all_actions: dict[str, tuple] = {}  # interface -> the polkit actions its GetAll needs
+        self._exported: dict[str, tuple] = {}  # interface -> (the object, {property: signature})
         self.undeclared: list[str] = []  # exported members without a rule: refused to everyone
-        self._asking: set[tuple] = set()  # (sender, serial) of calls waiting for polkit
-        self._authorized: set[tuple] = set()  # ... that polkit allowed, being dispatched
+        self._waiting = 0  # calls waiting for their caller's credentials or for polkit
         self._tasks: set = set()
         for interface in interfaces:
             self._compile(interface)
@@ -62,6 +94,8 @@ class Access:
         # GetAll answers every property: only for who may read each one of them.
         reading = [self._props.get((name, p.name)) for p in info.properties]
         self._get_all[name] = reads(callers=ADMIN.intersection(*(r.callers if r else () for r in reading)))
+        self._get_all_actions[name] = tuple(sorted({r.action for r in reading if r} - {READ})) or (READ,)
+        self._exported[name] = (interface, {p.name: p.signature for p in info.properties})
 
     async def start(self) -> None:
         """Watch callers disconnect (to forget them), then check every call. Call before export."""
@@ -72,8 +106,8 @@ class Access:
         self.bus.add_message_handler(self._on_message)
 
     def waiting(self) -> int:
-        """Calls held for their caller's credentials or for polkit (the idle exit waits for them too)."""
-        return len(self.held) + len(self._asking)
+        """Calls waiting for their caller's credentials or for polkit (the idle exit waits for them)."""
+        return self._waiting
 
     # --- the check --------------------------------------------------------------------------
 
@@ -91,67 +125,111 @@ class Access:
             return None  # Set: every property is read-only
         return self._methods.get((iface, msg.member))
 
+    def decide(self, msg: Message, who: Caller, rule: Rule | None) -> tuple | None:
+        """None when `who` may make this call; the polkit actions that must allow it when polkit
+        decides; raises the D-Bus error to refuse it with."""
+        if rule is _PUBLIC:
+            return None
+        if rule is not None and rule.callers and not who.kinds:  # neither root nor the gateway
+            if msg.interface == PROPERTIES and msg.member == "GetAll":
+                return self._get_all_actions[msg.body[0]]
+            return (rule.action,)
+        if rule is None or not (who.kinds & rule.callers):
+            log.warning("refused %s to uid %d (%s)", _label(msg), who.uid, msg.sender)
+            raise DBusError(DBUS_ACCESS_DENIED, f"{_label(msg)} is not allowed for uid {who.uid}")
+        return None
+
+    async def admit(self, msg: Message, rule: Rule | None) -> Caller:
+        """The caller, once it may make this call (credentials looked up, polkit asked: other calls
+        go on meanwhile); raises the D-Bus error to refuse it with. A refused change is in the audit
+        trail too (spd/audit.py; the gateway writes its own)."""
+        try:
+            return await self._admit(msg, rule)
+        except DBusError as e:
+            if rule is not None and rule.change:
+                who = self.callers.get(msg.sender)
+                if who is None or GATEWAY not in who.kinds:  # ("refused ..." was logged: no text line)
+                    entry = trail.daemon_entry(who and who.uid, trail.action(msg.interface, msg.member),
+                                               msg.body, e.type)
+                    trail.write(entry, log, None)
+            raise
+
+    async def _admit(self, msg: Message, rule: Rule | None) -> Caller:
+        who = self.callers.get(msg.sender)
+        if who is not None and self.decide(msg, who, rule) is None:
+            return who  # decided at once: root and the gateway never wait
+        self._waiting += 1
+        try:
+            if who is None:
+                who = await self.callers.look_up(msg.sender)
+            if who is None:
+                log.warning("refused %s from %s: its credentials are unknown", _label(msg), msg.sender)
+                raise DBusError(DBUS_ACCESS_DENIED, UNKNOWN_CALLER)
+            actions = self.decide(msg, who, rule)
+            if actions is not None:
+                refusal = await self.checks.check(msg.sender, who.uid, actions, polkit.interactive(msg))
+                if refusal is not None:
+                    log.warning("refused %s to uid %d (%s): polkit: %s", _label(msg), who.uid, msg.sender,
+                                refusal[0])
+                    raise DBusError(*refusal)
+            return who
+        finally:
+            self._waiting -= 1
+
     def _on_message(self, msg: Message):
         if msg.message_type is not _CALL:
             if msg.message_type is _SIGNAL and msg.member == "NameOwnerChanged" and msg.sender == DBUS:
                 self.callers.forget(msg.body[0])
+                self.checks.gone(msg.body[0])
             return None
-        known = self.callers.get(msg.sender)
-        if known is None:
-            self.held.hold(msg)
-            return True  # held: dispatched or refused once the lookup answers
-        return self.decide(msg, known)
-
-    def decide(self, msg: Message, who: Caller):
-        """None to dispatch the call, or the refusal (True: dropped, when no reply is expected)."""
         rule = self.rule(msg)
         if rule is _PUBLIC:
             return None
-        if rule is not None and rule.callers and not who.kinds:  # neither root nor the gateway
-            if (msg.sender, msg.serial) not in self._authorized:
-                self._ask_polkit(msg, who, rule.action)
-                return True  # held: dispatched or refused once polkit answers
-            self._authorized.discard((msg.sender, msg.serial))
-        elif rule is None or not (who.kinds & rule.callers):
-            log.warning("refused %s to uid %d (%s)", _label(msg), who.uid, msg.sender)
-            _audit_refusal(msg, who, rule, DBUS_ACCESS_DENIED)
-            return _denied(msg, f"{_label(msg)} is not allowed for uid {who.uid}")
-        caller.set(who)  # seen by the member (its audit line names the uid)
-        return None
-
-    def _ask_polkit(self, msg: Message, who: Caller, action: str) -> None:
-        key = (msg.sender, msg.serial)
-        self._asking.add(key)
-        task = asyncio.get_running_loop().create_task(self._polkit_decides(msg, who, action))
+        if rule is not None and msg.interface != PROPERTIES:
+            _dispatching.set((self, msg))  # the method decides, in admit()
+            return None
+        who = self.callers.get(msg.sender)
+        if who is not None:
+            try:
+                if self.decide(msg, who, rule) is None:
+                    return None  # dbus-fast answers the read: the fast path
+            except DBusError as e:
+                return _answer(msg, Message.new_error(msg, e.type, e.text))
+        task = asyncio.get_running_loop().create_task(self._answer_later(msg, rule))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True  # answered by _answer_later
 
-    async def _polkit_decides(self, msg: Message, who: Caller, action: str) -> None:
-        """polkit's answer, however long it takes (a person may be typing a password)."""
-        key = (msg.sender, msg.serial)
+    async def _answer_later(self, msg: Message, rule: Rule | None) -> None:
+        """A property read (or a refusal) that waits for the caller's credentials or polkit, answered
+        here once decided: dbus-fast cannot be handed the message back."""
         try:
-            refusal = await polkit.check(self.bus, msg.sender, action, polkit.interactive(msg))
-        finally:
-            self._asking.discard(key)
-        if refusal is None:
-            self._authorized.add(key)
-            self.bus._process_message(msg)  # through decide() again, which lets it pass (see held.py)
-            return
-        log.warning("refused %s to uid %d (%s): polkit: %s", _label(msg), who.uid, msg.sender, refusal[0])
-        _audit_refusal(msg, who, self.rule(msg), refusal[0])
+            await self.admit(msg, rule)
+            reply = await self._read(msg)
+        except DBusError as e:
+            reply = Message.new_error(msg, e.type, e.text)
+        except Exception as e:  # a getter's bug: said here, not to the caller (as dbus-fast does)
+            log.exception("reading %s failed", _label(msg))
+            reply = Message.new_error(msg, "org.freedesktop.DBus.Error.Failed", f"Internal error: {type(e).__name__}")
         if _expects_reply(msg):
-            self.bus.send(Message.new_error(msg, *refusal))
+            self.bus.send(reply)
 
-    def _refuse(self, msg: Message, text: str) -> None:
-        if _expects_reply(msg):
-            self.bus.send(_denied(msg, text))
+    async def _read(self, msg: Message) -> Message:
+        """The reply to an allowed Get or GetAll, from the interface's own getters."""
+        interface, signatures = self._exported[msg.body[0]]
+        names = [msg.body[1]] if msg.member == "Get" else list(signatures)
+        values = {}
+        for name in names:
+            value = getattr(interface, name)
+            values[name] = Variant(signatures[name], await value if inspect.isawaitable(value) else value)
+        if msg.member == "Get":
+            return Message.new_method_return(msg, "v", [values[names[0]]])
+        return Message.new_method_return(msg, "a{sv}", [values])
 
 
-def _audit_refusal(msg: Message, who: Caller, rule: Rule | None, error: str) -> None:
-    """A refused change is in the audit trail too (spd/audit.py); the gateway writes its own."""
-    if rule is not None and rule.change and GATEWAY not in who.kinds:
-        name = trail.action(msg.interface, msg.member)
-        trail.write(trail.daemon_entry(who.uid, name, msg.body, error), log, None)  # "refused ..." was logged
+def _answer(msg: Message, reply: Message):
+    """What the message handler returns to answer a call: True (dropped) when none is expected."""
+    return reply if _expects_reply(msg) else True
 
 
 def _label(msg: Message) -> str:
@@ -164,12 +242,6 @@ def _label(msg: Message) -> str:
             target = target.encode("unicode_escape").decode("ascii")
         return f"{msg.member} {target}"
     return f"{msg.interface}.{msg.member}"
-
-
-def _denied(msg: Message, text: str):
-    if not _expects_reply(msg):
-        return True  # handled: dropped without an answer nobody waits for
-    return Message.new_error(msg, DBUS_ACCESS_DENIED, text)
 
 
 def _expects_reply(msg: Message) -> bool:

@@ -28,6 +28,7 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 from .. import audit as trail
 from ..errors import SpdError
 from ..idle import CALLS
+from .access import admit
 from .callers import caller
 from .names import error_name
 from .rules import GATEWAY, Rule, declare, reads
@@ -44,9 +45,11 @@ def _as_dbus(e: SpdError) -> DBusError:
     return DBusError(error_name(e.kind), e.message)
 
 
-def _served(fn, member: str, rule: Rule):
+def _served(fn, member: str, rule: Rule, checked: bool):
     """fn (sync or async) as the bus runs it: SpdError as its D-Bus error, changes logged, counted
-    while it runs. Signatures still come from fn's annotations (inspect follows functools.wraps)."""
+    while it runs. A method (`checked`) is async and first admits its caller (spd/dbus/access.py);
+    a property stays as fn is (its reads are decided before dbus-fast runs the getter). Signatures
+    still come from fn's annotations (inspect follows functools.wraps)."""
     def done(self, args, result: str) -> None:
         CALLS.end()
         if rule.change:
@@ -56,16 +59,23 @@ def _served(fn, member: str, rule: Rule):
                 trail.write(trail.daemon_entry(uid, trail.action(self.name, member), args, result), audit,
                             "uid=%s call=%s.%s result=%s", "-" if uid is None else uid, self.name, member, result)
 
-    if inspect.iscoroutinefunction(fn):
+    def failed(self, args, e: BaseException) -> BaseException:
+        failure = _failure(e)
+        done(self, args, failure.type if isinstance(failure, DBusError) else type(e).__name__)
+        return failure
+
+    if checked or inspect.iscoroutinefunction(fn):
+        is_async = inspect.iscoroutinefunction(fn)
+
         @functools.wraps(fn)
         async def wrapped(self, *args):
+            if checked and not await admit(rule):  # raises the refusal (logged there) to answer it
+                return None
             CALLS.begin()
             try:
-                value = await fn(self, *args)
+                value = (await fn(self, *args)) if is_async else fn(self, *args)
             except BaseException as e:
-                failure = _failure(e)
-                done(self, args, failure.type if isinstance(failure, DBusError) else type(e).__name__)
-                raise failure from None
+                raise failed(self, args, e) from None
             done(self, args, "ok")
             return value
     else:
@@ -75,9 +85,7 @@ def _served(fn, member: str, rule: Rule):
             try:
                 value = fn(self, *args)
             except BaseException as e:
-                failure = _failure(e)
-                done(self, args, failure.type if isinstance(failure, DBusError) else type(e).__name__)
-                raise failure from None
+                raise failed(self, args, e) from None
             done(self, args, "ok")
             return value
     return wrapped
@@ -92,7 +100,7 @@ def method(rule: Rule, name: str | None = None):
     def decorate(fn):
         member = name or fn.__name__
         declare(fn, member, rule)
-        return dbus_method(name)(_served(fn, member, rule))
+        return dbus_method(name)(_served(fn, member, rule, checked=True))
     return decorate
 
 
@@ -101,7 +109,7 @@ def prop(rule: Rule = reads()):
     changes are Set<Property> methods and verbs."""
     def decorate(fn):
         declare(fn, fn.__name__, rule)
-        return dbus_property(access=PropertyAccess.READ)(_served(fn, fn.__name__, rule))
+        return dbus_property(access=PropertyAccess.READ)(_served(fn, fn.__name__, rule, checked=False))
     return decorate
 
 

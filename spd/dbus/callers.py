@@ -5,6 +5,7 @@ cached until the bus says the name is gone. Unique names are never reused on a b
 entry cannot be inherited by another process.
 """
 
+import asyncio
 import contextvars
 import grp
 import logging
@@ -37,16 +38,18 @@ class Callers:
         self._gateway_gid = _gid(gateway_group)
         self._known: dict[str, Caller] = {}
         self._gone: set[str] = set()  # names that left while being looked up
-        self._looking: set[str] = set()
+        self._looking: dict[str, asyncio.Future] = {}  # name -> its lookup, which every call awaits
 
     def get(self, name: str) -> Caller | None:
         return self._known.get(name)
 
-    def look_up(self, name: str):
-        """An awaitable of the caller behind a unique name (then cached); None when the bus cannot
-        say or the name left meanwhile (watched from this call on, not from the first await)."""
-        self._looking.add(name)
-        return self._fetch(name)
+    def look_up(self, name: str) -> asyncio.Future:
+        """The caller behind a unique name (then cached), or None when the bus cannot say or the name
+        left meanwhile (watched from this call on). One lookup per name: its calls, all awaiting it,
+        go on in the order they came."""
+        if name not in self._looking:
+            self._looking[name] = asyncio.ensure_future(self._fetch(name))
+        return self._looking[name]
 
     async def _fetch(self, name: str) -> Caller | None:
         who = None
@@ -59,11 +62,11 @@ class Callers:
         except Exception as e:  # the bus went away: unknown, so refused
             log.warning("cannot look up caller %s: %s", name, e)
         finally:
-            self._looking.discard(name)
+            self._looking.pop(name, None)
             self._gone.discard(name)
         if who is not None:
-            if len(self._known) >= CACHE_MAX:
-                self._known.clear()
+            if len(self._known) >= CACHE_MAX:  # the oldest goes: it is looked up again if it calls
+                del self._known[next(iter(self._known))]
             self._known[name] = who
         return who
 

@@ -4,7 +4,7 @@ Bus name, object path, interface names, error kinds and their HTTP statuses, the
 needs to call the interfaces (services, status keys), how a bus address is spelled (--bus / SPD_BUS),
 and the idle-exit helpers of the two activated programs. The gateway (and spdctl) import this module
 as their contract with spd; besides it, the gateway imports only what both processes share with
-systemd and the tests: spd.journal, spd.watchdog and spd.stall.
+systemd and the tests: spd.journal, spd.watchdog and spd.stall (and spd.compat, through message_bus).
 """
 
 import asyncio
@@ -13,6 +13,8 @@ from typing import Callable
 
 from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
+
+from ..compat import PatientBus
 
 BUS_NAME = "org.selfprivacy.Daemon"
 PATH = "/org/selfprivacy/Daemon"
@@ -73,51 +75,6 @@ def message_bus(address: str) -> MessageBus:
     if address == "session":
         return PatientBus(bus_type=BusType.SESSION)
     return PatientBus(bus_address=address)
-
-
-class PatientBus(MessageBus):
-    """dbus-fast's connection, except that a full socket buffer (EAGAIN: the bus reads slower than we
-    write, e.g. a busy dbus-daemon during a burst of signals) is no longer taken for a broken
-    connection (python-dbus-next #153, still so in dbus-fast 5.2): its writer treats a send that
-    wrote nothing as a partial write and goes on when the socket is writable again. A bus that takes
-    nothing for STALL_LIMIT seconds is given up on, as before (spd exits and systemd starts it
-    again), so what waits to be written stays bounded. Uses dbus-fast's private writer, like
-    spd/dbus/held.py: pinned in pyproject.toml, tested in tests/test_bus.py."""
-
-    STALL_LIMIT = 30.0
-
-    async def connect(self) -> "PatientBus":
-        await super().connect()
-        assert not self._negotiate_unix_fd  # sendmsg (descriptors) is not made patient
-        self._writer.sock = _Patient(self, self.STALL_LIMIT)
-        return self
-
-
-class _Patient:
-    """The bus socket as dbus-fast's writer uses it: send() is 0 bytes written when the buffer is full,
-    unless nothing could be written for `limit` seconds: then the connection is ended."""
-
-    def __init__(self, bus: MessageBus, limit: float):
-        self._bus, self._sock, self._limit = bus, bus._sock, limit
-        self._stalled: asyncio.TimerHandle | None = None  # set while the buffer stays full
-
-    def send(self, data) -> int:
-        try:
-            sent = self._sock.send(data)
-        except BlockingIOError:
-            if self._stalled is None:
-                self._stalled = asyncio.get_running_loop().call_later(self._limit, self._give_up)
-            return 0
-        if self._stalled is not None:
-            self._stalled.cancel()
-            self._stalled = None
-        return sent
-
-    def sendmsg(self, *args) -> int:
-        return self._sock.sendmsg(*args)
-
-    def _give_up(self) -> None:
-        self._bus._finalize(TimeoutError(f"the bus took nothing we sent for {self._limit:g} s"))
 
 
 # --- idle exit: a process started on demand (D-Bus or socket activation) may leave when nothing

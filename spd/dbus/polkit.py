@@ -12,9 +12,19 @@ No cache of our own: whether a "yes" may be reused is polkit's decision (auth_ad
 for a few minutes, for that subject only), and a cached answer here would outlive a changed rule or
 an ended session. Each check is an ordinary awaited call, so other callers go on while polkit answers,
 or while a person types a password, which may take a minute.
+
+A check waits for polkit's reply, and the bus lets one connection wait for at most 128 replies
+(dbus-daemon's max_replies_per_connection): a hung polkit and a caller sending many calls would
+leave spd unable to call systemd or logind for anyone. So `Checks` caps the checks in flight per uid
+and in all, refusing the excess at once; gives a non-interactive check a time limit; and cancels a
+check (CancelCheckAuthorization) when its limit passes or its caller leaves the bus.
 """
 
+import asyncio
+import itertools
 import logging
+import os
+from collections import Counter
 
 from dbus_fast import Message, MessageFlag, MessageType, Variant
 
@@ -27,6 +37,7 @@ AUTHORITY_PATH = "/org/freedesktop/PolicyKit1/Authority"
 AUTHORITY = "org.freedesktop.PolicyKit1.Authority"
 ALLOW_USER_INTERACTION = 0x1  # CheckAuthorizationFlags
 INTERACTIVE_REQUIRED = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+LIMITS_EXCEEDED = "org.freedesktop.DBus.Error.LimitsExceeded"
 DENIED = error_name("AccessDenied")
 
 
@@ -35,14 +46,86 @@ def interactive(msg: Message) -> bool:
     return bool(msg.flags & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION)
 
 
-async def check(bus, sender: str, action: str, allow_interaction: bool) -> tuple[str, str] | None:
+class Checks:
+    """The polkit checks in flight, capped (see above). A check counts until polkit has answered it,
+    even when its caller was answered before (out of time, or gone): until then the bus keeps its
+    slot, and so the caps bound what spd waits for on the bus."""
+
+    PER_UID = 4
+    TOTAL = 32  # well below the bus's 128 replies a connection may wait for
+    TIMEOUT = 10.0  # seconds for a non-interactive check; an interactive one waits for a person
+
+    def __init__(self, bus):
+        self.bus = bus
+        self._uids: Counter = Counter()  # uid -> its checks in flight
+        # cancellation id -> (sender, given up: set when it left, its check's task)
+        self._asking: dict[str, tuple[str, asyncio.Future, asyncio.Future]] = {}
+        self._ids = itertools.count(1)
+        self._prefix = f"spd-{os.getpid()}-"
+
+    def __len__(self) -> int:
+        return len(self._asking)
+
+    async def check(self, sender: str, uid: int, actions: tuple, allow_interaction: bool):
+        """None when polkit authorizes `sender` for every one of `actions`; otherwise the (error name,
+        message) to answer the call with."""
+        for action in actions:
+            if len(self._asking) >= self.TOTAL or self._uids[uid] >= self.PER_UID:
+                log.warning("refused a call of uid %d (%s): too many authorization checks in progress",
+                            uid, sender)
+                return LIMITS_EXCEEDED, "Too many authorization checks in progress; try again later"
+            refusal = await self._ask(sender, uid, action, allow_interaction)
+            if refusal is not None:
+                return refusal
+        return None
+
+    async def _ask(self, sender: str, uid: int, action: str, allow_interaction: bool):
+        cancel_id = f"{self._prefix}{next(self._ids)}"
+        given_up = asyncio.get_running_loop().create_future()
+        asked = asyncio.ensure_future(check(self.bus, sender, action, allow_interaction, cancel_id))
+        self._asking[cancel_id] = (sender, given_up, asked)
+        self._uids[uid] += 1
+        asked.add_done_callback(lambda _: self._answered(cancel_id, uid))
+        await asyncio.wait([asked, given_up], timeout=None if allow_interaction else self.TIMEOUT,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if asked.done():
+            return asked.result()
+        self._cancel(cancel_id)  # polkit answers the check then, which ends `asked`
+        if given_up.done():
+            return DENIED, f"Access denied: the caller left before polkit answered about {action}"
+        log.warning("polkit did not answer about %s (%s) in %g s", action, sender, self.TIMEOUT)
+        return DENIED, f"Access denied: polkit did not answer about {action} in time"
+
+    def _answered(self, cancel_id: str, uid: int) -> None:
+        _, given_up, _ = self._asking.pop(cancel_id)
+        given_up.cancel()
+        self._uids[uid] -= 1
+        if not self._uids[uid]:
+            del self._uids[uid]
+
+    def gone(self, sender: str) -> None:
+        """The caller left the bus (NameOwnerChanged): its checks are of no use to anyone."""
+        for name, given_up, _ in self._asking.values():
+            if name == sender and not given_up.done():
+                given_up.set_result(None)
+
+    def _cancel(self, cancel_id: str) -> None:
+        """Ask polkit to end a check: it answers it then, which frees the bus's slot for it."""
+        sent = self.bus.send(Message(
+            destination=POLKIT, path=AUTHORITY_PATH, interface=AUTHORITY, member="CancelCheckAuthorization",
+            signature="s", body=[cancel_id], flags=MessageFlag.NO_REPLY_EXPECTED))
+        sent.add_done_callback(lambda f: f.cancelled() or f.exception())  # a lost bus is said elsewhere
+
+
+async def check(bus, sender: str, action: str, allow_interaction: bool,
+                cancel_id: str = "") -> tuple[str, str] | None:
     """None when polkit authorizes `sender` for `action`; otherwise the (error name, message) to
     answer the call with."""
     call = Message(
         destination=POLKIT, path=AUTHORITY_PATH, interface=AUTHORITY, member="CheckAuthorization",
         signature="(sa{sv})sa{ss}us",
         body=[["system-bus-name", {"name": Variant("s", sender)}], action, {},
-              ALLOW_USER_INTERACTION if allow_interaction else 0, ""])
+              ALLOW_USER_INTERACTION if allow_interaction else 0, cancel_id])
     try:
         reply = await bus.call(call)
     except Exception as e:  # the bus went away
