@@ -18,10 +18,13 @@ stops reading (the transport pauses writing) is cut when it has not read again R
 later. A connection that sends nothing is closed after IDLE_DEADLINE (Sanic's own keep-alive timer).
 """
 
+import asyncio
 import logging
 import re
 
+from sanic.exceptions import BadRequest
 from sanic.http.constants import Stage
+from sanic.log import error_logger
 from sanic.server.protocols.http_protocol import HttpProtocol
 
 from .answer import whole
@@ -43,6 +46,7 @@ def configure(app) -> None:
     app.config.REQUEST_TIMEOUT = HEADER_DEADLINE
     app.config.RESPONSE_TIMEOUT = RESPONSE_DEADLINE
     app.config.KEEP_ALIVE_TIMEOUT = IDLE_DEADLINE
+    error_logger.addFilter(unanswerable)
 
 
 class Refusals:
@@ -54,7 +58,8 @@ class Refusals:
         self.unshown = 0
         self.summary = None  # the pending report of the unshown
 
-    def note(self, loop, line: bytes) -> None:
+    def note(self, line: bytes | str) -> None:
+        loop = asyncio.get_running_loop()
         now = loop.time()
         if now - self.last >= NOTE_EVERY:
             self.last = now
@@ -72,6 +77,17 @@ class Refusals:
 
 
 refusals = Refusals()
+
+
+def unanswerable(record: logging.LogRecord) -> bool:
+    """A filter for Sanic's error log. A request pipelined behind another (sent before that one was
+    answered) reaches Sanic unchecked; with a target httptools refuses, Sanic cannot answer and logs
+    a traceback with a BadRequest: noted as a refusal instead."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, BadRequest):
+        refusals.note(str(error))
+        return False
+    return True
 
 
 class DeadlineProtocol(HttpProtocol):
@@ -114,7 +130,7 @@ class DeadlineProtocol(HttpProtocol):
         self.line_unchecked = False
         if end >= 0 and REQUEST_LINE.fullmatch(buffer, 0, end + 1):
             return
-        refusals.note(self.loop, bytes(buffer[:end if end >= 0 else MAX_LINE]).removesuffix(b"\r"))
+        refusals.note(bytes(buffer[:end if end >= 0 else MAX_LINE]).removesuffix(b"\r"))
         buffer.clear()  # for Sanic, nothing came
         self.end(*((400, "Bad request line") if end >= 0 else (414, "Request line too long")))
 
