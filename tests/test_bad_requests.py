@@ -74,7 +74,8 @@ def test_a_trickled_odd_line_and_one_after_a_good_request_are_refused_too(gatewa
             answer += chunk
     assert status_and_body(answer) == (400, {"error": "Bad request line"})
     good = b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert exchange(gateway.port, good + b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    pipelined = good + b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert exchange(gateway.port, pipelined).startswith(b"HTTP/1.1 200 ")
     assert eventually(lambda: refused(gateway.process.log()), 2) == 2
     log = gateway.process.log()
     assert "Traceback" not in log and "\x7f" not in log, log

@@ -10,9 +10,11 @@ def private_uses(source: str) -> list[str]:
     """Underscore attributes of Sanic objects: of a name imported from sanic, and of `self`, `super()`
     or the class in a class derived from one of those, including methods defined under such a name."""
     tree = ast.parse(source)
+    def module(node) -> str:
+        return (node.module or "") if isinstance(node, ast.ImportFrom) else node.names[0].name
+
     sanic = {alias.asname or alias.name.split(".")[0] for node in ast.walk(tree)
-             if isinstance(node, (ast.Import, ast.ImportFrom))
-             and (node.module or "" if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0] == "sanic"
+             if isinstance(node, (ast.Import, ast.ImportFrom)) and module(node).split(".")[0] == "sanic"
              for alias in node.names}
 
     def private(name: str) -> bool:
