@@ -1,13 +1,12 @@
 """The Sanic app factory: one handler per row of the route table."""
 
 import functools
-import itertools
 import logging
 import re
 
 from sanic import Sanic
 from sanic.exceptions import MethodNotAllowed, SanicException
-from sanic.response import HTTPResponse, html
+from sanic.response import html
 
 from spd import audit as trail
 from spd.dbus.names import Activity
@@ -15,6 +14,7 @@ from spd.dbus.names import Activity
 from . import docs as docs_page
 from . import events
 from . import protocol
+from .answer import Answer
 from .daemon import Daemon
 from .errors import HTTPError
 from .fields import MAX_PATH_PARAM, parse_body, text
@@ -27,38 +27,6 @@ log = logging.getLogger("spd-gateway")
 HTTP_KINDS = {400: "InvalidArgument", 401: "Unauthenticated", 404: "NotFound", 503: "Unavailable"}
 MAX_BODY = 64 * 1024
 MAX_TOKEN = 512
-# Every answer may carry a token or private settings: no cache (a proxy's, the app's HTTP stack's)
-# may keep it, and no browser may guess it is something other than JSON.
-HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-
-
-class Answer(HTTPResponse):
-    """Every JSON answer of the gateway, with HEADERS. What Sanic's JSONResponse does for each answer
-    is done once here instead, together a seventh of a mirrored read's time: HEADERS are encoded at
-    import (Sanic would copy them into the answer's header map, then strip CR, LF and NUL from each
-    name and value with str.translate, 0.3 µs a string); any other header that is printable, so has
-    none of the three, is sent as it is (one that is not still goes through Sanic's stripping); and
-    the body is encoded with Sanic's own JSON encoder, without JSONResponse's machinery for bodies
-    changed after the fact."""
-
-    __slots__ = ()
-    FIXED = tuple((name.lower().encode(), value.encode()) for name, value in HEADERS.items())
-    _FIXED_NAMES = {name.lower() for name in HEADERS}
-
-    def __init__(self, body, status: int = 200, headers=None):
-        if headers:  # (an error's Allow, say) never a second value of a fixed header: ours is sent
-            headers = {k: v for k, v in headers.items() if k.lower() not in self._FIXED_NAMES}
-        super().__init__(HTTPResponse._dumps(body), status, headers, "application/json")
-
-    @property
-    def processed_headers(self):
-        return itertools.chain(self.FIXED, super().processed_headers)
-
-    @staticmethod
-    def _sanitize_header_value(value: str) -> str:
-        return value if value.isprintable() else HTTPResponse._sanitize_header_value(value)
-
-
 def create_app(bus_address: str, name: str = "spd-gateway") -> Sanic:
     app = Sanic(name)
     app.config.REQUEST_MAX_SIZE = MAX_BODY
