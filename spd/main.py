@@ -101,12 +101,14 @@ async def serve(config) -> int:
     for member in access.undeclared:
         log.warning("%s declares no access rule: refused to every caller", member)
     await access.start()  # before export: no call is ever dispatched unchecked
-    # export() reads every property for an InterfacesAdded signal that no one can receive yet (the
-    # name is not ours); with userdata.json unusable (logged above) or systemd not up yet (an async
-    # getter, answered after export) each getter's error would be logged with a traceback as well.
+    # export() reads every property for an InterfacesAdded signal, which any listener may receive:
+    # each getter refuses until its interface is served, and would log a traceback for it.
     logging.getLogger("dbus_fast.message_bus").addFilter(_DropInterfacesAddedErrors())
     for interface in interfaces:
         bus.export(PATH, interface)
+    # Served once the reads export() made for its InterfacesAdded signals are refused (an async getter
+    # runs in a task export scheduled: call_soon is FIFO), so those signals carry no value.
+    loop.call_soon(lambda: [setattr(interface, "serving", True) for interface in interfaces])
     for interface in interfaces:
         if hasattr(interface, "start"):
             interface.start()

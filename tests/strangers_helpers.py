@@ -82,8 +82,15 @@ def received(lines: list) -> list:
 
 
 def leaks(signals: list) -> list:
-    """Signals that carry anything: a PropertiesChanged with values, any other with a body."""
-    return [s for s in signals if (s[2][1] if s[1] == "PropertiesChanged" else s[2])]
+    """Signals of the daemon that carry anything: a PropertiesChanged with values, an InterfacesAdded
+    with a property's value, any other with a body (the bus's own, NameOwnerChanged, name no value)."""
+    def carries(s) -> bool:
+        if s[1] == "PropertiesChanged":
+            return bool(s[2][1])
+        if s[1] == "InterfacesAdded":
+            return any(s[2][1].values())
+        return s[0] != "org.freedesktop.DBus" and bool(s[2])
+    return [s for s in signals if carries(s)]
 
 
 def invalidated(signals: list) -> set:
@@ -94,8 +101,8 @@ class Listener:
     """LISTEN run as a stranger (prefix: setpriv, and nsenter for a container); its lines collected
     by a thread."""
 
-    def __init__(self, prefix: list, python: str, address: str, env: dict):
-        self.proc = subprocess.Popen([*prefix, python, "-c", LISTEN, address, RULE], cwd="/", env=env,
+    def __init__(self, prefix: list, python: str, address: str, env: dict, rule: str = RULE):
+        self.proc = subprocess.Popen([*prefix, python, "-c", LISTEN, address, rule], cwd="/", env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
         self.lines = []

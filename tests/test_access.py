@@ -266,6 +266,8 @@ def test_a_rule_must_be_a_rule():
 # --- a new caller's calls wait for its credentials, in order ----------------------------------
 
 class Recorder(ServiceInterface):
+    serving = True  # its properties answer from the start (spd's own wait for export: LiveInterface)
+
     def __init__(self):
         super().__init__("org.selfprivacy.Sample1")
         self.calls = []

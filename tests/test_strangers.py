@@ -48,6 +48,24 @@ def test_a_stranger_listening_to_the_daemon_learns_no_value(system_bus, root, tm
         assert secret not in text
 
 
+def test_a_stranger_listening_to_every_signal_learns_no_value_when_spd_starts(system_bus, root, tmp_path):  # noqa: F811
+    """dbus-fast's export() sends ObjectManager.InterfacesAdded with the interface's properties, from
+    spd's unique name before it owns org.selfprivacy.Daemon: a listener of every signal hears it."""
+    listener = Listener(AS_NOBODY, PYTHON, system_bus.address, ENV, rule="type='signal'")
+    try:
+        daemon = Daemon(system_bus, root, tmp_path)
+        call(system_bus, USERS, "Create", "ss", "dave", "secret-password")
+        got = listener.wait_for(USERS, "Users")
+    finally:
+        listener.stop()
+    assert daemon.stop() == 0
+    added = [s for s in got if s[1] == "InterfacesAdded"]
+    assert {name for s in added for name in s[2][1]} >= {USERS, SSH, TOKENS}, got  # it was heard
+    assert leaks(got) == []
+    for secret in ("dave", "user1", "primary_token"):
+        assert secret not in "".join(listener.lines)
+
+
 def test_signals_forged_to_the_gateway_change_nothing(system_bus, root, tmp_path):  # noqa: F811
     daemon = Daemon(system_bus, root, tmp_path)
     gateway = Gateway(system_bus, tmp_path)

@@ -71,6 +71,8 @@ def _served(fn, member: str, rule: Rule, checked: bool):
         async def wrapped(self, *args):
             if checked and not await admit(rule):  # raises the refusal (logged there) to answer it
                 return None
+            if not checked:
+                unserved(self)
             CALLS.begin()
             try:
                 value = (await fn(self, *args)) if is_async else fn(self, *args)
@@ -81,6 +83,7 @@ def _served(fn, member: str, rule: Rule, checked: bool):
     else:
         @functools.wraps(fn)
         def wrapped(self, *args):
+            unserved(self)
             CALLS.begin()
             try:
                 value = fn(self, *args)
@@ -89,6 +92,12 @@ def _served(fn, member: str, rule: Rule, checked: bool):
             done(self, args, "ok")
             return value
     return wrapped
+
+
+def unserved(interface) -> None:
+    """A property's getter gives nothing before its interface is served (LiveInterface.serving)."""
+    if not interface.serving:
+        raise DBusError(error_name("NotReady"), f"{interface.name} is not served yet")
 
 
 def _failure(e: BaseException) -> BaseException:
@@ -115,6 +124,10 @@ def prop(rule: Rule = reads()):
 
 class LiveInterface(ServiceInterface):
     NAME = ""  # the D-Bus interface name (spd/dbus/names.py)
+    # False until spd/main.py has exported the interface: dbus-fast's export() reads every property
+    # for an ObjectManager.InterfacesAdded signal that any listener on the bus receives, and a value
+    # reaches only a caller that the access check admitted.
+    serving = False
 
     def __init__(self):
         super().__init__(self.NAME)

@@ -21,7 +21,6 @@ class ServicesInterface(LiveInterface):
         super().__init__()
         self.services = services
         self._refresh_status = None
-        self._serving = False
         services.on_units_changed(self._units_changed)
 
     def source(self):
@@ -40,8 +39,6 @@ class ServicesInterface(LiveInterface):
     def start(self) -> None:
         """Read the running state once the interface is exported (systemd need not be up: Status
         stays {} until it answers, then signals)."""
-        # After the reads export itself scheduled (call_soon is FIFO): those answer at once.
-        asyncio.get_running_loop().call_soon(setattr, self, "_serving", True)
         self._units_changed(settle=0.0)
 
     @prop()
@@ -57,8 +54,6 @@ class ServicesInterface(LiveInterface):
         asks systemd (cached until systemd signals a change); changes systemd signals are
         signalled here too, whether or not anyone reads. Unavailable while systemd is not
         reachable."""
-        if not self._serving:  # export reads every property: systemd need not be up by then
-            return self._published.get("Status", {})
         try:
             status = await self.services.status()
         except asyncio.CancelledError:  # the daemon is stopping: dbus-fast expects an Exception here
