@@ -169,11 +169,12 @@ _socket: socket.socket | None = None
 
 
 def send(fields: dict) -> bool:
-    """The entry to the journal's socket; False when the journal is not there or refused it."""
+    """The entry to the journal's socket; False when the journal is not there or refused it. Never
+    waits (the caller is the event loop): a journal that takes nothing now gets the text line."""
     global _socket
     try:
         if _socket is None:
-            _socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            _socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         _socket.sendto(encode(fields), SOCKET)
         return True
     except OSError:
