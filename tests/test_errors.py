@@ -5,6 +5,7 @@ import ast
 import importlib
 import pkgutil
 import re
+import subprocess
 
 import pytest
 
@@ -12,7 +13,7 @@ import spd
 from gateway.errors import AUTHENTICATE, from_dbus
 from spd.dbus.names import DBUS_ACCESS_DENIED, DBUS_UNAVAILABLE
 from spd.errors import BY_NAME, KINDS, PREFIX, SpdError
-from stack import REPO
+from stack import PYTHON, REPO, env_for_children
 
 SOURCES = sorted((REPO / "spd").rglob("*.py"))
 REST_PATH = re.compile(r"(?<![\w.])/(services|system|users|auth|api)\b")
@@ -36,7 +37,7 @@ def _sent_names() -> set[str]:
     names = set()
     for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(PREFIX):
+            if isinstance(node, ast.Constant) and str(node.value).startswith(PREFIX):
                 names.add(node.value)
             elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "error_name" \
                     and isinstance(node.args[0], ast.Constant):  # else a kind's class: _kinds() has them
@@ -65,6 +66,10 @@ def test_every_kind_has_exactly_one_row():
         assert kind.name == PREFIX + kind.cls.__name__
     for cls in _kinds():  # SpdError itself is a Failed; a new class without a row fails here
         assert sum(kind.cls.kind == cls.kind for kind in KINDS) == 1, f"{cls.__name__} has no row in KINDS"
+    # Dependency-free, for the daemon, the gateway and spdctl alike.
+    code = "import sys, spd.errors; print(sorted(m for m in ('dbus_fast', 'sanic') if m in sys.modules))"
+    r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env_for_children(), check=True)
+    assert r.stdout == "[]\n"
 
 
 def test_every_name_the_daemon_sends_has_a_row():
@@ -87,7 +92,7 @@ def test_the_gateway_answers_the_bus_errors_and_hides_the_rest():
     for name in DBUS_UNAVAILABLE:
         assert from_dbus(name, "").status == 503
     assert from_dbus("org.freedesktop.DBus.Error.InvalidArgs", "").status == 400
-    for name in ("org.selfprivacy.Error.Nonsense", "com.dubstepdance.Error", "org.freedesktop.DBus.Error.Failed"):
+    for name in (PREFIX + "Nonsense", "com.dubstepdance.Error", "org.freedesktop.DBus.Error.Failed"):
         error = from_dbus(name, "Traceback (most recent call last): ...")
         assert (error.status, error.message) == (500, "Internal error")
 
