@@ -25,7 +25,7 @@ from dbus_fast.errors import DBusError
 from spd.dbus.names import BUS_NAME, PATH, PROPERTIES, TOKENS, message_bus
 
 from . import mirror
-from .errors import HTTPError, from_dbus, unreachable
+from .errors import AUTHENTICATE, HTTPError, from_dbus, unreachable
 
 log = logging.getLogger("spd-gateway")
 
@@ -101,9 +101,10 @@ class Daemon:
             self.bus = None
 
     async def call(self, interface: str, member: str, signature: str = "", body=(),
-                   timeout: float = CALL_TIMEOUT, on_send=None) -> list:
-        """Call a daemon method; its D-Bus error becomes the matching HTTPError. on_send(serial) learns
-        the call's serial before it is sent (the mirror recognizes its Get replies by it)."""
+                   timeout: float = CALL_TIMEOUT, on_send=None, statuses=None) -> list:
+        """Call a daemon method; its D-Bus error becomes the matching HTTPError (statuses: from_dbus's).
+        on_send(serial) learns the call's serial before it is sent (the mirror recognizes its Get replies
+        by it)."""
         bus = self.bus if self.bus is not None and self.bus.connected else await self.connect()
         msg = Message(destination=BUS_NAME, path=PATH, interface=interface, member=member,
                       signature=signature, body=list(body))
@@ -119,7 +120,7 @@ class Daemon:
             raise unreachable() from None
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
-            raise from_dbus(reply.error_name, text)
+            raise from_dbus(reply.error_name, text, statuses)
         return reply.body
 
     def known(self, token: str) -> str | None:
@@ -133,12 +134,7 @@ class Daemon:
         if name is not None:
             return name
         generation = self._generation
-        try:
-            (name,) = await self.call(TOKENS, "Authenticate", "s", [token], READ_TIMEOUT)
-        except HTTPError as e:
-            if e.status == 404:
-                raise HTTPError(401, "Invalid token") from None
-            raise
+        (name,) = await self.call(TOKENS, "Authenticate", "s", [token], READ_TIMEOUT, statuses=AUTHENTICATE)
         if generation == self._generation and self._cache:
             if len(self._auth) >= CACHE_MAX:
                 self._auth.clear()

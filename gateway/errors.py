@@ -1,6 +1,8 @@
-"""D-Bus error -> HTTP status, in one place (the kinds and statuses live in spd.dbus.names)."""
+"""D-Bus error -> HTTP status, in one place: the daemon's kinds by their rows in spd/errors.py, the
+bus's own errors here."""
 
-from spd.dbus.names import DBUS_ACCESS_DENIED, DBUS_UNAVAILABLE, ERROR_PREFIX, ERRORS
+from spd.dbus.names import DBUS_ACCESS_DENIED, DBUS_UNAVAILABLE
+from spd.errors import BY_NAME
 
 
 UNREACHABLE = "The SelfPrivacy daemon is not reachable"  # the 503 of every route while it is
@@ -21,9 +23,12 @@ def unreachable() -> HTTPError:
     return HTTPError(503, UNREACHABLE)
 
 
-def from_dbus(name: str, text: str) -> HTTPError:
-    if name.startswith(ERROR_PREFIX) and name[len(ERROR_PREFIX):] in ERRORS:
-        return HTTPError(ERRORS[name[len(ERROR_PREFIX):]], text, name[len(ERROR_PREFIX):])
+def from_dbus(name: str, text: str, statuses: dict[str, int] | None = None) -> HTTPError:
+    """The answer to a D-Bus error; `statuses` (kind -> status) is what a call means otherwise by a
+    kind, e.g. AUTHENTICATE."""
+    if name in BY_NAME:
+        kind = BY_NAME[name]
+        return HTTPError((statuses or {}).get(kind.cls.kind, kind.status), text, kind.cls.kind)
     if name in DBUS_UNAVAILABLE:
         return unreachable()
     if name == DBUS_ACCESS_DENIED:
@@ -32,3 +37,8 @@ def from_dbus(name: str, text: str) -> HTTPError:
         return HTTPError(400, "Invalid arguments")
     # Anything else is our bug or the daemon's: say nothing about its insides.
     return HTTPError(500, "Internal error")
+
+
+# Tokens1.Authenticate's NotFound is a token that is not (or no longer) valid: the credentials are
+# wrong, 401 (the daemon's text is "Invalid token", as the app expects).
+AUTHENTICATE = {"NotFound": 401}

@@ -53,7 +53,7 @@ class Services:
     async def set_enabled(self, service: str, enable: bool) -> bool:
         """Whether anything changed."""
         if service not in SERVICE_NAMES:
-            raise NotFound(f"No service named {service!r}; known: {', '.join(SERVICE_NAMES)}")
+            raise NotFound(f"There is no service {service[:64]!r}; known: {', '.join(SERVICE_NAMES)}")
         if not await set_setting(self.userdata, service, "enable", enable):
             return False
         log.info("%s %s", service, "enabled" if enable else "disabled")
@@ -81,7 +81,7 @@ class Services:
         except OSError as e:  # its strerror only: the full text names the path under the root
             raise Failed(f"Cannot read var/domain: {e.strerror}") from None
         except UnicodeDecodeError:
-            raise Failed("Cannot read var/domain: not UTF-8 text") from None
+            raise Failed("var/domain is not valid UTF-8") from None
         # The domain names a file: anything but a plain DNS name could lead elsewhere.
         if not DOMAIN.fullmatch(domain):
             raise Failed("var/domain does not hold a valid domain name")

@@ -25,7 +25,7 @@ def _ssh(data, create: bool = False) -> dict:
         return section_to_change(data, "ssh")
     ssh = data.get("ssh")
     if ssh is not None and not isinstance(ssh, dict):
-        raise Failed("userdata.json: ssh is not an object")
+        raise Failed("In userdata.json, 'ssh' is not an object")
     return {} if ssh is None else ssh
 
 
@@ -45,7 +45,7 @@ def _key_list(data, user: str, create: bool = False) -> list:
         owner = next((u for u in (users if isinstance(users, list) else ())
                       if isinstance(u, dict) and u.get("username") == user), None)
         if owner is None:
-            raise NotFound(f"User {user} does not exist")
+            raise NotFound(f"User {user[:64]!r} does not exist")
         field = "sshKeys"
     keys = owner.get(field)
     if keys is None:
@@ -53,7 +53,7 @@ def _key_list(data, user: str, create: bool = False) -> list:
         if create:
             owner[field] = keys
     if not isinstance(keys, list):
-        raise Failed(f"userdata.json: {field} is not a list")
+        raise Failed(f"In userdata.json, {field!r} is not a list")
     return keys
 
 
@@ -73,9 +73,9 @@ class SSH:
         """Write one setting as the caller gave it, also where it is absent and its absence means
         the same: what an absent key means is the NixOS configuration's choice, not ours."""
         if name not in SETTINGS:
-            raise InvalidArgument(f"Unknown SSH setting {name[:64]!r}")
+            raise InvalidArgument(f"There is no SSH setting {name[:64]!r}")
         if not isinstance(value, bool):
-            raise InvalidArgument(f"{name} must be a boolean")
+            raise InvalidArgument(f"The SSH setting {name!r} must be a boolean")
         if await set_setting(self.userdata, "ssh", name, value):
             log.info("ssh %s set to %s", name, value)
 
@@ -97,7 +97,7 @@ class SSH:
 
     async def add_key(self, user: str, text: str) -> None:
         if user == "root":
-            raise InvalidArgument("Use /services/ssh/key/send (AddRootKey) to add root keys")
+            raise InvalidArgument("The keys of root are added with AddRootKey, not AddKey")
         await self._add(user, sshkeys.parse(text))
 
     async def _add(self, user: str, key: sshkeys.PublicKey) -> None:
@@ -125,7 +125,7 @@ class SSH:
                     del keys[i]
                     break
             else:
-                raise NotFound("No such key")
+                raise NotFound(f"User {user[:64]!r} has no such key")
             if user == "root" and not keys:
                 keys.append("")
 

@@ -137,7 +137,7 @@ def parse(text: str) -> PublicKey:
     key_type, b64 = parts[0], parts[1]
     comment = parts[2].strip(" \t") if len(parts) == 3 else ""
     if key_type not in KEY_TYPES:
-        raise InvalidArgument("Unsupported key type (options before the key are not allowed); expected one of "
+        raise InvalidArgument("The public key must start with its type (no options before it), one of "
                               + ", ".join(KEY_TYPES))
     try:
         blob = base64.b64decode(b64, validate=True)

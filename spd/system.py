@@ -79,7 +79,7 @@ class System:
         if _zones is None:  # the first look reads every file of the zone database: not on the loop
             await asyncio.to_thread(valid_timezone, "UTC")
         if not valid_timezone(name):
-            raise InvalidArgument(f"Invalid timezone: {name[:MAX_ZONE]!r} is not an IANA time zone name")
+            raise InvalidArgument(f"There is no IANA time zone named {name[:MAX_ZONE]!r}")
         if self.userdata.read().get("timezone") == name:
             return False
         def change(data):  # decided again under the lock: a concurrent call may have done it
@@ -100,7 +100,7 @@ class System:
     async def set_auto_upgrade(self, name: str, value: bool) -> None:
         """Write one auto-upgrade setting as given, also where absent means the same value."""
         if name not in AUTO_UPGRADE_DEFAULTS:
-            raise InvalidArgument(f"Unknown auto-upgrade setting: {name[:64]!r}; "
+            raise InvalidArgument(f"There is no auto-upgrade setting {name[:64]!r}; "
                                   f"known: {', '.join(AUTO_UPGRADE_DEFAULTS)}")
         if await set_setting(self.userdata, "autoUpgrade", name, value):
             log.info("auto-upgrade %s set to %s", name, value)
@@ -111,7 +111,7 @@ class System:
         """Ask systemd to start the action's unit; the job's path once systemd accepted it."""
         unit = ACTIONS.get(action)
         if unit is None:
-            raise InvalidArgument(f"Unknown action {action[:64]!r}; known: {', '.join(ACTIONS)}")
+            raise InvalidArgument(f"There is no action {action[:64]!r}; known: {', '.join(ACTIONS)}")
         job = await self.systemd.start_unit(unit)
         done = self._finished.get(unit)
         self.jobs[action] = (job, done[1] if done and done[0] == job else RUNNING)

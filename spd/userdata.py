@@ -25,7 +25,7 @@ def section_to_change(data: dict, name: str) -> dict:
     object (never overwritten: it may be a setting we do not understand)."""
     value = data.setdefault(name, {})
     if not isinstance(value, dict):
-        raise Failed(f"userdata.json: {name} is not an object; refusing to change it")
+        raise Failed(f"In userdata.json, {name!r} is not an object; refusing to change it")
     return value
 
 

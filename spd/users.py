@@ -109,7 +109,7 @@ class Users:
 
     def _refuse_taken(self, data, username: str) -> None:
         if username == data.get("username") or _find(data, username) is not None:
-            raise AlreadyExists(f"User {username} already exists")
+            raise AlreadyExists(f"User {username!r} already exists")
 
     async def create(self, username: str, password: str) -> None:
         check_username(username)
@@ -123,7 +123,7 @@ class Users:
                 data["users"] = []
             users = data["users"]
             if not isinstance(users, list):
-                raise Failed("userdata.json: users is not a list")
+                raise Failed("In userdata.json, 'users' is not a list")
             users.append({"username": username, "hashedPassword": hashed})
 
         await self.userdata.update_async(add)
@@ -135,7 +135,7 @@ class Users:
                 raise InvalidArgument("The master user cannot be deleted")
             user = _find(data, username)
             if user is None:
-                raise NotFound(f"User {username} does not exist")
+                raise NotFound(f"User {username[:64]!r} does not exist")
             data["users"].remove(user)
 
         await self.userdata.update_async(remove)

@@ -177,7 +177,7 @@ def test_a_missing_section_is_created_and_unknown_services_are_refused(api, bus,
     assert api.post("/services/ocserv/enable").status_code == 200
     assert userdata(root)["ocserv"] == {"enable": True}
     assert api.post("/services/sshd/enable").status_code == 404  # no such route
-    with pytest.raises(Exception, match="No service named"):
+    with pytest.raises(Exception, match="There is no service '../etc'"):
         call(bus, SERVICES, "Enable", "s", "../etc")
 
 

@@ -372,5 +372,6 @@ def test_spdctl_is_a_dbus_client_only():
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('spd', 'gateway', 'sanic'))))")
     r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env_for_children(), check=True)
     loaded = json.loads(r.stdout)
-    assert [m for m in loaded if m.startswith("spd")] == ["spd", "spd.compat", "spd.dbus", "spd.dbus.names"]
+    assert [m for m in loaded if m.startswith("spd")] == ["spd", "spd.compat", "spd.dbus", "spd.dbus.names",
+                                                          "spd.errors"]
     assert "gateway.routes" in loaded and "gateway.app" not in loaded and "sanic" not in loaded

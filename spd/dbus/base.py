@@ -26,11 +26,10 @@ from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from .. import audit as trail
-from ..errors import SpdError
+from ..errors import SpdError, error_name
 from ..idle import CALLS
 from .access import admit
 from .callers import caller
-from .names import error_name
 from .rules import GATEWAY, Rule, declare, reads
 
 log = logging.getLogger("spd.dbus")

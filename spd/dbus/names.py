@@ -1,6 +1,6 @@
 """The bus contract: everything the daemon and its clients share, in one place.
 
-Bus name, object path, interface names, error kinds and their HTTP statuses, the catalogs a client
+Bus name, object path, interface names, the bus's errors (ours: spd/errors.py), the catalogs a client
 needs to call the interfaces (services, status keys), how a bus address is spelled (--bus / SPD_BUS),
 and the idle-exit helpers of the two activated programs. The gateway (and spdctl) import this module
 as their contract with spd; besides it, the gateway imports only what both processes share with
@@ -34,21 +34,6 @@ SERVICE_NAMES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextc
 # Services1.Status's keys (GET /services/status), in the app's order.
 STATUS_KEYS = ("imap", "smtp", "http", "bitwarden", "gitea", "nextcloud", "ocserv", "pleroma")
 
-ERROR_PREFIX = "org.selfprivacy.Error."
-
-# Error kind -> HTTP status. One row per kind; callers branch on the name, never on the text.
-ERRORS = {
-    "InvalidArgument": 400,  # the request itself is wrong
-    "NotReady": 400,  # valid request, but the state does not allow it yet (e.g. no backup key)
-    "AccessDenied": 403,
-    "NotFound": 404,
-    "AlreadyExists": 409,
-    "Reserved": 409,  # a name the system keeps for itself
-    "Busy": 409,  # another long operation is running
-    "Failed": 500,
-    "Unavailable": 503,  # systemd, logind or another backend cannot be reached
-}
-
 # Errors of the bus itself that the gateway must understand.
 DBUS_UNAVAILABLE = frozenset(
     {
@@ -62,10 +47,6 @@ DBUS_UNAVAILABLE = frozenset(
     }
 )
 DBUS_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
-
-
-def error_name(kind: str) -> str:
-    return ERROR_PREFIX + kind
 
 
 def message_bus(address: str) -> MessageBus:

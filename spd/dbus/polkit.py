@@ -28,7 +28,7 @@ from collections import Counter
 
 from dbus_fast import Message, MessageFlag, MessageType, Variant
 
-from .names import error_name
+from ..errors import error_name
 
 log = logging.getLogger("spd.polkit")
 
