@@ -38,7 +38,10 @@ FILES = {
 }
 IDLE_EXEC = {DAEMON_UNIT: f"{PREFIX}/bin/spd --bus=system --idle-timeout=2",
              GATEWAY_UNIT: f"{PREFIX}/bin/spd-gateway --bus=system --idle-timeout=2"}
-REFUSED = {"org.selfprivacy.Error.AccessDenied", "org.freedesktop.DBus.Error.AccessDenied"}
+# A caller that is neither root nor the gateway and asks without interaction: polkit would ask for an
+# administrator's password (auth_admin_keep for any session), so the answer is that challenge.
+REFUSED = {"org.selfprivacy.Error.AccessDenied", "org.freedesktop.DBus.Error.AccessDenied",
+           "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"}
 GATEWAY_AUDIT, DAEMON_AUDIT = audit.GATEWAY_ID, audit.DAEMON_ID  # MESSAGE_IDs of the audit entries
 AUDIT_LINE = re.compile(r"uid=\S+ call=|device=\S+ request=")  # the text lines without a journal
 # The first test's setup may build the root file system (about 2 minutes, more on a busy machine).
