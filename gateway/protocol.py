@@ -27,6 +27,8 @@ from sanic.http.constants import Stage
 from sanic.log import error_logger
 from sanic.server.protocols.http_protocol import HttpProtocol
 
+from spd.journal import Throttle
+
 from .answer import whole
 from .daemon import CALL_TIMEOUT
 
@@ -49,34 +51,14 @@ def configure(app) -> None:
     error_logger.addFilter(unanswerable)
 
 
-class Refusals:
-    """The log of refused request lines: the first at once, then one line per NOTE_EVERY seconds at
-    most, with the count of those not shown."""
-
-    def __init__(self):
-        self.last = float("-inf")
-        self.unshown = 0
-        self.summary = None  # the pending report of the unshown
-
-    def note(self, line: bytes | str) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if now - self.last >= NOTE_EVERY:
-            self.last = now
-            log.warning("refused a bad request line: %s", ascii(line[:200]))
-        else:
-            self.unshown += 1
-            if self.summary is None:
-                self.summary = loop.call_at(self.last + NOTE_EVERY, self.report, loop)
-
-    def report(self, loop) -> None:
-        self.summary = None
-        self.last = loop.time()
-        log.warning("refused %d more bad request lines, not shown one by one", self.unshown)
-        self.unshown = 0
+# The first refused request line at once, then one line per NOTE_EVERY seconds at most, with the
+# count of those not shown.
+refusals = Throttle(log, lambda key: "bad request lines", burst=1, every=NOTE_EVERY)
 
 
-refusals = Refusals()
+def refused(line: bytes | str) -> None:
+    if refusals.allow():
+        log.warning("refused a bad request line: %s", ascii(line[:200]))
 
 
 def unanswerable(record: logging.LogRecord) -> bool:
@@ -85,7 +67,7 @@ def unanswerable(record: logging.LogRecord) -> bool:
     a traceback with a BadRequest: noted as a refusal instead."""
     error = record.exc_info[1] if record.exc_info else None
     if isinstance(error, BadRequest):
-        refusals.note(str(error))
+        refused(str(error))
         return False
     return True
 
@@ -130,7 +112,7 @@ class DeadlineProtocol(HttpProtocol):
         self.line_unchecked = False
         if end >= 0 and REQUEST_LINE.fullmatch(buffer, 0, end + 1):
             return
-        refusals.note(bytes(buffer[:end if end >= 0 else MAX_LINE]).removesuffix(b"\r"))
+        refused(bytes(buffer[:end if end >= 0 else MAX_LINE]).removesuffix(b"\r"))
         buffer.clear()  # for Sanic, nothing came
         self.end(*((400, "Bad request line") if end >= 0 else (414, "Request line too long")))
 

@@ -382,7 +382,7 @@ def test_a_hung_polkit_and_a_flood_of_calls_starve_no_one(shared_bus, spd, polki
         assert sorted(_cancellation_ids(shared_bus, "CancelCheckAuthorization")) == sorted(hung)
         everyone_works()
         assert len(logind.method_calls("Reboot")) == 2
-        assert "too many authorization checks in progress" in spd.process.log()
+        assert "by spd: Too many authorization checks in progress" in spd.process.log()
     finally:
         if flood.poll() is None:
             flood.kill()

@@ -29,6 +29,7 @@ from dbus_fast import DBusError, Message, MessageType, Variant
 from dbus_fast.service import ServiceInterface
 
 from .. import audit as trail
+from ..journal import Throttle
 from . import polkit
 from .callers import Caller, Callers, caller
 from .names import DBUS, DBUS_ACCESS_DENIED, PROPERTIES
@@ -79,6 +80,10 @@ class Access:
         self.undeclared: list[str] = []  # exported members without a rule: refused to everyone
         self._waiting = 0  # calls waiting for their caller's credentials or for polkit
         self._tasks: set = set()
+        # At most 100 refusals a uid logged every 30 s: journald's default burst is 10,000 per 30 s
+        # a unit, and a stranger can cause refusals at will.
+        self.refusals = Throttle(log, lambda uid: "calls of " + ("unknown callers" if uid is None else f"uid {uid}"),
+                                 burst=100, every=30.0)
         for interface in interfaces:
             self._compile(interface)
 
@@ -135,26 +140,13 @@ class Access:
                 return self._get_all_actions[msg.body[0]]
             return (rule.action,)
         if rule is None or not (who.kinds & rule.callers):
-            log.warning("refused %s to uid %d (%s)", _label(msg), who.uid, msg.sender)
-            raise DBusError(DBUS_ACCESS_DENIED, f"{_label(msg)} is not allowed for uid {who.uid}")
+            raise self._refused(msg, who, rule, DBUS_ACCESS_DENIED, f"{_label(msg)} is not allowed for uid {who.uid}")
         return None
 
     async def admit(self, msg: Message, rule: Rule | None) -> Caller:
         """The caller, once it may make this call (credentials looked up, polkit asked: other calls
         go on meanwhile); raises the D-Bus error to refuse it with. A refused change is in the audit
         trail too (spd/audit.py; the gateway writes its own)."""
-        try:
-            return await self._admit(msg, rule)
-        except DBusError as e:
-            if rule is not None and rule.change:
-                who = self.callers.get(msg.sender)
-                if who is None or GATEWAY not in who.kinds:  # ("refused ..." was logged: no text line)
-                    entry = trail.daemon_entry(who and who.uid, trail.action(msg.interface, msg.member),
-                                               msg.body, e.type)
-                    trail.write(entry, log, None)
-            raise
-
-    async def _admit(self, msg: Message, rule: Rule | None) -> Caller:
         who = self.callers.get(msg.sender)
         if who is not None and self.decide(msg, who, rule) is None:
             return who  # decided at once: root and the gateway never wait
@@ -163,18 +155,30 @@ class Access:
             if who is None:
                 who = await self.callers.look_up(msg.sender)
             if who is None:
-                log.warning("refused %s from %s: its credentials are unknown", _label(msg), msg.sender)
-                raise DBusError(DBUS_ACCESS_DENIED, UNKNOWN_CALLER)
+                raise self._refused(msg, None, rule, DBUS_ACCESS_DENIED, UNKNOWN_CALLER)
             actions = self.decide(msg, who, rule)
             if actions is not None:
                 refusal = await self.checks.check(msg.sender, who.uid, actions, polkit.interactive(msg))
                 if refusal is not None:
-                    log.warning("refused %s to uid %d (%s): polkit: %s", _label(msg), who.uid, msg.sender,
-                                refusal[0])
-                    raise DBusError(*refusal)
+                    by = "spd" if refusal[0] == polkit.LIMITS_EXCEEDED else "polkit"  # (the cap is ours)
+                    raise self._refused(msg, who, rule, *refusal, by=by)
             return who
         finally:
             self._waiting -= 1
+
+    def _refused(self, msg: Message, who: Caller | None, rule: Rule | None, error: str, text: str,
+                 by: str = "spd") -> DBusError:
+        """A refusal, to raise: logged, and in the audit trail when it refuses a change (the gateway
+        writes its own), unless the caller's refusals are past what the journal can take from one
+        uid (self.refusals): one caller's flood must not push out the others' refusals."""
+        uid = who.uid if who is not None else None
+        if self.refusals.allow(uid):
+            log.warning("refused %s to %s (%s) by %s: %s", _label(msg),
+                        "an unknown caller" if uid is None else f"uid {uid}", msg.sender, by, text)
+            if rule is not None and rule.change and (who is None or GATEWAY not in who.kinds):
+                entry = trail.daemon_entry(uid, trail.action(msg.interface, msg.member), msg.body, error)
+                trail.write(entry, log, None)  # (its text line is the warning above)
+        return DBusError(error, text)
 
     def _on_message(self, msg: Message):
         if msg.message_type is not _CALL:

@@ -71,8 +71,6 @@ class Checks:
         message) to answer the call with."""
         for action in actions:
             if len(self._asking) >= self.TOTAL or self._uids[uid] >= self.PER_UID:
-                log.warning("refused a call of uid %d (%s): too many authorization checks in progress",
-                            uid, sender)
                 return LIMITS_EXCEEDED, "Too many authorization checks in progress; try again later"
             refusal = await self._ask(sender, uid, action, allow_interaction)
             if refusal is not None:
