@@ -27,6 +27,11 @@ from .journal import is_journal
 
 GATEWAY_ID = "6f93ac8470f44a9fb3da2237050788cf"  # a change made through the REST API
 DAEMON_ID = "6d8f12a989c84b1b96f39fc3c8fca69f"  # a change by any other D-Bus caller
+# Any process may send the journal an entry with these fields: only the fields journald sets itself
+# (systemd.journal-fields(7): _UID, _SYSTEMD_UNIT, from the sender's credentials and cgroup) say that
+# spd or the gateway wrote it. journalctl's matches for the trail's true entries:
+TRUSTED = [f"MESSAGE_ID={DAEMON_ID}", "_UID=0", "_SYSTEMD_UNIT=spd.service", "+",
+           f"MESSAGE_ID={GATEWAY_ID}", "_SYSTEMD_UNIT=spd-gateway.service"]
 SOCKET = os.environ.get("SPD_JOURNAL_SOCKET", "/run/systemd/journal/socket")
 OK, REFUSED = 5, 4  # PRIORITY: notice, warning
 MAX_TARGET = 200  # characters of a caller's text kept in an entry

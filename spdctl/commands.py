@@ -344,8 +344,7 @@ def log(a) -> None:
     """The audit trail (spd/audit.py), oldest first: a table, or with --json one object per entry."""
     from spd import audit as trail  # here: the other commands load only the bus contract of spd
 
-    argv = ["journalctl", "--no-pager", "-o", "json", f"MESSAGE_ID={trail.DAEMON_ID}",
-            f"MESSAGE_ID={trail.GATEWAY_ID}", *(["--since", a.since] if a.since else [])]
+    argv = ["journalctl", "--no-pager", "-o", "json", *trail.TRUSTED, *(["--since", a.since] if a.since else [])]
     try:
         r = subprocess.run(argv, capture_output=True, text=True, errors="replace")
     except OSError as e:

@@ -1,6 +1,6 @@
-"""Red team (review of issues 16, 17, 19): the audit trail against a local stranger, on a booted
+"""The audit trail against a local stranger, on a booted
 systemd with the real journald and polkitd (tests/container.py; dbus-daemon only, journald is the
-same for both brokers). Both tests FAIL on 68d095d; they are reproductions, not fixes.
+same for both brokers). Both failed on 68d095d (found by a red-team pass):
 
 1. Any local user writes entries that `spdctl log` shows as root's: spdctl asks journalctl for the
    two MESSAGE_IDs alone, and any process may send an entry with those fields to the journal's
