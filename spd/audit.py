@@ -118,7 +118,9 @@ def target(name: str, args) -> str:
 
 
 def _quoted(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)  # control characters escaped: one line, unforgeable
+    """In quotes, every character that is not printable escaped (C0 by json, DEL, C1, bidi controls
+    here): one line, which cannot move a reader's cursor or forge another."""
+    return "".join(c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" for c in json.dumps(text, ensure_ascii=False))
 
 
 def _sentence(who: str, name: str, subject: str) -> str:

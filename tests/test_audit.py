@@ -151,3 +151,14 @@ def test_spdctl_log_prints_entries_escaped():
         ('device "pixel\x1b[31m"', "Users1.Create", "bob\nx", "ok")
     assert commands._printable(entry["who"]) == 'device "pixel\\x1b[31m"'
     assert commands._printable(entry["target"]) == "bob\\nx"
+
+
+def test_a_message_holds_no_control_character_a_caller_chose():
+    """A username or zone is the caller's text: in MESSAGE every character that is not printable
+    (C0, DEL, C1, bidi controls) is escaped, as a reader of the journal would print it raw."""
+    from spd import audit
+
+    hostile = "a\x1b]0;owned\x07\x7f\x9b\u202eb"
+    entry = audit.daemon_entry(1000, "System1.SetTimezone", [hostile], "ok")
+    assert all(c.isprintable() for c in entry["MESSAGE"]), entry["MESSAGE"]
+    assert "\\u001b]0;owned\\u0007\\u007f\\u009b\\u202eb" in entry["MESSAGE"]
