@@ -10,6 +10,9 @@ import time
 
 BUS_NAME = "org.selfprivacy.Daemon"
 PATH = "/org/selfprivacy/Daemon"
+# What set root's window title and cleared the screen, and how spdctl prints it (as systemd's tools do).
+HOSTILE = "\x1b]0;owned\x07\x1b[2J"
+ESCAPED = r"\x1b]0;owned\a\x1b[2J"
 # What the stranger asks the bus for: every signal the daemon sends.
 RULE = f"type='signal',sender='{BUS_NAME}'"
 

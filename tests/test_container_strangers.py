@@ -11,13 +11,14 @@ import pytest
 import ssh_helpers as keys
 from container import BROKERS, PREFIX, booted
 from stack import eventually
-from strangers_helpers import FORGE, FORGER, Listener, invalidated, leaks
+from strangers_helpers import ESCAPED, FORGE, FORGER, HOSTILE, Listener, invalidated, leaks
 
 TOKEN = "KG9ni-B-CMPk327Zv1qC7YBQaUGaBUcgdkvMvQ2atFI"
 ADDRESS = "unix:path=/run/dbus/system_bus_socket"
 PYTHON = f"{PREFIX}/bin/python"
 DAEMON = ["org.selfprivacy.Daemon", "/org/selfprivacy/Daemon"]
 DBUS = ["org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus"]
+USERDATA = "/etc/nixos/userdata/userdata.json"
 UPGRADE, RELEASE = "sp-nixos-upgrade.service", "/run/spd-test-release"
 # The upgrade's stand-in runs until the test releases it, then fails: a result only systemd gives.
 FILES = {f"/etc/systemd/system/{UPGRADE}":
@@ -114,3 +115,14 @@ def test_spdctl_believes_no_forged_job_end(machine):
         spdctl.kill()
         spdctl.wait()
     assert (spdctl.returncode, out.splitlines()[-1:], err) == (1, ["upgrade: failed"], "spdctl: upgrade failed\n")
+
+
+def test_spdctl_prints_a_hand_edited_string_escaped(machine):
+    """A control sequence in userdata.json (edited by hand, renamed into place as editors do) reaches
+    root's terminal escaped."""
+    data = json.loads(machine.run(["cat", USERDATA]).stdout)
+    timezone, data["timezone"] = data["timezone"], data["timezone"] + HOSTILE
+    machine.run(["sh", "-c", 'cat >"$0.tmp" && chmod --reference="$0" "$0.tmp" && mv "$0.tmp" "$0"', USERDATA],
+                input=json.dumps(data))
+    expected = f"{timezone}{ESCAPED}\n"
+    assert eventually(lambda: machine.run([f"{PREFIX}/bin/spdctl", "timezone"]).stdout, expected) == expected

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stack import BUS_NAME, PYTHON, Bus, busctl, env_for_children, eventually, get_property
-from strangers_helpers import FORGER
+from strangers_helpers import ESCAPED, FORGER, HOSTILE
 from systemd_helpers import MOCK
 from test_spdctl import _lines, ctl, daemon, mocks  # noqa: F401  (fixtures)
 from test_backups import daemon_env, private_tmp, repo  # noqa: F401  (fixtures of the daemon above)
@@ -21,9 +21,6 @@ MANAGER = "org.freedesktop.systemd1.Manager"
 UNIT = "sp-nixos-upgrade.service"
 HELD_JOB = "/org/freedesktop/systemd1/Job/4242"
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-# What set root's window title and cleared the screen.
-HOSTILE = "\x1b]0;owned\x07\x1b[2J"
-ESCAPED = r"\x1b]0;owned\a\x1b[2J"
 
 
 @pytest.fixture
