@@ -145,8 +145,10 @@ class Listener:
     def __init__(self, prefix: list, python: str, address: str, env: dict, rule: str = RULE):
         self.proc = subprocess.Popen([*prefix, python, "-c", LISTEN, address, rule], cwd="/", env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
-        self.lines = []
+        self.lines = []  # (the bus's NameAcquired may come before "ready": it needs no match rule)
+        while (line := self.proc.stdout.readline()).strip() != "ready":
+            assert line, "the listener did not start"
+            self.lines.append(line)
         self._thread = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self._thread.start()
 
