@@ -11,8 +11,10 @@ class Events:
     """An open /events stream. next() returns (topic, data) of the next event, or None at the end of
     the stream; comments (keep-alive lines) are collected in `comments`."""
 
-    def __init__(self, url: str, token: str = TOKEN, topics: str | None = None, timeout: float = 30):
-        self.client = httpx.Client(timeout=timeout)
+    def __init__(self, url: str, token: str = TOKEN, topics: str | None = None, timeout: float = 30,
+                 local_address: str | None = None):
+        """local_address: the client's own address (e.g. 127.0.0.2: a filter can then tell it apart)."""
+        self.client = httpx.Client(timeout=timeout, transport=httpx.HTTPTransport(local_address=local_address))
         params = {"topics": topics} if topics is not None else None
         self._cm = self.client.stream("GET", url + "/events", params=params,
                                       headers={"Authorization": f"Bearer {token}"})

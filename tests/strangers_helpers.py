@@ -1,5 +1,5 @@
 """A local stranger on the bus (issue 16): clients run as another user (a setpriv prefix) that listen
-to the daemon's signals or forge signals to the gateway. Shared by tests/test_strangers.py (private
+to the daemon's signals or forge signals to the gateway or spdctl. Shared by tests/test_strangers.py (private
 bus) and tests/test_container_strangers.py (booted systemd); passed with -c, so a user who cannot
 read the checkout runs them too."""
 
@@ -10,6 +10,9 @@ import time
 
 BUS_NAME = "org.selfprivacy.Daemon"
 PATH = "/org/selfprivacy/Daemon"
+# What set root's window title and cleared the screen, and how spdctl prints it (as systemd's tools do).
+HOSTILE = "\x1b]0;owned\x07\x1b[2J"
+ESCAPED = r"\x1b]0;owned\a\x1b[2J"
 # What the stranger asks the bus for: every signal the daemon sends.
 RULE = f"type='signal',sender='{BUS_NAME}'"
 
@@ -76,6 +79,44 @@ asyncio.run(main())
 """
 
 
+# argv: bus address, spdctl's unique name, the daemon's, the upgrade job's path. Sent as nobody to
+# `spdctl upgrade --wait`: every form of "the job is done" that does not come from the daemon. The
+# bus hands a signal with a destination to that connection whatever its match rules; a broadcast
+# reaches those whose rules do not name the sender. Then a call: the bus has passed all of them on.
+FORGER = """
+import asyncio, sys
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+address, target, owner, job = sys.argv[1:]
+DBUS, PROPS = "org.freedesktop.DBus", "org.freedesktop.DBus.Properties"
+
+async def main():
+    bus = await MessageBus(bus_address=address).connect()
+    done = ["org.selfprivacy.System1", {"Jobs": Variant("a{s(os)}", {"upgrade": [job, "done"]})}, []]
+    invalidated = ["org.selfprivacy.System1", {}, ["Jobs"]]
+
+    def signal(destination, body, path="/org/selfprivacy/Daemon", interface=PROPS,
+               member="PropertiesChanged", signature="sa{sv}as"):
+        return Message(message_type=MessageType.SIGNAL, destination=destination, path=path,
+                       interface=interface, member=member, signature=signature, body=body)
+
+    for message in (signal(target, done), signal(None, done), signal(target, invalidated),
+                    signal(None, invalidated),
+                    # "the daemon is now me", then the job's end from "the daemon"
+                    signal(target, ["org.selfprivacy.Daemon", owner, bus.unique_name],
+                           "/org/freedesktop/DBus", DBUS, "NameOwnerChanged", "sss"),
+                    signal(target, done)):
+        await bus.send(message)
+    reply = await bus.call(Message(destination=DBUS, path="/org/freedesktop/DBus", interface=DBUS,
+                                   member="GetId"))
+    assert reply.message_type is MessageType.METHOD_RETURN, reply.body
+    bus.disconnect()
+
+asyncio.run(main())
+"""
+
+
 def received(lines: list) -> list:
     """The listener's output after "ready": [interface, member, body] per signal."""
     return [json.loads(line) for line in lines if line.strip() and line.strip() != "ready"]
@@ -104,8 +145,10 @@ class Listener:
     def __init__(self, prefix: list, python: str, address: str, env: dict, rule: str = RULE):
         self.proc = subprocess.Popen([*prefix, python, "-c", LISTEN, address, rule], cwd="/", env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
-        self.lines = []
+        self.lines = []  # (the bus's NameAcquired may come before "ready": it needs no match rule)
+        while (line := self.proc.stdout.readline()).strip() != "ready":
+            assert line, "the listener did not start"
+            self.lines.append(line)
         self._thread = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self._thread.start()
 

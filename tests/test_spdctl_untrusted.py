@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from stack import BUS_NAME, PYTHON, Bus, busctl, env_for_children, eventually, get_property
+from strangers_helpers import ESCAPED, FORGER, HOSTILE
 from systemd_helpers import MOCK
 from test_spdctl import _lines, ctl, daemon, mocks  # noqa: F401  (fixtures)
 from test_backups import daemon_env, private_tmp, repo  # noqa: F401  (fixtures of the daemon above)
@@ -20,9 +21,6 @@ MANAGER = "org.freedesktop.systemd1.Manager"
 UNIT = "sp-nixos-upgrade.service"
 HELD_JOB = "/org/freedesktop/systemd1/Job/4242"
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-# What set root's window title and cleared the screen.
-HOSTILE = "\x1b]0;owned\x07\x1b[2J"
-ESCAPED = r"\x1b]0;owned\a\x1b[2J"
 
 
 @pytest.fixture
@@ -55,42 +53,6 @@ def upgrade_waiting(bus) -> subprocess.Popen:
     running = {"upgrade": [HELD_JOB, "running"]}
     assert eventually(lambda: get_property(bus, SYSTEM, "Jobs"), running, timeout=60) == running
     return p
-
-
-# Sent as nobody: every form of "the job is done" that does not come from the daemon. The bus hands
-# a signal with a destination to that connection whatever its match rules; the broadcast reaches
-# those whose rules do not name the sender. Then a call: the bus has passed all of them on.
-FORGER = """
-import asyncio, sys
-from dbus_fast import Message, MessageType, Variant
-from dbus_fast.aio import MessageBus
-
-address, target, owner, job = sys.argv[1:]
-DBUS, PROPS = "org.freedesktop.DBus", "org.freedesktop.DBus.Properties"
-
-async def main():
-    bus = await MessageBus(bus_address=address).connect()
-    done = ["org.selfprivacy.System1", {"Jobs": Variant("a{s(os)}", {"upgrade": [job, "done"]})}, []]
-    invalidated = ["org.selfprivacy.System1", {}, ["Jobs"]]
-
-    def signal(destination, body, path="/org/selfprivacy/Daemon", interface=PROPS,
-               member="PropertiesChanged", signature="sa{sv}as"):
-        return Message(message_type=MessageType.SIGNAL, destination=destination, path=path,
-                       interface=interface, member=member, signature=signature, body=body)
-
-    for message in (signal(target, done), signal(None, done), signal(target, invalidated),
-                    # "the daemon is now me", then the job's end from "the daemon"
-                    signal(target, ["org.selfprivacy.Daemon", owner, bus.unique_name],
-                           "/org/freedesktop/DBus", DBUS, "NameOwnerChanged", "sss"),
-                    signal(target, done)):
-        await bus.send(message)
-    reply = await bus.call(Message(destination=DBUS, path="/org/freedesktop/DBus", interface=DBUS,
-                                   member="GetId"))
-    assert reply.message_type is MessageType.METHOD_RETURN, reply.body
-    bus.disconnect()
-
-asyncio.run(main())
-"""
 
 
 def bus_driver(bus, member: str, *args, check=True):
