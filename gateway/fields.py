@@ -118,3 +118,19 @@ def _shown(name: str) -> str:
     if name.isascii() and name.isprintable() and len(name) <= 64:
         return name
     return "(a name that cannot be shown)"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a settings route (gateway/routes.py Settings): its body field `name`, the
+    D-Bus property that shows it (written by Set<property>), its Field, and how spdctl spells it."""
+
+    name: str
+    property: str
+    field: Field
+    label: str  # spdctl's line for it
+    # spdctl: "WORD" sets it as `spdctl COMMAND WORD CHOICE`, "--WORD" as an option, "" as the
+    # command's own argument, "verbs" as `spdctl COMMAND CHOICE` (each choice a command of its own)
+    cli: str = ""
+    choices: tuple = ("yes", "no")  # the words for true and false (a string setting: none)
+    shown: tuple = ("yes", "no")  # how spdctl prints true and false

@@ -12,7 +12,7 @@ from spd.dbus.names import (BACKUPS, PROPERTIES, SERVICE_NAMES, SERVICES, SSH, S
 
 from .daemon import CALL_TIMEOUT, READ_TIMEOUT
 from .errors import HTTPError
-from .fields import Field  # noqa: F401  (routes are declared with it)
+from .fields import Field, Setting
 
 API_VERSION = "1.2.7"
 
@@ -194,6 +194,42 @@ def prop(interface: str, name: str, shape=None, topic: str = ""):
                  (lambda p, ctx: p[name]) if shape is None else (lambda p, ctx: shape(p[name], ctx)), topic)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """Settings declared once: GET `path` answers them (from the mirror), PUT `path` writes each one
+    its body gives with Set<property>, and spdctl's `command` shows and sets them (spdctl/main.py).
+    `single`: one setting whose GET answers its bare value and whose PUT requires it."""
+
+    path: str
+    interface: str
+    topic: str
+    summaries: tuple  # GET's, PUT's
+    reply: str  # PUT's answer
+    settings: tuple  # of Setting
+    command: str  # spdctl's
+    help: str  # spdctl's
+    single: bool = False
+
+    def routes(self) -> list:
+        names = tuple(s.property for s in self.settings)
+        if self.single:
+            (only,) = self.settings
+            shape, response = (lambda p, ctx: p[only.property]), _SCHEMAS[only.field.type]
+        else:
+            shape = lambda p, ctx: {s.name: p[s.property] for s in self.settings}  # noqa: E731
+            response = obj(**{s.name: _SCHEMAS[s.field.type] for s in self.settings})
+        calls = tuple(Call(self.interface, f"Set{s.property}", _SIGNATURES[s.field.type], (body(s.name),),
+                           given(s.name)) for s in self.settings)
+        return [Route("GET", self.path, self.summaries[0], **props(self.interface, names, shape, self.topic),
+                      response=response),
+                Route("PUT", self.path, self.summaries[1], calls=calls, reply=self.reply, response=STR,
+                      fields={s.name: s.field for s in self.settings})]
+
+
+_SCHEMAS = {bool: BOOL, str: STR}
+_SIGNATURES = {bool: "b", str: "s"}
+
+
 def tagged(tag: str, routes: list) -> list:
     """The same routes, grouped under one OpenAPI tag."""
     return [replace(r, tag=tag) for r in routes]
@@ -286,10 +322,6 @@ USER_ROUTES = tagged("users", [
 
 # --- ssh -----------------------------------------------------------------------------------
 
-def _ssh_settings(props, ctx):
-    return {"enable": props["Enable"], "passwordAuthentication": props["PasswordAuthentication"]}
-
-
 def _user_keys(keys, ctx):
     user = ctx.path["username"]
     if user not in keys:
@@ -300,16 +332,15 @@ def _user_keys(keys, ctx):
 PUBLIC_KEY = {"public_key": Field(str, description="one line: TYPE BASE64 [comment]", max_length=16384)}
 KEY_WRITTEN = "New SSH key successfully written"
 
+SSH_SETTINGS = Settings("/services/ssh", SSH, "ssh", ("SSH settings", "Change SSH settings (only the fields given)"),
+                        "SSH settings changed", (
+    Setting("enable", "Enable", Field(bool, False), "SSH", "verbs", ("enable", "disable"), ("enabled", "disabled")),
+    Setting("passwordAuthentication", "PasswordAuthentication", Field(bool, False), "Password authentication",
+            "password-auth"),
+), "ssh", "SSH settings")
+
 SSH_ROUTES = tagged("ssh", [
-    Route("GET", "/services/ssh", "SSH settings",
-          **props(SSH, ("Enable", "PasswordAuthentication"), _ssh_settings, "ssh"),
-          response=obj(enable=BOOL, passwordAuthentication=BOOL)),
-    Route("PUT", "/services/ssh", "Change SSH settings (only the fields given)",
-          calls=(Call(SSH, "SetEnable", "b", (body("enable"),), given("enable")),
-                 Call(SSH, "SetPasswordAuthentication", "b", (body("passwordAuthentication"),),
-                      given("passwordAuthentication"))),
-          reply="SSH settings changed", response=STR,
-          fields={"enable": Field(bool, False), "passwordAuthentication": Field(bool, False)}),
+    *SSH_SETTINGS.routes(),
     Route("POST", "/services/ssh/enable", "Enable SSH", SSH, "SetEnable", "b", args=(const(True),),
           reply={"status": 0, "message": "SSH enabled"}, response=STATUS_MESSAGE),
     Route("PUT", "/services/ssh/key/send", "Add a root SSH key", SSH, "AddRootKey", "s",
@@ -387,10 +418,6 @@ BACKUP_ROUTES = tagged("backups", [
 # --- system --------------------------------------------------------------------------------
 
 
-def _auto_upgrade(props, ctx):
-    return {"enable": props["AutoUpgrade"], "allowReboot": props["AllowReboot"]}
-
-
 PULL = obj(status=INT, message=STR, data=STR)
 
 
@@ -401,23 +428,26 @@ def _pull(out, ctx):
     return Reply(500, {"status": code, "message": "Something went wrong", "data": output})
 
 
+TIMEZONE_SETTINGS = Settings("/system/configuration/timezone", SYSTEM, "timezone",
+                             ("The system timezone", "Set the system timezone"), "Timezone changed", (
+    Setting("timezone", "Timezone", Field(str, description="an IANA zone name, e.g. Europe/Berlin", max_length=64),
+            "Timezone", choices=()),
+), "timezone", "show or set the timezone", single=True)
+
+AUTO_UPGRADE_SETTINGS = Settings("/system/configuration/autoUpgrade", SYSTEM, "autoUpgrade",
+                                 ("Auto-upgrade settings", "Change auto-upgrade settings"),
+                                 "Auto-upgrade settings changed", (
+    Setting("enable", "AutoUpgrade", Field(bool, False, description="upgrade automatically"), "Auto-upgrade",
+            "", ("on", "off")),
+    Setting("allowReboot", "AllowReboot", Field(bool, False, description="reboot after an upgrade when needed"),
+            "Reboot allowed", "--allow-reboot"),
+), "auto-upgrade", "show or set automatic upgrades")
+
+SETTINGS = (SSH_SETTINGS, TIMEZONE_SETTINGS, AUTO_UPGRADE_SETTINGS)
+
 SYSTEM_ROUTES = tagged("system", [
-    Route("GET", "/system/configuration/timezone", "The system timezone",
-          **prop(SYSTEM, "Timezone", topic="timezone"),
-          response=STR),
-    Route("PUT", "/system/configuration/timezone", "Set the system timezone", SYSTEM, "SetTimezone",
-          "s", args=(body("timezone"),), reply="Timezone changed", response=STR,
-          fields={"timezone": Field(str, description="an IANA zone name, e.g. Europe/Berlin",
-                                    max_length=64)}),
-    Route("GET", "/system/configuration/autoUpgrade", "Auto-upgrade settings",
-          **props(SYSTEM, ("AutoUpgrade", "AllowReboot"), _auto_upgrade, "autoUpgrade"),
-          response=obj(enable=BOOL, allowReboot=BOOL)),
-    Route("PUT", "/system/configuration/autoUpgrade", "Change auto-upgrade settings",
-          calls=(Call(SYSTEM, "SetAutoUpgrade", "b", (body("enable"),), given("enable")),
-                 Call(SYSTEM, "SetAllowReboot", "b", (body("allowReboot"),), given("allowReboot"))),
-          reply="Auto-upgrade settings changed", response=STR,
-          fields={"enable": Field(bool, False, description="upgrade automatically"),
-                  "allowReboot": Field(bool, False, description="reboot after an upgrade when needed")}),
+    *TIMEZONE_SETTINGS.routes(),
+    *AUTO_UPGRADE_SETTINGS.routes(),
     Route("GET", "/system/configuration/apply", "Rebuild NixOS (sp-nixos-rebuild.service)", SYSTEM,
           "Apply", reply=0, response=INT, acts=True),
     Route("GET", "/system/configuration/upgrade", "Upgrade NixOS (sp-nixos-upgrade.service)", SYSTEM,

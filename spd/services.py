@@ -54,7 +54,7 @@ class Services:
         """Whether anything changed."""
         if service not in SERVICE_NAMES:
             raise NotFound(f"There is no service {service[:64]!r}; known: {', '.join(SERVICE_NAMES)}")
-        if not await set_setting(self.userdata, service, "enable", enable):
+        if not await set_setting(self.userdata, f"{service}.enable", enable):
             return False
         log.info("%s %s", service, "enabled" if enable else "disabled")
         return True

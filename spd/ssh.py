@@ -1,7 +1,7 @@
 """SSH: whether sshd runs, whether it takes passwords, and who may log in with which key.
 
-userdata.json holds `ssh.enable`, `ssh.passwordAuthentication` (each true when unset), root's keys in
-`ssh.rootKeys`, the master user's in top-level `sshKeys` and other users' in `users[].sshKeys`.
+userdata.json holds `ssh.enable`, `ssh.passwordAuthentication` (settings of SSH1, declared there),
+root's keys in `ssh.rootKeys`, the master user's in top-level `sshKeys` and other users' in `users[].sshKeys`.
 The NixOS config of 1.2 servers fails to build with an empty `rootKeys`, so removing the last root
 key leaves `[""]` (and that placeholder is never listed as a key).
 """
@@ -11,13 +11,10 @@ import logging
 from . import sshkeys
 from .errors import Failed, InvalidArgument, NotFound, AlreadyExists
 from .jsonfile import JsonFile
-from .userdata import section_to_change, set_setting
+from .userdata import section_to_change
 from .users import usernames
 
 log = logging.getLogger("spd.ssh")
-
-SETTINGS = ("enable", "passwordAuthentication")
-
 
 def _ssh(data, create: bool = False) -> dict:
     """The ssh block (created when asked to); Failed when it holds something other than an object."""
@@ -27,11 +24,6 @@ def _ssh(data, create: bool = False) -> dict:
     if ssh is not None and not isinstance(ssh, dict):
         raise Failed("In userdata.json, 'ssh' is not an object")
     return {} if ssh is None else ssh
-
-
-def _setting(ssh: dict, name: str) -> bool:
-    value = ssh.get(name)
-    return True if value is None else bool(value)
 
 
 def _key_list(data, user: str, create: bool = False) -> list:
@@ -64,20 +56,6 @@ def _listed(keys: list) -> list[str]:
 class SSH:
     def __init__(self, userdata: JsonFile):
         self.userdata = userdata
-
-    def settings(self) -> dict:
-        ssh = _ssh(self.userdata.read())
-        return {name: _setting(ssh, name) for name in SETTINGS}
-
-    async def set(self, name: str, value: bool) -> None:
-        """Write one setting as the caller gave it, also where it is absent and its absence means
-        the same: what an absent key means is the NixOS configuration's choice, not ours."""
-        if name not in SETTINGS:
-            raise InvalidArgument(f"There is no SSH setting {name[:64]!r}")
-        if not isinstance(value, bool):
-            raise InvalidArgument(f"The SSH setting {name!r} must be a boolean")
-        if await set_setting(self.userdata, "ssh", name, value):
-            log.info("ssh %s set to %s", name, value)
 
     def all_keys(self) -> dict[str, list[str]]:
         """user -> keys: root, the master user (when there is one) and every user."""

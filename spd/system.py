@@ -1,5 +1,5 @@
-"""System settings and actions: timezone and auto-upgrade (userdata, applied by nixos-rebuild), the
-rebuild / upgrade / rollback units started through systemd, reboot through logind, versions, and
+"""System actions: the timezone's check (timezone and auto-upgrade are settings of System1, applied
+by nixos-rebuild), the rebuild / upgrade / rollback units started through systemd, reboot through logind, versions, and
 pulling the NixOS configuration repository."""
 
 import asyncio
@@ -13,12 +13,10 @@ import zoneinfo
 from .config import Config
 from .errors import Busy, Failed, InvalidArgument
 from .jsonfile import JsonFile
-from .userdata import section, set_setting
 
 log = logging.getLogger("spd.system")
 
 DEFAULT_TIMEZONE = "Europe/Uzhgorod"  # what 1.2 servers answered when none was set
-AUTO_UPGRADE_DEFAULTS = {"enable": True, "allowReboot": False}
 
 # action -> the unit that performs it (defined by the SelfPrivacy NixOS config)
 ACTIONS = {
@@ -47,6 +45,14 @@ def valid_timezone(name: str) -> bool:
     return name in _zones
 
 
+async def check_timezone(name: str) -> None:
+    """InvalidArgument unless `name` is an IANA zone name."""
+    if _zones is None:  # the first look reads every file of the zone database: not on the loop
+        await asyncio.to_thread(valid_timezone, "UTC")
+    if not valid_timezone(name):
+        raise InvalidArgument(f"There is no IANA time zone named {name[:MAX_ZONE]!r}")
+
+
 def uname() -> str:
     """What `uname -a` prints (GNU coreutils leaves out the unknown processor and platform)."""
     u = os.uname()
@@ -67,43 +73,6 @@ class System:
         self.listeners = []  # fn() after self.jobs changed
         self._pulling = asyncio.Lock()
         systemd.add_job_listener(self._job_removed)
-
-    # --- settings ---------------------------------------------------------------------------
-
-    def timezone(self) -> str:
-        tz = self.userdata.read().get("timezone")
-        return tz if isinstance(tz, str) and tz else DEFAULT_TIMEZONE
-
-    async def set_timezone(self, name: str) -> bool:
-        """Whether the timezone changed."""
-        if _zones is None:  # the first look reads every file of the zone database: not on the loop
-            await asyncio.to_thread(valid_timezone, "UTC")
-        if not valid_timezone(name):
-            raise InvalidArgument(f"There is no IANA time zone named {name[:MAX_ZONE]!r}")
-        if self.userdata.read().get("timezone") == name:
-            return False
-        def change(data):  # decided again under the lock: a concurrent call may have done it
-            if data.get("timezone") == name:
-                return False
-            data["timezone"] = name
-            return True
-
-        if not await self.userdata.update_async(change):
-            return False
-        log.info("timezone set to %s", name)
-        return True
-
-    def auto_upgrade(self) -> dict[str, bool]:
-        stored = section(self.userdata.read(), "autoUpgrade")
-        return {k: bool(stored.get(k, default)) for k, default in AUTO_UPGRADE_DEFAULTS.items()}
-
-    async def set_auto_upgrade(self, name: str, value: bool) -> None:
-        """Write one auto-upgrade setting as given, also where absent means the same value."""
-        if name not in AUTO_UPGRADE_DEFAULTS:
-            raise InvalidArgument(f"There is no auto-upgrade setting {name[:64]!r}; "
-                                  f"known: {', '.join(AUTO_UPGRADE_DEFAULTS)}")
-        if await set_setting(self.userdata, "autoUpgrade", name, value):
-            log.info("auto-upgrade %s set to %s", name, value)
 
     # --- actions ----------------------------------------------------------------------------
 

@@ -29,17 +29,35 @@ def section_to_change(data: dict, name: str) -> dict:
     return value
 
 
-async def set_setting(userdata: JsonFile, name: str, key: str, value) -> bool:
-    """Write data[name][key] = value as the caller gave it, also where the key is absent and its
-    absence means the same (what it means is the NixOS configuration's choice, not ours). Whether the
-    file changed: decided again under the lock (a concurrent call may have done it), written off the
-    event loop (a lock held by another process stalls only this call)."""
-    if section(userdata.read(), name).get(key) is value:
+def _split(path: str) -> tuple[str | None, str]:
+    """"ssh.enable" -> ("ssh", "enable"); "timezone" -> (None, "timezone")."""
+    name, _, key = path.rpartition(".")
+    return name or None, key
+
+
+def get_setting(data: dict, path: str):
+    """The value at `path` ("ssh.enable", "timezone"); None when absent or when its section is not an
+    object (a read never fails on a section it does not understand; a write refuses to touch it)."""
+    name, key = _split(path)
+    return (data if name is None else section(data, name)).get(key)
+
+
+def _same(old, new) -> bool:
+    return type(old) is type(new) and old == new  # a stored 1 is not the True a caller gives
+
+
+async def set_setting(userdata: JsonFile, path: str, value) -> bool:
+    """Write the setting at `path` ("ssh.enable", "timezone") as the caller gave it, also where it is
+    absent and its absence means the same (what it means is the NixOS configuration's choice, not
+    ours). Whether the file changed: decided again under the lock (a concurrent call may have done
+    it), written off the event loop (a lock held by another process stalls only this call)."""
+    if _same(get_setting(userdata.read(), path), value):
         return False
+    name, key = _split(path)
 
     def change(data):
-        settings = section_to_change(data, name)
-        if settings.get(key) is value:
+        settings = data if name is None else section_to_change(data, name)
+        if _same(settings.get(key), value):
             return False
         settings[key] = value
         return True

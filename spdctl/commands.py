@@ -113,21 +113,30 @@ class Usage(Exception):
     """Wrong usage found after parsing: exit 2."""
 
 
+# --- settings (gateway/routes.py Settings: the command is built from the same declaration) -----
+
+async def settings(d: Daemon, a):
+    """Show the settings of `a.settings`, or set those the command line gives (nothing printed)."""
+    group = a.settings
+    body = {s.name: _given(s, getattr(a, s.name, None)) for s in group.settings
+            if getattr(a, s.name, None) is not None}
+    if body:
+        return show(a, await d.run("PUT", group.path, body=body), None)
+    show(a, await d.run("GET", group.path), lambda b: out.echo(b) if group.single else out.pairs(
+        [(s.label, _shown(s, b[s.name])) for s in group.settings]))
+
+
+def _given(setting, word: str):
+    return word == setting.choices[0] if setting.field.type is bool else word
+
+
+def _shown(setting, value):
+    if not isinstance(value, bool):
+        return value
+    return out.colour(setting.shown[0], out.GREEN) if value else out.styled(setting.shown[1])
+
+
 # --- ssh -------------------------------------------------------------------------------------
-
-async def ssh(d: Daemon, a):
-    show(a, await d.run("GET", "/services/ssh"), lambda b: out.pairs([
-        ("SSH", _on_off(b["enable"])),
-        ("Password authentication", out.yes_no(b["passwordAuthentication"]))]))
-
-
-async def ssh_enable(d: Daemon, a):
-    show(a, await d.run("PUT", "/services/ssh", body={"enable": a.command == "enable"}), None)
-
-
-async def ssh_password_auth(d: Daemon, a):
-    show(a, await d.run("PUT", "/services/ssh", body={"passwordAuthentication": a.value == "yes"}), None)
-
 
 async def ssh_keys(d: Daemon, a):
     show(a, await d.run("GET", "/services/ssh/keys/<username>", {"username": a.user}),
@@ -176,24 +185,6 @@ async def dkim(d: Daemon, a):
 
 
 # --- system ----------------------------------------------------------------------------------
-
-async def timezone(d: Daemon, a):
-    if a.zone is None:
-        return show(a, await d.run("GET", "/system/configuration/timezone"), out.echo)
-    show(a, await d.run("PUT", "/system/configuration/timezone", body={"timezone": a.zone}), None)
-
-
-async def auto_upgrade(d: Daemon, a):
-    if a.value is None and a.allow_reboot is None:
-        return show(a, await d.run("GET", "/system/configuration/autoUpgrade"), lambda b: out.pairs([
-            ("Auto-upgrade", out.yes_no(b["enable"])), ("Reboot allowed", out.yes_no(b["allowReboot"]))]))
-    body = {}
-    if a.value is not None:
-        body["enable"] = a.value == "on"
-    if a.allow_reboot is not None:
-        body["allowReboot"] = a.allow_reboot == "yes"
-    show(a, await d.run("PUT", "/system/configuration/autoUpgrade", body=body), None)
-
 
 async def job(d: Daemon, a):
     """apply, upgrade, rollback: start the systemd job; with --wait follow System1.Jobs to its end

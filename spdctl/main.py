@@ -8,6 +8,8 @@ import asyncio
 import os
 import sys
 
+from gateway.routes import AUTO_UPGRADE_SETTINGS, SSH_SETTINGS, TIMEZONE_SETTINGS
+
 from . import agent
 from . import commands as c
 from .bus import Daemon, Refused
@@ -42,12 +44,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
     cmd("remove", c.users_remove, "delete a user", us).add_argument("name")
 
-    ssh = cmd("ssh", c.ssh, "SSH settings")
-    ss = ssh.add_subparsers(dest="command", metavar="ACTION")
-    cmd("enable", c.ssh_enable, "enable SSH", ss)
-    cmd("disable", c.ssh_enable, "disable SSH", ss)
-    cmd("password-auth", c.ssh_password_auth, "allow password authentication or not", ss) \
-        .add_argument("value", choices=("yes", "no"))
+    ss = _settings(cmd, SSH_SETTINGS)
     cmd("keys", c.ssh_keys, "list a user's SSH keys", ss).add_argument("user", nargs="?", default="root")
     k = cmd("add-key", c.ssh_add_key, "add an SSH key (from stdin when KEY is - or absent)", ss)
     k.add_argument("user")
@@ -62,11 +59,8 @@ def parser() -> argparse.ArgumentParser:
         cmd(action, c.services_enable, f"{action} a service", sv).add_argument("name", choices=c.SERVICE_CHOICES)
 
     cmd("dkim", c.dkim, "the DKIM DNS record")
-    cmd("timezone", c.timezone, "show or set the timezone").add_argument("zone", nargs="?",
-                                                                         help="e.g. Europe/Berlin")
-    au = cmd("auto-upgrade", c.auto_upgrade, "show or set automatic upgrades")
-    au.add_argument("value", nargs="?", choices=("on", "off"))
-    au.add_argument("--allow-reboot", choices=("yes", "no"))
+    _settings(cmd, TIMEZONE_SETTINGS)
+    _settings(cmd, AUTO_UPGRADE_SETTINGS)
     for name, what in (("apply", "rebuild NixOS"), ("upgrade", "upgrade NixOS"), ("rollback", "roll NixOS back")):
         wait(cmd(name, c.job, what), "the systemd job")
     cmd("reboot", c.reboot, "reboot the server")
@@ -91,6 +85,31 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--since", metavar="TIME",
                     help="from this time on, as journalctl takes it (today, '2026-12-01 10:00', --since=-1h)")
     return p
+
+
+def _settings(cmd, group):
+    """The command of a Settings declaration: without arguments it shows them, with some it sets
+    those, each spelled as its Setting.cli says. Its subcommands' parser (None when it has none)."""
+    p = cmd(group.command, c.settings, group.help)
+    p.set_defaults(settings=group)
+    sub = None
+    for s in group.settings:
+        choices, what = s.choices or None, s.field.description or None
+        if s.cli == "":
+            p.add_argument(s.name, nargs="?", choices=choices, help=what)
+        elif s.cli.startswith("--"):
+            p.add_argument(s.cli, dest=s.name, choices=choices, help=what)
+        else:
+            sub = sub or p.add_subparsers(dest="command", metavar="ACTION")
+            for word in s.choices if s.cli == "verbs" else (s.cli,):
+                v = cmd(word, c.settings, f"{word} {s.label}" if s.cli == "verbs"
+                        else f"{s.label.lower()}: {' or '.join(s.choices)}", sub)
+                v.set_defaults(settings=group)
+                if s.cli == "verbs":
+                    v.set_defaults(**{s.name: word})
+                else:
+                    v.add_argument(s.name, choices=choices, help=what)
+    return sub
 
 
 def _options(p, bus_default, flag_default) -> None:

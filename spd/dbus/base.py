@@ -4,7 +4,8 @@
 Their wrapper turns domain errors (spd.errors) into named D-Bus errors (org.selfprivacy.Error.<Kind>)
 with the message a person can read, logs every call that changes something with the caller's uid and
 the result, and counts calls in progress for the idle exit. Anything else is left to dbus-fast, which
-logs the traceback locally and sends the caller only a generic error.
+logs the traceback locally and sends the caller only a generic error. `setting(...)` declares a
+userdata setting in one row: its property and its Set<Name> method.
 
 `LiveInterface` keeps every property true: its `current()` says what each property is now, and
 `refresh()` compares that with what was last published and emits PropertiesChanged for what differs:
@@ -30,9 +31,11 @@ from ..errors import SpdError, error_name
 from ..idle import CALLS
 from .access import admit
 from .callers import caller
-from .rules import GATEWAY, Rule, declare, reads
+from ..userdata import get_setting, set_setting
+from .rules import GATEWAY, Rule, changes, declare, reads
 
 log = logging.getLogger("spd.dbus")
+settings_log = logging.getLogger("spd.settings")
 audit = logging.getLogger("spd.access")
 
 _MISSING = object()
@@ -121,8 +124,71 @@ def prop(rule: Rule = reads()):
     return decorate
 
 
+# A setting's stored value (None: absent or null) -> the property's value.
+_READ = {"b": lambda value, default: default if value is None else bool(value),
+         "s": lambda value, default: value if isinstance(value, str) and value else default}
+
+
+class setting:
+    """A setting of userdata.json, declared once in an interface's class body, as timedated declares
+    one property row and one method row:
+
+        PasswordAuthentication = setting(SSH_MANAGE, "ssh.passwordAuthentication", "b", default=True,
+                                         doc="Whether sshd accepts passwords (...)")
+
+    gives the read-only property `PasswordAuthentication` (anyone who may read; its value from
+    current(), `default` when unset) and the method `SetPasswordAuthentication(b)`, which `action`
+    covers and whose audit act is spd/audit.py's ACTS["SSH1.SetPasswordAuthentication"]. The method
+    runs in timedated's order: validate (`check`, an async fn raising InvalidArgument), return early
+    when nothing changes, write (userdata.set_setting: as given, also where absence means the same;
+    the store's commit hook refreshes every interface, so the signal leaves before the reply), log,
+    reply. The interface holds the store as `self.userdata`."""
+
+    def __init__(self, action: str, path: str, signature: str, default, doc: str, *, arg: str = "value",
+                 set_doc: str | None = None, check=None):
+        self.action, self.path, self.signature, self.default = action, path, signature, default
+        self.doc, self.arg, self.check = doc, arg, check
+        self.set_doc = set_doc or f"Write {path} as given."
+        self.name = self.setter = ""
+
+    def read(self, data: dict):
+        return _READ[self.signature](get_setting(data, self.path), self.default)
+
+    def __set_name__(self, owner, name: str) -> None:
+        """Put the property and its Set method on the class in this row's place (dbus-fast finds
+        members on the class when an interface is made)."""
+        self.name, self.setter = name, f"Set{name}"
+
+        def get(interface):
+            return interface.value(name)
+
+        async def set_(interface, value):
+            if self.check is not None:
+                await self.check(value)
+            if await set_setting(interface.userdata, self.path, value):
+                settings_log.info("%s set to %s", self.path, value)
+
+        arg = inspect.Parameter(self.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=self.signature)
+        _as_member(owner, get, name, self.doc, inspect.Signature(
+            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)], return_annotation=self.signature))
+        _as_member(owner, set_, self.setter, self.set_doc, inspect.Signature(
+            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), arg]))
+        setattr(owner, name, prop()(get))
+        setattr(owner, self.setter, method(changes(self.action))(set_))
+        owner.SETTINGS = (*owner.SETTINGS, self)
+
+
+def _as_member(owner, fn, name: str, doc: str, signature: inspect.Signature) -> None:
+    """fn as if defined in owner's body as `name` with this signature (what dbus-fast and the rule
+    table read)."""
+    fn.__name__, fn.__qualname__, fn.__module__ = name, f"{owner.__qualname__}.{name}", owner.__module__
+    fn.__doc__, fn.__signature__ = doc, signature
+
+
 class LiveInterface(ServiceInterface):
     NAME = ""  # the D-Bus interface name (spd/dbus/names.py)
+    SETTINGS: tuple = ()  # its setting(...) rows
+    userdata = None  # the userdata store (spd/userdata.py) its settings live in
     # False until spd/main.py has exported the interface: dbus-fast's export() reads every property
     # for an ObjectManager.InterfacesAdded signal that any listener on the bus receives, and a value
     # reaches only a caller that the access check admitted.
@@ -147,8 +213,12 @@ class LiveInterface(ServiceInterface):
         return info
 
     def current(self) -> dict:
-        """Every property whose value comes from the domain, as it is now (may raise SpdError)."""
-        return {}
+        """Every property whose value comes from the domain, as it is now (may raise SpdError): here
+        the settings; an interface with more adds its own to these."""
+        if not self.SETTINGS:
+            return {}
+        data = self.userdata.read()
+        return {s.name: s.read(data) for s in self.SETTINGS}
 
     def refresh(self) -> None:
         try:
@@ -171,7 +241,7 @@ class LiveInterface(ServiceInterface):
     def source(self):
         """What current() reads, if one cheap object says so (the parsed userdata.json, cached while
         the file is unchanged): a read refreshes only when it is another object. None: always."""
-        return None
+        return None if self.userdata is None else self.userdata.read()
 
     def value(self, name: str):
         """A property's value for a read: refreshed first when its source changed, so a read is never

@@ -1,7 +1,7 @@
 """org.selfprivacy.SSH1: sshd settings and who may log in with which key."""
 
 from ..ssh import SSH
-from .base import LiveInterface, method, prop
+from .base import LiveInterface, method, prop, setting
 from .names import SSH as SSH_INTERFACE
 from .rules import SSH_MANAGE, changes
 
@@ -9,44 +9,27 @@ from .rules import SSH_MANAGE, changes
 class SSHInterface(LiveInterface):
     NAME = SSH_INTERFACE
 
+    Enable = setting(SSH_MANAGE, "ssh.enable", "b", default=True, arg="enable",
+                     doc="Whether sshd runs (ssh.enable; true when unset).",
+                     set_doc="Write ssh.enable as given (also when it is absent and true is what its "
+                             "absence means).")
+    PasswordAuthentication = setting(SSH_MANAGE, "ssh.passwordAuthentication", "b", default=True, arg="enable",
+                                     doc="Whether sshd accepts passwords (ssh.passwordAuthentication; "
+                                         "true when unset).")
+
     def __init__(self, ssh: SSH):
         super().__init__()
         self.ssh = ssh
-
-    def source(self):
-        return self.ssh.userdata.read()
+        self.userdata = ssh.userdata
 
     def current(self) -> dict:
-        settings = self.ssh.settings()
-        return {"Enable": settings["enable"],
-                "PasswordAuthentication": settings["passwordAuthentication"],
-                "Keys": self.ssh.all_keys()}
-
-    @prop()
-    def Enable(self) -> "b":
-        """Whether sshd runs (ssh.enable; true when unset)."""
-        return self.value("Enable")
-
-    @prop()
-    def PasswordAuthentication(self) -> "b":
-        """Whether sshd accepts passwords (ssh.passwordAuthentication; true when unset)."""
-        return self.value("PasswordAuthentication")
+        return {**super().current(), "Keys": self.ssh.all_keys()}
 
     @prop()
     def Keys(self) -> "a{sas}":
         """user -> authorized public keys, one line each: "root" (ssh.rootKeys), the master user
         (top-level sshKeys) and every user of Users1 (users[].sshKeys); [] for none."""
         return self.value("Keys")
-
-    @method(changes(SSH_MANAGE))
-    async def SetEnable(self, enable: "b"):
-        """Write ssh.enable as given (also when it is absent and true is what its absence means)."""
-        await self.ssh.set("enable", enable)
-
-    @method(changes(SSH_MANAGE))
-    async def SetPasswordAuthentication(self, enable: "b"):
-        """Write ssh.passwordAuthentication as given."""
-        await self.ssh.set("passwordAuthentication", enable)
 
     @method(changes(SSH_MANAGE))
     async def AddRootKey(self, key: "s"):

@@ -1,8 +1,8 @@
 """org.selfprivacy.System1: timezone, auto-upgrade, rebuild / upgrade / rollback, reboot, versions,
 and pulling the NixOS configuration."""
 
-from ..system import System
-from .base import LiveInterface, method, prop
+from ..system import DEFAULT_TIMEZONE, System, check_timezone
+from .base import LiveInterface, method, prop, setting
 from .names import SYSTEM
 from .rules import SYSTEM_MANAGE, SYSTEM_REBOOT, changes
 
@@ -10,35 +10,22 @@ from .rules import SYSTEM_MANAGE, SYSTEM_REBOOT, changes
 class SystemInterface(LiveInterface):
     NAME = SYSTEM
 
+    # --- settings: read-only properties, changed by their Set methods (like timedated) ---------
+    Timezone = setting(SYSTEM_MANAGE, "timezone", "s", default=DEFAULT_TIMEZONE, arg="timezone",
+                       check=check_timezone,
+                       doc="The IANA zone name in userdata's timezone (Europe/Uzhgorod when unset).",
+                       set_doc="An IANA zone name such as Europe/Berlin; InvalidArgument otherwise.")
+    AutoUpgrade = setting(SYSTEM_MANAGE, "autoUpgrade.enable", "b", default=True, arg="enable",
+                          doc="autoUpgrade.enable: upgrade NixOS automatically (true when unset).")
+    AllowReboot = setting(SYSTEM_MANAGE, "autoUpgrade.allowReboot", "b", default=False, arg="allow",
+                          doc="autoUpgrade.allowReboot: reboot after an automatic upgrade when needed "
+                              "(false when unset).")
+
     def __init__(self, system: System):
         super().__init__()
         self.system = system
+        self.userdata = system.userdata
         system.listeners.append(lambda: self.publish({"Jobs": self._jobs()}))
-
-    def source(self):
-        return self.system.userdata.read()
-
-    def current(self) -> dict:
-        auto = self.system.auto_upgrade()
-        return {"Timezone": self.system.timezone(), "AutoUpgrade": auto["enable"],
-                "AllowReboot": auto["allowReboot"]}
-
-    # --- settings: read-only properties, changed by the Set methods (like timedated) ---------
-
-    @prop()
-    def Timezone(self) -> "s":
-        """The IANA zone name in userdata's timezone (Europe/Uzhgorod when unset)."""
-        return self.value("Timezone")
-
-    @prop()
-    def AutoUpgrade(self) -> "b":
-        """autoUpgrade.enable: upgrade NixOS automatically (true when unset)."""
-        return self.value("AutoUpgrade")
-
-    @prop()
-    def AllowReboot(self) -> "b":
-        """autoUpgrade.allowReboot: reboot after an automatic upgrade when needed (false when unset)."""
-        return self.value("AllowReboot")
 
     @prop()
     def Jobs(self) -> "a{s(os)}":
@@ -59,21 +46,6 @@ class SystemInterface(LiveInterface):
     def PythonVersion(self) -> "s":
         """"Python 3.x.y", the daemon's interpreter (constant)."""
         return self.system.python_version()
-
-    @method(changes(SYSTEM_MANAGE))
-    async def SetTimezone(self, timezone: "s"):
-        """An IANA zone name such as Europe/Berlin; InvalidArgument otherwise."""
-        await self.system.set_timezone(timezone)
-
-    @method(changes(SYSTEM_MANAGE))
-    async def SetAutoUpgrade(self, enable: "b"):
-        """Write autoUpgrade.enable as given."""
-        await self.system.set_auto_upgrade("enable", enable)
-
-    @method(changes(SYSTEM_MANAGE))
-    async def SetAllowReboot(self, allow: "b"):
-        """Write autoUpgrade.allowReboot as given."""
-        await self.system.set_auto_upgrade("allowReboot", allow)
 
     # --- actions -----------------------------------------------------------------------------
 
