@@ -1,5 +1,6 @@
 """Backups with real restic on a local repository (SPD_RESTIC_REPOSITORY), driven over HTTP and D-Bus."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dbus_fast import Message, MessageType
 
+from bus_client import BusClient
 from stack import BUS_NAME, TOKEN, Daemon, Gateway, call, dbus_call, eventually, get_property
 
 BACKUPS = "org.selfprivacy.Backups1"
@@ -202,33 +205,34 @@ class CmdlineSampler(threading.Thread):
         self.join()
 
 
-class BusMonitor(threading.Thread):
-    """busctl monitor, line-buffered, collecting Backups1 PropertiesChanged as they arrive. A signal
-    that only invalidates a property is followed by a Get of its value (a state that Get reads again
-    is recorded once: the daemon signals only changes)."""
+class BusMonitor:
+    """Backups1's State and Progress as the daemon announces them: each PropertiesChanged names what
+    changed (the daemon sends no values), and each is read at once with a Get on the same connection,
+    sent from its message handler (a state that Get reads again is recorded once: the daemon signals
+    only changes)."""
 
     def __init__(self, bus):
-        super().__init__(daemon=True)
-        self.bus = bus
-        self.proc = subprocess.Popen(["stdbuf", "-oL", "busctl", f"--address={bus.address}", "--json=short",
-                                      "monitor", BUS_NAME], stdout=subprocess.PIPE, text=True)
+        self.client = BusClient(bus.address)
         self.states, self.progress = [], []
-        self.start()
-        time.sleep(0.5)  # let busctl subscribe
+        self.client.bus.add_message_handler(self._on_message)
+        self.client.watch(f"type='signal',sender='{BUS_NAME}',interface='org.freedesktop.DBus.Properties',"
+                          f"member='PropertiesChanged',arg0='{BACKUPS}'")
 
-    def run(self):
-        for line in self.proc.stdout:
-            msg = json.loads(line)
-            if msg.get("member") != "PropertiesChanged" or msg["payload"]["data"][0] != BACKUPS:
-                continue
-            changed, invalidated = msg["payload"]["data"][1:3]
-            for name, values in (("State", self.states), ("Progress", self.progress)):
-                if name in changed:
-                    values.append(changed[name]["data"])
-                elif name in invalidated:
-                    value = get_property(self.bus, BACKUPS, name)
-                    if name == "Progress" or value not in self.states[-1:]:
-                        values.append(value)
+    def _on_message(self, msg):
+        if msg.member == "PropertiesChanged" and msg.body and msg.body[0] == BACKUPS:
+            for name in [*msg.body[1], *msg.body[2]]:
+                if name in ("State", "Progress"):
+                    asyncio.ensure_future(self._record(name))  # sent now: its reply is in wire order
+        return None
+
+    async def _record(self, name):
+        reply = await self.client.bus.call(Message(destination=BUS_NAME, path="/org/selfprivacy/Daemon",
+                                                   interface="org.freedesktop.DBus.Properties", member="Get",
+                                                   signature="ss", body=[BACKUPS, name]))
+        if reply.message_type == MessageType.METHOD_RETURN:
+            value, values = reply.body[0].value, self.states if name == "State" else self.progress
+            if name == "Progress" or value not in values[-1:]:
+                values.append(value)
 
     def wait_for_state(self, state, timeout=WAIT, after=None):
         """Until `state` was signalled (after the first `after`, when given)."""
@@ -239,9 +243,7 @@ class BusMonitor(threading.Thread):
             time.sleep(0.05)
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
-        self.join()
+        self.client.close()
 
 
 # --- the round trip ------------------------------------------------------------------------
