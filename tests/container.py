@@ -303,6 +303,17 @@ class Machine:
     def journal(self, *args) -> str:
         return self.run(["journalctl", "--no-pager", *args], timeout=120).stdout
 
+    def entries(self, *match, count: int = 1, timeout: float = 30) -> list[dict]:
+        """The journal's entries matching, once there are `count` (an entry reaches the journal a
+        moment after the reply of the call that wrote it), or what there is after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [json.loads(line) for line in self.journal("-o", "json", *match).splitlines()
+                     if line.startswith("{")]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
+
     # --- the end -----------------------------------------------------------------------------
 
     def wait_powered_off(self, timeout: float) -> float | None:

@@ -13,7 +13,6 @@ would push the gateway's entries out if each of them wrote a line."""
 
 import json
 import shlex
-import time
 
 import pytest
 
@@ -98,19 +97,8 @@ def uid(machine, user) -> str:
     return machine.run(["id", "-u", user]).stdout.strip()
 
 
-def entries(machine, *match, count=1) -> list[dict]:
-    """The journal's entries matching, once there are `count` (they reach it a moment after the reply)."""
-    deadline = time.monotonic() + 30
-    while True:
-        out = machine.journal("-o", "json", *match)
-        found = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
 def by_spd(machine, target, count=1):
-    return entries(machine, f"MESSAGE_ID={audit.DAEMON_ID}", f"SPD_TARGET={target}", count=count)
+    return machine.entries(f"MESSAGE_ID={audit.DAEMON_ID}", f"SPD_TARGET={target}", count=count)
 
 
 def fields(entry, *names) -> tuple:
@@ -171,7 +159,7 @@ def test_a_change_through_the_gateway_is_the_gateways_entry_alone(machine):
     assert status == 201
     status, _ = machine.http("POST", "/users", {"username": "emil", "password": NEW_PASSWORD}, token=TOKEN)
     assert status == 409
-    found = entries(machine, "SPD_DEVICE=primary_token", "SPD_TARGET=emil", count=2)  # what one device did
+    found = machine.entries("SPD_DEVICE=primary_token", "SPD_TARGET=emil", count=2)  # what one device did
     assert [fields(e, "MESSAGE_ID", "SPD_ACTION", "SPD_ROUTE", "SPD_STATUS", "SPD_RESULT", "PRIORITY",
                    "_SYSTEMD_UNIT") for e in found] == [
         (audit.GATEWAY_ID, "Users1.Create", "POST /users", "201", "ok", "5", "spd-gateway.service"),
@@ -204,7 +192,7 @@ def test_a_flood_of_bad_requests_does_not_push_the_entries_out(machine):
     assert {a["status"] for a in answers} <= {401, 404, 429}, {a["status"] for a in answers}
     status, _ = machine.http("PUT", "/system/configuration/timezone", {"timezone": "Asia/Tokyo"}, token=TOKEN)
     assert status == 200
-    (entry,) = entries(machine, f"MESSAGE_ID={audit.GATEWAY_ID}", "SPD_TARGET=Asia/Tokyo")
+    (entry,) = machine.entries(f"MESSAGE_ID={audit.GATEWAY_ID}", "SPD_TARGET=Asia/Tokyo")
     assert fields(entry, "SPD_DEVICE", "SPD_STATUS") == ("primary_token", "200")
     journald = machine.journal("-u", "systemd-journald", "-o", "cat")  # "Suppressed N messages from ..."
     assert not [line for line in journald.splitlines() if "Suppressed" in line and "spd" in line], journald

@@ -12,7 +12,6 @@ same for both brokers). Both failed on 68d095d (found by a red-team pass):
 """
 
 import json
-import time
 
 import pytest
 
@@ -68,20 +67,10 @@ def machine():
         yield m
 
 
-def entries(machine, *match, count=1, timeout=30) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        out = machine.journal("-o", "json", *match)
-        found = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
 def test_an_entry_forged_by_nobody_is_not_in_spdctl_log(machine):
     r = machine.run([PYTHON, "-c", FORGE_ENTRY, audit.DAEMON_ID], user="nobody")
     assert r.stdout.strip() == "sent"
-    (forged,) = entries(machine, f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_TARGET=alice")
+    (forged,) = machine.entries(f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_TARGET=alice")
     assert forged["_UID"] == "65534"  # journald knows who wrote it ...
     logged = json.loads(machine.run([SPDCTL, "log", "--json"]).stdout)
     shown = [e for e in logged if e["target"] == "alice"]
@@ -98,17 +87,17 @@ def refused_as_daemon(machine, name: str) -> None:
 
 def test_a_flood_of_refused_calls_by_nobody_does_not_push_other_refusals_out(machine):
     refused_as_daemon(machine, "before")  # without a flood: its entry is there
-    assert [e.get("SPD_UID") for e in entries(machine, f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_TARGET=before")] == ["1"]
+    assert [e.get("SPD_UID") for e in machine.entries(f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_TARGET=before")] == ["1"]
     r = machine.run([PYTHON, "-c", FLOOD_CALLS, "4", str(ROUND), str(SECONDS)], user="nobody", timeout=300)
     print(f"nobody's refused calls: {r.stdout.strip()}")
     # The flood ended. Within journald's interval (30 s) another user's refused change and root's
     # change are made: each must be in the trail.
     refused_as_daemon(machine, "victim")
     assert machine.run([SPDCTL, "--no-ask-password", "timezone", "Asia/Tokyo"], timeout=120).returncode == 0
-    flood = entries(machine, f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_ACTION=Users1.Create", "_UID=0")
+    flood = machine.entries(f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_ACTION=Users1.Create", "_UID=0")
     print(f"audit entries of nobody's refused calls kept by journald: {len(flood)}")
-    mine = entries(machine, f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_TARGET=Asia/Tokyo", timeout=15)
-    theirs = entries(machine, f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_TARGET=victim", timeout=15)
+    mine = machine.entries(f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_TARGET=Asia/Tokyo", timeout=15)
+    theirs = machine.entries(f"MESSAGE_ID={audit.DAEMON_ID}", "SPD_TARGET=victim", timeout=15)
     journald = [line for line in machine.journal("-u", "systemd-journald", "-o", "cat").splitlines()
                 if "Suppressed" in line]
     print(f"root's entry: {len(mine)}, uid 1's refused entry: {len(theirs)}, journald: {journald}")
