@@ -22,7 +22,7 @@ import logging
 from dbus_fast import Message, MessageType
 from dbus_fast.errors import DBusError
 
-from spd.dbus.names import BUS_NAME, PATH, PROPERTIES, TOKENS, message_bus
+from spd.dbus.names import BUS_NAME, DBUS, PATH, PROPERTIES, TOKENS, message_bus
 
 from . import mirror
 from .errors import AUTHENTICATE, HTTPError, from_dbus, unreachable
@@ -32,7 +32,6 @@ log = logging.getLogger("spd-gateway")
 CALL_TIMEOUT = 30.0  # calls that change something: a git pull, a job's start
 READ_TIMEOUT = 10.0  # reads: a daemon that stopped answering must not hold them for the full 30 s
 CACHE_MAX = 4096
-DBUS = "org.freedesktop.DBus"
 
 
 class Daemon:
