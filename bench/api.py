@@ -25,7 +25,7 @@ from common import SignalCounter, bare_sanic, machine, timezone_script, wrk
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 from systemd_helpers import demo_systemd  # noqa: E402
 
-from gateway.routes import ROUTES  # noqa: E402
+from spd.rest.routes import ROUTES  # noqa: E402
 
 # Values for path parameters, from the demo server.
 PARAMS = {"username": "tester"}

@@ -29,7 +29,7 @@ from pathlib import Path
 from common import THREAD_ID_LUA, SignalCounter, machine, timezone_script, wrk, wrk_result, wrk_start
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
 
-from spd import stall  # noqa: E402
+from spd.runtime import stall  # noqa: E402
 
 READS = ["/auth/tokens", "/users", "/system/configuration/timezone", "/services/ssh"]
 CONNECTIONS = 8

@@ -8,18 +8,18 @@ from sanic import Sanic
 from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import html
 
-from spd import audit as trail
-from spd.dbus.names import Activity
+from spd.rest.errors import HTTPError
+from spd.rest.fields import MAX_PATH_PARAM, parse_body, text
+from spd.rest.routes import ROUTES, Ctx, Route, answer, shown
+from spd.runtime import audit as trail
+from spd.runtime.idle import Activity
 
 from . import docs as docs_page
 from . import events
 from . import protocol
 from .answer import Answer
 from .daemon import Daemon
-from .errors import HTTPError
-from .fields import MAX_PATH_PARAM, parse_body, text
 from .limits import FailureLimiter, client_address
-from .routes import ROUTES, Ctx, Route, answer, shown
 
 log = logging.getLogger("spd-gateway")
 
@@ -144,7 +144,7 @@ def _handler(app, route: Route):
 
 
 def _audit(route: Route, path: str, ctx: Ctx | None, status: int, kind: str) -> None:
-    """The audit entry of a request that changes something (spd/audit.py): who, which D-Bus member,
+    """The audit entry of a request that changes something (spd/runtime/audit.py): who, which D-Bus member,
     its non-secret subject, the outcome; never a body or a token. None for a request whose token
     named no device, or that the failure limiter turned away: a flood of them is not a trail."""
     device = ctx and ctx.device

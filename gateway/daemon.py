@@ -22,15 +22,16 @@ import logging
 from dbus_fast import Message, MessageType
 from dbus_fast.errors import DBusError
 
-from spd.dbus.names import BUS_NAME, DBUS, PATH, PROPERTIES, TOKENS, message_bus
+from spd.contract import (BUS_NAME, DAEMON_OWNER_CHANGED, DBUS, DBUS_PATH, PATH, PROPERTIES, PROPERTIES_CHANGED,
+                          TOKENS, TOKENS_CHANGED)
+from spd.rest.errors import AUTHENTICATE, HTTPError, from_dbus, unreachable
+from spd.rest.routes import CALL_TIMEOUT, READ_TIMEOUT
+from spd.runtime.bus import message_bus
 
 from . import mirror
-from .errors import AUTHENTICATE, HTTPError, from_dbus, unreachable
 
 log = logging.getLogger("spd-gateway")
 
-CALL_TIMEOUT = 30.0  # calls that change something: a git pull, a job's start
-READ_TIMEOUT = 10.0  # reads: a daemon that stopped answering must not hold them for the full 30 s
 CACHE_MAX = 4096
 
 
@@ -60,9 +61,7 @@ class Daemon:
                 raise unreachable() from None
             bus.add_message_handler(self._on_message)
             watched = True
-            for rule in (f"type='signal',sender='{DBUS}',member='NameOwnerChanged',arg0='{BUS_NAME}'",
-                         f"type='signal',sender='{BUS_NAME}',interface='{TOKENS}',member='Changed'",
-                         mirror.RULE):
+            for rule in (DAEMON_OWNER_CHANGED, TOKENS_CHANGED, PROPERTIES_CHANGED):
                 reply = await self._bus_call(bus, "AddMatch", "s", rule)
                 if reply.message_type == MessageType.ERROR:
                     watched = False
@@ -82,7 +81,7 @@ class Daemon:
 
     @staticmethod
     async def _bus_call(bus, member: str, signature: str, arg: str):
-        return await bus.call(Message(destination=DBUS, path="/org/freedesktop/DBus", interface=DBUS,
+        return await bus.call(Message(destination=DBUS, path=DBUS_PATH, interface=DBUS,
                                       member=member, signature=signature, body=[arg]))
 
     async def _until_disconnected(self, bus):

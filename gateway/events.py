@@ -22,10 +22,9 @@ import logging
 import os
 import socket
 
-from spd.dbus.names import SYSTEM, TOKENS
-
-from .errors import HTTPError
-from .routes import ROUTES, Ctx
+from spd.contract import SYSTEM, TOKENS
+from spd.rest.errors import HTTPError
+from spd.rest.routes import ALL_TOPICS, JOB, JOBS, TOPICS, Ctx
 
 log = logging.getLogger("spd-gateway")
 
@@ -34,10 +33,6 @@ KEEPALIVE = float(os.environ.get("SPD_EVENTS_KEEPALIVE", "15"))
 MAX_PER_TOKEN = 8
 MAX_STREAMS = int(os.environ.get("SPD_EVENTS_MAX_STREAMS", "1024"))  # all tokens: 1 descriptor each
 USER_TIMEOUT = float(os.environ.get("SPD_EVENTS_USER_TIMEOUT", "60"))  # seconds unacknowledged data may wait
-JOBS = (SYSTEM, ("Jobs",))  # what the job topic follows
-JOB = "job"
-TOPICS = {r.topic: r for r in ROUTES if r.topic}
-ALL_TOPICS = (*TOPICS, JOB)
 HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no", "X-Content-Type-Options": "nosniff"}
 
 

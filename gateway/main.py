@@ -6,8 +6,8 @@ import os
 import signal
 import socket
 
-from spd import journal, stall, watchdog
-from spd.dbus.names import until_idle
+from spd.runtime import journal, stall, watchdog
+from spd.runtime.idle import until_idle
 
 from .app import create_app
 from .protocol import DeadlineProtocol

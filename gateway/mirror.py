@@ -25,14 +25,10 @@ from typing import Callable
 
 from dbus_fast import Message, MessageType
 
-from spd.dbus.names import BUS_NAME, PATH, PROPERTIES
-
-from .errors import HTTPError
+from spd.contract import PATH, PROPERTIES
+from spd.rest.errors import HTTPError
 
 log = logging.getLogger("spd-gateway")
-
-RULE = (f"type='signal',sender='{BUS_NAME}',path='{PATH}',interface='{PROPERTIES}',"
-        "member='PropertiesChanged'")
 
 # listener(interface, new values, values before) on a change (a value before is None when it was not
 # kept); listener(None, {}, {}) when the copy is dropped: every watcher must start again.

@@ -18,7 +18,6 @@ stops reading (the transport pauses writing) is cut when it has not read again R
 later. A connection that sends nothing is closed after IDLE_DEADLINE (Sanic's own keep-alive timer).
 """
 
-import asyncio
 import logging
 import re
 
@@ -27,10 +26,10 @@ from sanic.http.constants import Stage
 from sanic.log import error_logger
 from sanic.server.protocols.http_protocol import HttpProtocol
 
-from spd.journal import Throttle
+from spd.rest.routes import CALL_TIMEOUT
+from spd.runtime.journal import Throttle
 
 from .answer import whole
-from .daemon import CALL_TIMEOUT
 
 HEADER_DEADLINE = 10.0
 RESPONSE_DEADLINE = CALL_TIMEOUT + HEADER_DEADLINE  # the body, then the longest daemon call

@@ -2,7 +2,7 @@
 
 Each kind of error a caller can see is a class below and one row of KINDS: its D-Bus name
 (org.selfprivacy.Error.<Kind>, spd/dbus/base.py sends it) and the HTTP status the gateway answers it
-with (gateway/errors.py). Callers branch on the name, never on the text; tests/test_errors.py holds
+with (spd/rest/errors.py). Callers branch on the name, never on the text; tests/test_errors.py holds
 every kind to its row. Dependency-free: the daemon, the gateway and spdctl all import it.
 
 Messages are sentences a person can read, whoever asked (the app, spdctl, busctl): a capital letter

@@ -1,7 +1,7 @@
-"""The daemon's idle exit: calls in progress and long work (the helpers are the bus contract's,
+"""The daemon's idle exit: calls in progress and long work (the helpers are spd.runtime.idle's,
 shared with the gateway)."""
 
-from .dbus.names import Activity, until_idle  # noqa: F401  (re-exported for the daemon)
+from .runtime.idle import Activity
 
 CALLS = Activity()  # the daemon's D-Bus calls in progress (counted by spd/dbus/base.py)
 

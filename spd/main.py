@@ -13,11 +13,14 @@ from dbus_fast import RequestNameReply
 from dbus_fast.constants import NameFlag
 
 from . import config as configuration
-from . import journal, restic, stall, watchdog
+from . import restic
+from .runtime import journal, stall, watchdog
 from .backups import Backups
 from .dbus.access import Access
 from .dbus.backups import BackupsInterface
-from .dbus.names import BUS_NAME, PATH, message_bus
+from .contract import BUS_NAME, PATH
+from .runtime.bus import message_bus
+from .runtime.idle import until_idle
 from .dbus.services import ServicesInterface
 from .dbus.system import SystemInterface
 from .dbus.systemd import Logind, Systemd
@@ -25,7 +28,7 @@ from .dbus.ssh import SSHInterface
 from .dbus.tokens import TokensInterface
 from .dbus.users import UsersInterface
 from .errors import SpdError
-from .idle import CALLS, busy, until_idle
+from .idle import CALLS, busy
 from .services import Services
 from .system import System
 from .ssh import SSH

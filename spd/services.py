@@ -5,7 +5,7 @@ import logging
 import re
 
 from .config import Config
-from .dbus.names import SERVICE_NAMES, STATUS_KEYS
+from .contract import SERVICE_NAMES, STATUS_KEYS
 from .errors import Failed, NotFound
 from .jsonfile import JsonFile
 from .userdata import section, set_setting

@@ -2,8 +2,8 @@
 properties it watches.
 
 The JSON that `--json` prints is the REST body: each command names the REST route it mirrors, and
-`run` answers it with gateway.routes.answer, the gateway's own code (the route's D-Bus calls and
-its reply shaper; gateway/routes.py imports nothing but the bus contract and dbus-fast, no Sanic).
+`run` answers it with spd.rest.routes.answer, the gateway's own code (the route's D-Bus calls and
+its reply shaper; spd/rest/routes.py imports nothing but the bus contract and dbus-fast, no Sanic).
 So there is one copy of every body, and spdctl cannot drift from the API.
 """
 
@@ -12,16 +12,12 @@ import asyncio
 from dbus_fast import Message, MessageFlag, MessageType
 from dbus_fast.aio import MessageBus
 
-from gateway.errors import HTTPError
-from gateway.routes import ROUTES, Ctx, answer
-from spd.dbus.names import BUS_NAME, DBUS, PATH, PROPERTIES, message_bus
+from spd.contract import BUS_NAME, DAEMON_OWNER_CHANGED, DBUS, DBUS_PATH, PATH, PROPERTIES, PROPERTIES_CHANGED
+from spd.rest.errors import HTTPError
+from spd.rest.routes import ROUTES, Ctx, answer
+from spd.runtime.bus import message_bus
 
 _ROUTES = {(r.method, r.path): r for r in ROUTES}
-PROPERTIES_CHANGED = (f"type='signal',sender='{BUS_NAME}',path='{PATH}',"
-                      f"interface='{PROPERTIES}',member='PropertiesChanged'")
-DBUS_PATH = "/org/freedesktop/DBus"
-OWNER_CHANGED = (f"type='signal',sender='{DBUS}',path='{DBUS_PATH}',interface='{DBUS}',"
-                 f"member='NameOwnerChanged',arg0='{BUS_NAME}'")
 
 
 class Refused(Exception):
@@ -104,7 +100,7 @@ class Daemon:
                 queue.put_nowait((interface, frozenset(changed) | frozenset(invalidated)))
 
         self.bus.add_message_handler(on_message)
-        for rule in (PROPERTIES_CHANGED, OWNER_CHANGED):
+        for rule in (PROPERTIES_CHANGED, DAEMON_OWNER_CHANGED):
             await self.call(DBUS, "AddMatch", "s", [rule], destination=DBUS, path=DBUS_PATH)
         await self.bus.call(query)  # NameHasNoOwner (not running: activated by the next call) is fine
         return queue

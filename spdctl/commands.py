@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from gateway.routes import ROUTES
-from spd.dbus.names import BACKUPS, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM
+from spd.contract import BACKUPS, SERVICE_NAMES, SERVICES, STATUS_KEYS, SYSTEM
+from spd.rest.routes import ROUTES
 
 from . import output as out
 from .bus import Daemon, Refused
@@ -113,7 +113,7 @@ class Usage(Exception):
     """Wrong usage found after parsing: exit 2."""
 
 
-# --- settings (gateway/routes.py Settings: the command is built from the same declaration) -----
+# --- settings (spd/rest/routes.py Settings: the command is built from the same declaration) -----
 
 async def settings(d: Daemon, a):
     """Show the settings of `a.settings`, or set those the command line gives (nothing printed)."""
@@ -332,8 +332,8 @@ LOG_FIELDS = ("SPD_ACTION", "SPD_TARGET", "SPD_RESULT", "SPD_DEVICE", "SPD_UID",
 
 
 def log(a) -> None:
-    """The audit trail (spd/audit.py), oldest first: a table, or with --json one object per entry."""
-    from spd import audit as trail  # here: the other commands load only the bus contract of spd
+    """The audit trail (spd/runtime/audit.py), oldest first: a table, or with --json one object per entry."""
+    from spd.runtime import audit as trail  # here: the other commands load only the bus contract of spd
 
     argv = ["journalctl", "--no-pager", "-o", "json", *trail.TRUSTED, *(["--since", a.since] if a.since else [])]
     try:
@@ -361,7 +361,7 @@ def _entry(fields: dict) -> dict:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(value("__REALTIME_TIMESTAMP") or 0) / 1e6))
     entry = {"time": when, "message": value("MESSAGE"),
              **{k.removeprefix("SPD_").lower(): value(k) for k in LOG_FIELDS}}
-    from spd.audit import uid_name
+    from spd.runtime.audit import uid_name
 
     uid = entry["uid"]
     entry["who"] = f'device "{entry["device"]}"' if entry["device"] else uid_name(int(uid)) if uid.isdigit() else "-"

@@ -8,7 +8,7 @@ import asyncio
 import os
 import sys
 
-from gateway.routes import AUTO_UPGRADE_SETTINGS, SSH_SETTINGS, TIMEZONE_SETTINGS
+from spd.rest.routes import AUTO_UPGRADE_SETTINGS, SSH_SETTINGS, TIMEZONE_SETTINGS
 
 from . import agent
 from . import commands as c

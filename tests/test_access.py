@@ -16,7 +16,7 @@ import introspection
 from spd.dbus.access import Access
 from spd.dbus.base import method, prop
 from spd.dbus.callers import Callers, Caller
-from spd.dbus.names import DBUS_ACCESS_DENIED as ACCESS_DENIED
+from spd.contract import DBUS_ACCESS_DENIED as ACCESS_DENIED
 from spd.dbus.rules import GATEWAY, ROOT, changes, reads
 from dbus_fast.service import ServiceInterface
 from spd.idle import Activity, busy, until_idle

@@ -1,4 +1,4 @@
-"""The audit trail (live-and-local.md §6, spd/audit.py): one structured entry per change, to the journal's
+"""The audit trail (live-and-local.md §6, spd/runtime/audit.py): one structured entry per change, to the journal's
 native socket when stderr is the journal, the text line otherwise. Here the journal is a datagram
 socket the test binds, named to both processes by $SPD_JOURNAL_SOCKET, with their stderr the stream
 $JOURNAL_STREAM names (as systemd sets it); the booted container shows the real journald
@@ -16,7 +16,7 @@ from ssh_helpers import keygen
 from stack import PYTHON, REPO, TOKEN, Daemon, Gateway, busctl, env_for_children
 from test_journal import journal_env
 
-from spd import audit
+from spd.runtime import audit
 from spdctl import commands
 
 KEY = keygen("ed25519")
@@ -156,7 +156,7 @@ def test_spdctl_log_prints_entries_escaped():
 def test_a_message_holds_no_control_character_a_caller_chose():
     """A username or zone is the caller's text: in MESSAGE every character that is not printable
     (C0, DEL, C1, bidi controls) is escaped, as a reader of the journal would print it raw."""
-    from spd import audit
+    from spd.runtime import audit
 
     hostile = "a\x1b]0;owned\x07\x7f\x9b\u202eb"
     entry = audit.daemon_entry(1000, "System1.SetTimezone", [hostile], "ok")

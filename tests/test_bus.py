@@ -1,7 +1,7 @@
-"""The bus connection of spd, the gateway and spdctl (spd.dbus.names.message_bus) survives a bus that
+"""The bus connection of spd, the gateway and spdctl (spd.runtime.bus.message_bus) survives a bus that
 reads slowly: a full socket buffer (EAGAIN) means "write the rest when there is room", not a lost
 connection (dbus-fast ends the connection on it: python-dbus-next #153). The workaround lives in
-spd/compat.py, on dbus-fast's private writer: the first test fails the moment a release changes it."""
+spd/runtime/compat.py, on dbus-fast's private writer: the first test fails the moment a release changes it."""
 
 import asyncio
 import os
@@ -10,28 +10,28 @@ import signal
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-import spd.compat
-from spd.compat import PatientBus
-from spd.dbus.names import message_bus
+import spd.runtime.compat
+from spd.runtime.compat import PatientBus
+from spd.runtime.bus import message_bus
 
 BLOB = bytes(64 * 1024)
 
 
 def test_dbus_fast_still_works_the_way_compat_relies_on(bus, monkeypatch):
-    """What spd/compat.py's PatientBus relies on in dbus-fast's private parts: after connect() the
+    """What spd/runtime/compat.py's PatientBus relies on in dbus-fast's private parts: after connect() the
     writer sends every message through `_writer.sock.send` (the bus's `_sock` until we swap it), no
     descriptors are negotiated (so never sendmsg), and `_finalize(exc)` ends the connection with exc
     as the reason wait_for_disconnect() raises. A release that changes any of these fails here."""
     sent = []
-    real = spd.compat._Patient.send
-    monkeypatch.setattr(spd.compat._Patient, "send", lambda self, data: sent.append(len(data)) or real(self, data))
+    real = spd.runtime.compat._Patient.send
+    monkeypatch.setattr(spd.runtime.compat._Patient, "send", lambda self, data: sent.append(len(data)) or real(self, data))
 
     async def run():
         plain = await MessageBus(bus_address=bus.address).connect()
         assert plain._writer.sock is plain._sock and not plain._negotiate_unix_fd
         plain.disconnect()
         client = await message_bus(bus.address).connect()
-        assert isinstance(client._writer.sock, spd.compat._Patient)
+        assert isinstance(client._writer.sock, spd.runtime.compat._Patient)
         reply = await asyncio.wait_for(client.call(Message(
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus", member="GetId")), 10)

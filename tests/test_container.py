@@ -17,7 +17,7 @@ from container import BROKERS, PREFIX, Machine
 from deploy_helpers import CLIENT
 from stack import BUS_NAME, PATH, SECOND_TOKEN, TOKEN
 
-from spd import audit
+from spd.runtime import audit
 
 DAEMON_UNIT, GATEWAY_UNIT, SOCKET_UNIT = "spd.service", "spd-gateway.service", "spd-gateway.socket"
 REPOSITORY = "/var/lib/spd/restic-test"  # var/lib/spd is neither backed up nor restored
@@ -302,7 +302,7 @@ def test_idle_exit_for_real(machine):
 
 
 def test_a_hung_daemon_and_gateway_are_restarted_by_the_watchdog(machine):
-    """Both stopped (SIGSTOP: their loops hang): systemd misses the watchdog pings (spd/watchdog.py),
+    """Both stopped (SIGSTOP: their loops hang): systemd misses the watchdog pings (spd/runtime/watchdog.py),
     kills them and starts them again; the next request is answered. 5-second drop-ins instead of the
     shipped 3 minutes."""
     units = (DAEMON_UNIT, GATEWAY_UNIT)
@@ -372,7 +372,7 @@ def test_journal_one_audit_line_per_change(machine):
     ok(machine, "DELETE", "/users/audited")
     ok(machine, "GET", "/users")  # a read: no audit line
     entries = [json.loads(line) for line in machine.journal(f"--after-cursor={cursor}", "-o", "json").splitlines()]
-    # spd/audit.py: one structured entry per change, the gateway's (spd writes none for its calls)
+    # spd/runtime/audit.py: one structured entry per change, the gateway's (spd writes none for its calls)
     found = [(e["_SYSTEMD_UNIT"], e["SPD_DEVICE"], e["SPD_ROUTE"], e["SPD_STATUS"], e["SPD_ACTION"], e["PRIORITY"])
              for e in entries if e.get("MESSAGE_ID") in (GATEWAY_AUDIT, DAEMON_AUDIT)]
     assert found == [(GATEWAY_UNIT, "primary_token", "PUT /system/configuration/timezone", "200",

@@ -19,7 +19,7 @@ import pytest
 from container import BROKERS, PREFIX, booted
 from stack import TOKEN
 
-from spd import audit
+from spd.runtime import audit
 
 SPDCTL = f"{PREFIX}/bin/spdctl"
 ADMIN, ADMIN_PASSWORD = "admin", "Adm1n-Pw-7c2e"

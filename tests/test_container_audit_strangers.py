@@ -16,7 +16,7 @@ import json
 import pytest
 
 from container import PREFIX, booted
-from spd import audit
+from spd.runtime import audit
 
 SPDCTL = f"{PREFIX}/bin/spdctl"
 PYTHON = f"{PREFIX}/bin/python"

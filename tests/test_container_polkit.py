@@ -40,7 +40,7 @@ def test_the_same_user_is_refused_a_change_with_polkits_answer(machine):
     assert "mallory" not in spdctl(machine, "users").stdout
     r = spdctl(machine, "devices", user="anna")  # tokens are credentials: tokens.manage, not read
     assert r.returncode == 1 and "org.selfprivacy.tokens.manage" in r.stderr
-    # a refusal is a warning in the journal (spd/journal.py), found the way an administrator looks
+    # a refusal is a warning in the journal (spd/runtime/journal.py), found the way an administrator looks
     warnings = machine.journal("-u", "spd.service", "-p", "warning", "-o", "cat")
     assert "refused org.selfprivacy.Users1.Create to uid" in warnings and "polkit" in warnings, warnings
 

@@ -447,7 +447,7 @@ def test_units_say_what_the_packaging_needs():
     assert "KillMode=mixed\n" in daemon and "RuntimeDirectory=spd\n" in daemon
     assert "ReadWritePaths=-/etc/nixos /var\n" in daemon
     assert re.search(r"^After=.*\bspd\.service\b", gateway, re.M) and "Type=exec\n" in gateway
-    for unit in (daemon, gateway):  # spd/watchdog.py pings; the gateway's pings must be accepted
+    for unit in (daemon, gateway):  # spd/runtime/watchdog.py pings; the gateway's pings must be accepted
         assert re.search(r"^WatchdogSec=\d", unit, re.M)
     assert "NotifyAccess=main\n" in gateway
 

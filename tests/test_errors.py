@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 import spd
-from gateway.errors import AUTHENTICATE, from_dbus
-from spd.dbus.names import DBUS_ACCESS_DENIED, DBUS_UNAVAILABLE
+from spd.rest.errors import AUTHENTICATE, from_dbus
+from spd.contract import DBUS_ACCESS_DENIED, DBUS_UNAVAILABLE
 from spd.errors import BY_NAME, KINDS, PREFIX, SpdError
 from stack import PYTHON, REPO, env_for_children
 

@@ -41,7 +41,7 @@ def topics():
 
 def mirrored_paths():
     """Every GET route of the table answered from the mirror, with the demo's path parameters."""
-    from gateway.routes import ROUTES
+    from spd.rest.routes import ROUTES
     return [r.path.replace("<username>", "tester") for r in ROUTES if r.props]
 
 

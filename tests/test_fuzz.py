@@ -22,8 +22,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from gateway import openapi
-from gateway.routes import ROUTES
+from spd.rest import openapi
+from spd.rest.routes import ROUTES
 from stack import TOKEN, Bus, Daemon, Gateway, make_root
 from systemd_helpers import LogindMock, demo_systemd
 

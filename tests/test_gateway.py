@@ -86,8 +86,8 @@ def test_a_stopped_daemon_answers_reads_sooner_than_writes(api, daemon):
     the call timeout of the routes that change something (which the client here would not wait for)."""
     import signal
 
-    from gateway.daemon import CALL_TIMEOUT, READ_TIMEOUT
-    from gateway.routes import ROUTES
+    from spd.rest.routes import CALL_TIMEOUT, READ_TIMEOUT
+    from spd.rest.routes import ROUTES
 
     assert READ_TIMEOUT < CALL_TIMEOUT
     for route in ROUTES:

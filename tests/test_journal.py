@@ -10,7 +10,7 @@ import types
 
 from stack import Daemon, Gateway, get_property
 
-from spd import journal
+from spd.runtime import journal
 
 USERDATA = "etc/nixos/userdata/userdata.json"
 

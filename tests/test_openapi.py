@@ -8,9 +8,9 @@ import pytest
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
-from gateway import openapi
-from gateway.fields import INT32_MAX, INT32_MIN, Field
-from gateway.routes import ROUTES
+from spd.rest import openapi
+from spd.rest.fields import INT32_MAX, INT32_MIN, Field
+from spd.rest.routes import ROUTES
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ the daemon's interface and once in the gateway's Settings, has every part a sett
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface
 
-from gateway.routes import ROUTES, SSH_SETTINGS
-from spd import audit
+from spd.rest.routes import ROUTES, SSH_SETTINGS
+from spd.runtime import audit
 from spd.dbus.base import setting
 from spd.dbus.rules import SSH_MANAGE, changes, declared, reads
 from spd.dbus.ssh import SSHInterface

@@ -1,5 +1,5 @@
 """Production code (spd/, gateway/, spdctl/) uses only the public API of dbus-fast and Sanic: an
-underscore attribute of theirs may change in any release. The one exception is spd/compat.py, where
+underscore attribute of theirs may change in any release. The one exception is spd/runtime/compat.py, where
 each use has a test of its own (tests/test_bus.py). An ast walk: an attribute whose name starts with
 one underscore and that the libraries' own sources define (a `def _x`, a class attribute, a `self._x =
 ...`) is theirs, unless it is ours: `self._x` where the same file assigns `self._x` or defines `_x` (but not in a
@@ -14,7 +14,7 @@ from pathlib import Path
 from stack import REPO
 
 PRODUCTION = ("spd", "gateway", "spdctl")
-COMPAT = REPO / "spd" / "compat.py"
+COMPAT = REPO / "spd" / "runtime" / "compat.py"
 LIBRARIES = ("dbus_fast", "sanic")
 
 
@@ -99,7 +99,7 @@ def test_production_code_uses_no_private_attribute_of_dbus_fast_or_sanic():
     assert {"_process_message", "_writer", "_finalize"} <= theirs  # the walk sees their sources
     found = {(str(path.relative_to(REPO)), name)
              for path in _production() for name in _uses(path, theirs, ours)}
-    assert not found, f"private dbus-fast/Sanic attributes outside spd/compat.py: {sorted(found)}"
+    assert not found, f"private dbus-fast/Sanic attributes outside spd/runtime/compat.py: {sorted(found)}"
 
 
 def test_the_walk_finds_what_a526509_did():

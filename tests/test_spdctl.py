@@ -363,15 +363,3 @@ def test_bash_completion(ctl, bus):
     assert complete(bus, "backup", "--w") == ["--wait"]
     assert complete(bus, "devices", "revoke", "") == ["primary_token", "second_token"]
     assert "job" in complete(bus, "monitor", "users", "")
-
-
-def test_spdctl_is_a_dbus_client_only():
-    """Of spd it loads the bus contract alone (and spd.compat, its connection's workaround); of the
-    gateway the route table, not Sanic."""
-    code = ("import json, sys, spdctl.main, spdctl.commands; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('spd', 'gateway', 'sanic'))))")
-    r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env_for_children(), check=True)
-    loaded = json.loads(r.stdout)
-    assert [m for m in loaded if m.startswith("spd")] == ["spd", "spd.compat", "spd.dbus", "spd.dbus.names",
-                                                          "spd.errors"]
-    assert "gateway.routes" in loaded and "gateway.app" not in loaded and "sanic" not in loaded

@@ -1,6 +1,6 @@
 """Reads never wait for writes: the daemon's event loop is never held by one callback for long.
 
-The daemon runs with SPD_STALL_MS (spd/stall.py): asyncio reports every callback that took longer,
+The daemon runs with SPD_STALL_MS (spd/runtime/stall.py): asyncio reports every callback that took longer,
 and spd subtracts the time its loop thread only waited for a CPU (a loaded machine preempts it; that
 is not a stall of ours). A mixed workload over the bus then runs: readers of every store while
 writers change tokens, users, the timezone, SSH and service settings, and backups run (restic).
@@ -22,7 +22,7 @@ import time
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from spd import stall
+from spd.runtime import stall
 from stack import BUS_NAME, PATH, Daemon
 
 STALL_MS = 20

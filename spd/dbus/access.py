@@ -28,11 +28,11 @@ import logging
 from dbus_fast import DBusError, Message, MessageType, Variant
 from dbus_fast.service import ServiceInterface
 
-from .. import audit as trail
-from ..journal import Throttle
+from ..runtime import audit as trail
+from ..runtime.journal import Throttle
 from . import polkit
 from .callers import Caller, Callers, caller
-from .names import DBUS, DBUS_ACCESS_DENIED, PROPERTIES
+from ..contract import DBUS, DBUS_ACCESS_DENIED, DBUS_PATH, PROPERTIES, match_rule
 from .rules import ADMIN, GATEWAY, READ, Rule, declared, reads
 
 log = logging.getLogger("spd.access")
@@ -105,9 +105,8 @@ class Access:
     async def start(self) -> None:
         """Watch callers disconnect (to forget them), then check every call. Call before export."""
         await self.bus.call(Message(
-            destination=DBUS, path="/org/freedesktop/DBus", interface=DBUS, member="AddMatch",
-            signature="s",
-            body=[f"type='signal',sender='{DBUS}',interface='{DBUS}',member='NameOwnerChanged',arg2=''"]))
+            destination=DBUS, path=DBUS_PATH, interface=DBUS, member="AddMatch", signature="s",
+            body=[match_rule(sender=DBUS, path=DBUS_PATH, interface=DBUS, member="NameOwnerChanged", arg2="")]))
         self.bus.add_message_handler(self._on_message)
 
     def waiting(self) -> int:
@@ -146,7 +145,7 @@ class Access:
     async def admit(self, msg: Message, rule: Rule | None) -> Caller:
         """The caller, once it may make this call (credentials looked up, polkit asked: other calls
         go on meanwhile); raises the D-Bus error to refuse it with. A refused change is in the audit
-        trail too (spd/audit.py; the gateway writes its own)."""
+        trail too (spd/runtime/audit.py; the gateway writes its own)."""
         who = self.callers.get(msg.sender)
         if who is not None and self.decide(msg, who, rule) is None:
             return who  # decided at once: root and the gateway never wait

@@ -8,7 +8,7 @@ from dbus_fast import Variant
 
 from ..backups import Backups
 from .base import LiveInterface, method, prop
-from .names import BACKUPS
+from ..contract import BACKUPS
 from .rules import BACKUPS_MANAGE, changes
 
 

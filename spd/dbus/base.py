@@ -26,7 +26,7 @@ from dbus_fast import DBusError
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
-from .. import audit as trail
+from ..runtime import audit as trail
 from ..errors import SpdError, error_name
 from ..idle import CALLS
 from .access import admit
@@ -138,7 +138,7 @@ class setting:
 
     gives the read-only property `PasswordAuthentication` (anyone who may read; its value from
     current(), `default` when unset) and the method `SetPasswordAuthentication(b)`, which `action`
-    covers and whose audit act is spd/audit.py's ACTS["SSH1.SetPasswordAuthentication"]. The method
+    covers and whose audit act is spd/runtime/audit.py's ACTS["SSH1.SetPasswordAuthentication"]. The method
     runs in timedated's order: validate (`check`, an async fn raising InvalidArgument), return early
     when nothing changes, write (userdata.set_setting: as given, also where absence means the same;
     the store's commit hook refreshes every interface, so the signal leaves before the reply), log,
@@ -186,7 +186,7 @@ def _as_member(owner, fn, name: str, doc: str, signature: inspect.Signature) -> 
 
 
 class LiveInterface(ServiceInterface):
-    NAME = ""  # the D-Bus interface name (spd/dbus/names.py)
+    NAME = ""  # the D-Bus interface name (spd/contract.py)
     SETTINGS: tuple = ()  # its setting(...) rows
     userdata = None  # the userdata store (spd/userdata.py) its settings live in
     # False until spd/main.py has exported the interface: dbus-fast's export() reads every property

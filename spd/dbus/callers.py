@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from dbus_fast import Message, MessageType
 
-from .names import DBUS
+from ..contract import DBUS, DBUS_PATH
 from .rules import GATEWAY, ROOT
 
 log = logging.getLogger("spd.access")
@@ -55,7 +55,7 @@ class Callers:
         who = None
         try:
             reply = await self.bus.call(Message(
-                destination=DBUS, path="/org/freedesktop/DBus", interface=DBUS,
+                destination=DBUS, path=DBUS_PATH, interface=DBUS,
                 member="GetConnectionCredentials", signature="s", body=[name]))
             if reply.message_type is MessageType.METHOD_RETURN and name not in self._gone:
                 who = self.from_credentials(reply.body[0])

@@ -6,7 +6,7 @@ import logging
 from ..errors import SpdError, Unavailable
 from ..services import Services
 from .base import LiveInterface, method, prop
-from .names import SERVICES
+from ..contract import SERVICES
 from .rules import SERVICES_MANAGE, changes
 
 log = logging.getLogger("spd.services")

@@ -2,7 +2,7 @@
 
 from ..ssh import SSH
 from .base import LiveInterface, method, prop, setting
-from .names import SSH as SSH_INTERFACE
+from ..contract import SSH as SSH_INTERFACE
 from .rules import SSH_MANAGE, changes
 
 

@@ -3,7 +3,7 @@ and pulling the NixOS configuration."""
 
 from ..system import DEFAULT_TIMEZONE, System, check_timezone
 from .base import LiveInterface, method, prop, setting
-from .names import SYSTEM
+from ..contract import SYSTEM
 from .rules import SYSTEM_MANAGE, SYSTEM_REBOOT, changes
 
 

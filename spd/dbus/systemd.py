@@ -14,7 +14,7 @@ import time
 from dbus_fast import Message, MessageType
 
 from ..errors import Failed, Unavailable
-from .names import DBUS, DBUS_UNAVAILABLE
+from ..contract import DBUS, DBUS_PATH, DBUS_UNAVAILABLE, PROPERTIES, match_rule, owner_changed
 
 log = logging.getLogger("spd.systemd")
 
@@ -25,7 +25,6 @@ UNIT = "org.freedesktop.systemd1.Unit"
 LOGIND = "org.freedesktop.login1"
 LOGIND_PATH = "/org/freedesktop/login1"
 LOGIND_MANAGER = "org.freedesktop.login1.Manager"
-PROPERTIES = "org.freedesktop.DBus.Properties"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 
 TIMEOUT = 20.0  # seconds for one call to systemd or logind (the gateway gives up after 30)
@@ -157,13 +156,12 @@ class Systemd:
         await asyncio.shield(self._watching)
 
     async def _set_up_watch(self) -> None:
-        for rule in (f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}'",
-                     f"type='signal',sender='{SYSTEMD}',interface='{PROPERTIES}',"
-                     f"member='PropertiesChanged',arg0='{UNIT}'",
-                     f"type='signal',sender='{DBUS}',member='NameOwnerChanged',arg0='{SYSTEMD}'"):
-            await _call(self.bus, DBUS, "the bus", "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule])
+        for rule in (match_rule(sender=SYSTEMD, interface=MANAGER),
+                     match_rule(sender=SYSTEMD, interface=PROPERTIES, member="PropertiesChanged", arg0=UNIT),
+                     owner_changed(SYSTEMD)):
+            await _call(self.bus, DBUS, "the bus", DBUS_PATH, DBUS, "AddMatch", "s", [rule])
         try:
-            (self._owner,) = await _call(self.bus, DBUS, "the bus", "/org/freedesktop/DBus", DBUS,
+            (self._owner,) = await _call(self.bus, DBUS, "the bus", DBUS_PATH, DBUS,
                                          "GetNameOwner", "s", [SYSTEMD])
         except (BackendError, Unavailable):  # NameHasNoOwner: not running yet; NameOwnerChanged will tell
             self._owner = None

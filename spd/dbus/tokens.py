@@ -7,7 +7,7 @@ from dbus_fast.service import dbus_signal
 
 from ..tokens import Tokens, parse_date
 from .base import LiveInterface, method, prop
-from .names import TOKENS
+from ..contract import TOKENS
 from .rules import TOKENS_MANAGE, changes, reads
 
 

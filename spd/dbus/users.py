@@ -2,7 +2,7 @@
 
 from ..users import Users
 from .base import LiveInterface, method, prop
-from .names import USERS
+from ..contract import USERS
 from .rules import USERS_MANAGE, changes
 
 

@@ -9,7 +9,7 @@ failed-attempt limit and for streams (a limit per token), and 503 for any route 
 import re
 
 from .fields import MAX_PATH_PARAM, body_schema
-from .routes import API_VERSION, ROUTES, Route
+from .routes import ALL_TOPICS, API_VERSION, ROUTES, Route
 
 OPENAPI_VERSION = "3.0.3"
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
@@ -77,7 +77,6 @@ def operation(route: Route) -> dict:
                              "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_PARAM}}
                             for name in params]
     if route.stream:
-        from .events import ALL_TOPICS  # it reads the route table too
         op["parameters"] = [{"name": "topics", "in": "query", "required": False,
                              "description": "comma-separated topics (default: all): " + ", ".join(ALL_TOPICS),
                              "schema": {"type": "string", "maxLength": 256}}]

@@ -1,8 +1,8 @@
 """D-Bus error -> HTTP status, in one place: the daemon's kinds by their rows in spd/errors.py, the
 bus's own errors here."""
 
-from spd.dbus.names import DBUS_ACCESS_DENIED, DBUS_UNAVAILABLE
-from spd.errors import BY_NAME
+from ..contract import DBUS_ACCESS_DENIED, DBUS_INVALID_ARGS, DBUS_UNAVAILABLE
+from ..errors import BY_NAME
 
 
 UNREACHABLE = "The SelfPrivacy daemon is not reachable"  # the 503 of every route while it is
@@ -15,7 +15,7 @@ class HTTPError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-        self.kind = kind  # the daemon's error kind, for the audit entry (spd/audit.py)
+        self.kind = kind  # the daemon's error kind, for the audit entry (spd/runtime/audit.py)
 
 
 def unreachable() -> HTTPError:
@@ -33,7 +33,7 @@ def from_dbus(name: str, text: str, statuses: dict[str, int] | None = None) -> H
         return unreachable()
     if name == DBUS_ACCESS_DENIED:
         return HTTPError(403, "The SelfPrivacy daemon refused this request", "AccessDenied")
-    if name in ("org.freedesktop.DBus.Error.InvalidArgs", "org.freedesktop.DBus.Error.InvalidSignature"):
+    if name in DBUS_INVALID_ARGS:
         return HTTPError(400, "Invalid arguments")
     # Anything else is our bug or the daemon's: say nothing about its insides.
     return HTTPError(500, "Internal error")

@@ -4,7 +4,7 @@ each with a test that fails the moment a release changes what it relies on (test
 
 dbus-fast ends the connection when the bus socket's buffer is full (EAGAIN: python-dbus-next #153):
 `PatientBus` makes its writer wait for room instead. Both spd and the gateway connect through it
-(spd.dbus.names.message_bus).
+(spd.runtime.bus.message_bus).
 """
 
 import asyncio

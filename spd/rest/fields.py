@@ -122,7 +122,7 @@ def _shown(name: str) -> str:
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting of a settings route (gateway/routes.py Settings): its body field `name`, the
+    """One setting of a settings route (spd/rest/routes.py Settings): its body field `name`, the
     D-Bus property that shows it (written by Set<property>), its Field, and how spdctl spells it."""
 
     name: str

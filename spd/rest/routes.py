@@ -1,20 +1,19 @@
 """The route table: every REST route declared once — method, path, D-Bus member, where its arguments
 come from, its body fields, and how the reply becomes the JSON the app parses. The Sanic handlers
-(app.py) and the OpenAPI document are generated from it."""
+(gateway/app.py), the OpenAPI document (spd/rest/openapi.py) and spdctl's commands are generated
+from it."""
 
+import base64
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-import base64
-
-from spd.dbus.names import (BACKUPS, PROPERTIES, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM, TOKENS,
-                            USERS)
-
-from .daemon import CALL_TIMEOUT, READ_TIMEOUT
+from ..contract import BACKUPS, PROPERTIES, SERVICE_NAMES, SERVICES, SSH, STATUS_KEYS, SYSTEM, TOKENS, USERS
 from .errors import HTTPError
 from .fields import Field, Setting
 
 API_VERSION = "1.2.7"
+CALL_TIMEOUT = 30.0  # calls that change something: a git pull, a job's start
+READ_TIMEOUT = 10.0  # reads: a daemon that stopped answering must not hold them for the full 30 s
 
 
 @dataclass(slots=True)
@@ -93,7 +92,7 @@ class Route:
     # the reply shaper gets the last one's reply.
     calls: tuple = ()
     # Error statuses the daemon can answer for this route beyond those the OpenAPI document derives
-    # from the route itself (see gateway/openapi.py): e.g. (404, 409), or (status, JSON Schema) pairs
+    # from the route itself (see spd/rest/openapi.py): e.g. (404, 409), or (status, JSON Schema) pairs
     # when that status has a body other than {"error"}.
     errors: tuple = ()
     props: Props | None = None  # answered from the mirror (see props())
@@ -487,3 +486,10 @@ COMMON_ROUTES = [
 
 ROUTES = [*TOKEN_ROUTES, *USER_ROUTES, *SSH_ROUTES, *SERVICE_ROUTES, *SYSTEM_ROUTES, *BACKUP_ROUTES,
           *EVENT_ROUTES, *COMMON_ROUTES]
+
+# GET /events: a topic per route that names one (its body is the route's), and the job topic, which
+# follows System1.Jobs.
+TOPICS = {r.topic: r for r in ROUTES if r.topic}
+JOB = "job"
+JOBS = (SYSTEM, ("Jobs",))
+ALL_TOPICS = (*TOPICS, JOB)
