@@ -19,7 +19,8 @@ from spd.dbus.callers import Callers, Caller
 from spd.contract import DBUS_ACCESS_DENIED as ACCESS_DENIED
 from spd.dbus.rules import GATEWAY, ROOT, changes, reads
 from dbus_fast.service import ServiceInterface
-from spd.idle import Activity, busy, until_idle
+from spd.idle import busy
+from spd.runtime.idle import Activity, until_idle
 from stack import BUS_NAME, PATH, PYTHON, REPO, TOKEN, call, get_property
 
 TOKENS = "org.selfprivacy.Tokens1"
