@@ -8,22 +8,19 @@ ready), BACKING_UP, RESTORING, ERROR (the last operation failed; error_message s
 start tries again). One operation runs at a time; a failure becomes state, never a crash.
 
 Restore writes the snapshot back into `var`: restic restores into a private folder next to it, then
-every file of the snapshot is moved over the live one (a rename: each file is either the old or the
-restored one, never half-written). Files created after the snapshot are kept, as `restic restore
---target /` (what the 1.2 server ran) keeps them: a restore brings back what was lost or changed and
-never deletes newer data. The daemon's own state (var/lib/spd: device tokens) is neither backed up
-nor restored, so a restore cannot bring back a revoked token.
+spd/restore.py moves every file of the snapshot over the live one and keeps files created after the
+snapshot. The daemon's own state (var/lib/spd: device tokens) is neither backed up nor restored, so a
+restore cannot bring back a revoked token.
 """
 
 import asyncio
-import errno
 import json
 import logging
 import os
 import re
 import shutil
 
-from . import restic
+from . import restic, restore
 from .config import Config
 from .errors import Busy, InvalidArgument, NotFound, NotReady, SpdError
 from .jsonfile import JsonFile
@@ -341,7 +338,7 @@ class Backups:
         if origin is None or not os.path.isabs(origin):
             raise ResticError(restic.FAILED, "This snapshot does not hold a var folder to restore")
         staging = str(self.staging)
-        await asyncio.to_thread(_fresh_folder, staging)  # emptied of what a killed restore left
+        await asyncio.to_thread(restore.fresh_folder, staging)  # emptied of what a killed restore left
         try:
             # restic 0.14 restore reports no progress: what it writes is measured against the snapshot's
             # size, asked first (one restic at a time: no second one to stop when the restore ends).
@@ -355,7 +352,7 @@ class Backups:
             self._set(progress=RESTORE_WRITTEN)
             restored = os.path.join(staging, origin.lstrip("/"))
             if os.path.isdir(restored):
-                await asyncio.to_thread(_merge, restored, str(self.source), {str(self.own_state)})
+                await asyncio.to_thread(restore.merge, restored, str(self.source), {str(self.own_state)})
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         log.info("restore of snapshot %s finished", snapshot["short_id"])
@@ -372,79 +369,6 @@ class Backups:
 
     async def _watch_restore(self, staging: str, total: int) -> None:
         while total > 0:
-            written = await asyncio.to_thread(_bytes_under, staging)
+            written = await asyncio.to_thread(restore.bytes_under, staging)
             self._set(progress=round(min(RESTORE_WRITTEN * written / total, RESTORE_WRITTEN), 3))
             await asyncio.sleep(RESTORE_POLL)
-
-
-def _fresh_folder(path: str) -> None:
-    shutil.rmtree(path, True)
-    os.makedirs(path, mode=0o700)
-
-
-def _bytes_under(folder: str) -> int:
-    total = 0
-    for path, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(path, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def _merge(src: str, dst: str, skip: set, at: str | None = None) -> None:
-    """Move the restored tree `src` over `dst`: every entry of src replaces its namesake in dst (a
-    rename, atomic per file); entries only in dst stay. Folders get the snapshot's owner, mode and
-    times back after their content moved.
-
-    The folders of `var` belong to the services' users, who could swap one for a symlink while we
-    work in it. So each folder is opened once without following a symlink and everything in it is
-    reached through that descriptor (`at`: /proc/self/fd/N/name): a swapped folder can no longer
-    redirect a restored file, a chown or a chmod elsewhere."""
-    at = at or dst
-    try:
-        fd = os.open(at, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno not in (errno.ENOTDIR, errno.ELOOP, errno.ENOENT):
-            raise
-        _remove(at)  # not a folder (a file, a symlink) or gone: the snapshot's one replaces it
-        _move(src, at)
-        return
-    try:
-        here = f"/proc/self/fd/{fd}"
-        st = os.lstat(src)  # before its entries move out, which changes its modification time
-        with os.scandir(src) as entries:
-            for entry in entries:
-                target = os.path.join(dst, entry.name)
-                if target in skip:
-                    continue
-                pinned = os.path.join(here, entry.name)
-                if entry.is_dir(follow_symlinks=False):
-                    _merge(entry.path, target, skip, pinned)
-                else:
-                    if os.path.isdir(pinned) and not os.path.islink(pinned):
-                        shutil.rmtree(pinned)
-                    _move(entry.path, pinned)
-        os.fchown(fd, st.st_uid, st.st_gid)
-        os.fchmod(fd, st.st_mode & 0o7777)
-        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-    finally:
-        os.close(fd)
-
-
-def _move(src: str, dst: str) -> None:
-    try:
-        os.replace(src, dst)
-    except OSError as e:
-        if e.errno != errno.EXDEV:  # the staging folder is on another file system
-            raise
-        _remove(dst)
-        shutil.move(src, dst)
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)

@@ -2,28 +2,27 @@
 
 At rest only SHA-256 digests are kept (tokens are 128 to 256 random bits, so a slow KDF buys
 nothing) and every comparison walks all candidates with hmac.compare_digest. The 1.2 server's
-plaintext tokens.json (and the older userdata `api.token`) are imported once and then removed.
+plaintext tokens.json (and the older userdata `api.token`) are imported once and then removed
+(spd/legacy_tokens.py).
 
 Every change is a group commit (JsonFile.update_async): the disk work runs on a worker thread, so a
 token write never holds up the daemon's other callers. A change may run a second time on a fresh copy
 (when a later change of its batch fails), so every secret it stores is drawn before, never inside it.
 """
 
-import asyncio
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 from mnemonic import Mnemonic
 
+from . import legacy_tokens
 from .config import Config
-from .errors import Failed, InvalidArgument, NotFound
-from .jsonfile import JsonFile, sync_folder
+from .errors import InvalidArgument, NotFound
+from .jsonfile import JsonFile
 
 log = logging.getLogger("spd.tokens")
 
@@ -32,7 +31,6 @@ MAX_NAME = 255
 EMPTY = {"tokens": [], "recovery_token": None, "new_device": None}
 # One answer for "wrong", "expired", "used up" and "none exists": nothing to learn by probing.
 NO_SUCH_MNEMONIC = "Token not found or expired"
-SHREDDING = ".tokens.json.shredding"  # the imported 1.2 tokens.json, renamed away until it is gone
 
 _words = Mnemonic("english")
 
@@ -227,55 +225,8 @@ class Tokens:
     # --- the 1.2 server's files --------------------------------------------------------
 
     async def import_legacy(self) -> None:
-        """Take over the 1.2 server's plaintext tokens, then leave none of them on disk.
-
-        tokens.json wins; the older userdata `api.token` is imported only where no tokens.json
-        ever replaced it (a token deleted from tokens.json must not come back from there).
-        A kill or power loss at any point loses no token and leaves no secret for good: the tokens
-        are committed to our store before tokens.json is renamed away (_shred), and a start that
-        finds the renamed file, or a tokens.json that is empty or all NUL (an older spd shredded it
-        in place), finishes that shred instead of refusing it. api.token goes last.
-
-        At start, before anything listens to the files or calls: on a thread of its own from start
-        to finish, so its system calls come in one order (tests/test_import_crash.py kills spd at
-        each of them)."""
-        with ThreadPoolExecutor(1, thread_name_prefix="spd-import") as thread:
-            await asyncio.get_running_loop().run_in_executor(thread, self._import_legacy)
-
-    def _import_legacy(self) -> None:
-        self.store.remove_stale_temps()
-        try:
-            ud = self.userdata.read() if self.userdata.exists() else {}
-        except Failed as e:  # corrupt: its api.token is taken over at a start where it can be read
-            log.error("%s; its api.token is not imported now", e.message)
-            ud = {}
-        api = ud.get("api") if isinstance(ud.get("api"), dict) else {}
-        shredding = self.legacy.with_name(SHREDDING)
-        if self.legacy.exists() or shredding.exists():
-            try:
-                old = _read_legacy(self.legacy)
-            except Failed as e:
-                # Start anyway (the app may hold tokens we already have); keep the file and
-                # api.token for the operator to fix, and import them at the next start.
-                log.error("%s: its tokens are not imported; fix or remove it and restart spd", e.message)
-                return
-            if old is not None:
-                self.store.update(lambda data: _merge_legacy(data, old))
-                log.info("imported %d device tokens from %s", len(_legacy_tokens(old)), self.legacy)
-            try:
-                _shred(self.legacy, shredding)
-            except OSError as e:
-                log.error("cannot remove %s (%s): remove it by hand", self.legacy, e.strerror)
-        elif isinstance(api.get("token"), str) and api["token"] and not self.store.exists():
-            token = api["token"]
-            entry = {"name": "primary_token", "hash": _digest(token.encode()), "date": format_date(_now())}
-            self.store.update(lambda data: data["tokens"].append(entry))
-            log.info("imported api.token from userdata.json as primary_token")
-        if "token" in api:
-            try:
-                self.userdata.update(lambda data: data["api"].pop("token", None))
-            except Failed as e:
-                log.error("%s: api.token stays in userdata.json for now", e.message)
+        """Take over the 1.2 server's plaintext tokens (spd/legacy_tokens.py), at start."""
+        await legacy_tokens.import_legacy(self.store, self.userdata, self.legacy)
 
 
 def _check_device(device: str) -> str:
@@ -293,73 +244,3 @@ def _unique_name(device: str, tokens) -> str:
         name = f"{base}_{n}"
     return name
 
-
-def _legacy_tokens(old) -> list:
-    tokens = old.get("tokens")
-    return tokens if isinstance(tokens, list) else []
-
-
-def _merge_legacy(data, old) -> None:
-    for t in _legacy_tokens(old):
-        if isinstance(t, dict) and isinstance(t.get("token"), str):
-            digest = _digest(t["token"].encode())
-            if _find(data["tokens"], digest) is None:
-                data["tokens"].append({"name": _unique_name(str(t.get("name") or ""), data["tokens"]),
-                                       "hash": digest, "date": _legacy_date(t.get("date"))})
-    for key in ("recovery_token", "new_device"):
-        entry = old.get(key)
-        if not isinstance(entry, dict) or data.get(key) is not None:
-            continue
-        try:
-            secret = bytes.fromhex(entry["token"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        new = {"hash": _digest(secret), "date": _legacy_date(entry.get("date")),
-               "expiration": _legacy_date(entry["expiration"]) if entry.get("expiration") else None}
-        if key == "recovery_token":
-            uses = entry.get("uses_left")
-            # 1.2 wrote an int or null; anything else must not become unlimited uses
-            new["uses_left"] = uses if uses is None or _uses_left({"uses_left": uses}) else 0
-        data[key] = new
-
-
-def _legacy_date(value) -> str:
-    """1.2 dates are Python str(datetime): '2022-01-14 08:31:10.789314', taken as UTC."""
-    try:
-        return format_date(parse_date(str(value)))
-    except ValueError:
-        return format_date(_now())
-
-
-def _read_legacy(path):
-    """The 1.2 server's tokens.json; None when there is nothing to import: it is gone (renamed
-    away for shredding), empty or all NUL (what an interrupted shred in place left)."""
-    try:
-        if not path.read_bytes().strip(b"\0"):
-            return None
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise Failed(f"Cannot read {path.name}: {e.strerror or e}") from None
-    return JsonFile(path).read()
-
-
-def _shred(legacy, shredding) -> None:
-    """Remove the imported plaintext in steps that a kill may interrupt anywhere: tokens.json is
-    renamed to `shredding` (the folder synced: it never comes back, even after a power loss), then
-    overwritten with zeros and removed. A start that finds `shredding` finishes the job."""
-    if shredding.exists():  # left by a kill: zeroed first, or the rename below would drop it unzeroed
-        _zero_and_unlink(shredding)
-    if legacy.exists():
-        os.replace(legacy, shredding)
-        sync_folder(legacy.parent)
-        _zero_and_unlink(shredding)
-
-
-def _zero_and_unlink(path) -> None:
-    with open(path, "r+b") as f:
-        f.write(b"\0" * os.fstat(f.fileno()).st_size)
-        f.flush()
-        os.fsync(f.fileno())
-    os.unlink(path)
-    sync_folder(path.parent)

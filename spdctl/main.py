@@ -23,20 +23,40 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spdctl", description="Control the SelfPrivacy server daemon (spd).",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _options(p, os.environ.get("SPD_BUS", "system"), False)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    cmd = _adder(p.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    cmd("status", c.status, "overview: timezone, auto-upgrade, SSH, services, backup, users, devices")
+    _users(cmd)
+    _ssh(cmd)
+    _services(cmd)
+    cmd("dkim", c.dkim, "the DKIM DNS record")
+    _system(cmd)
+    _devices(cmd)
+    _backups(cmd)
+    m = cmd("monitor", c.monitor, "print each change as it happens, until interrupted")
+    m.add_argument("topics", nargs="*", metavar="TOPIC", help=f"any of: {', '.join(c.TOPICS)}")
+    lg = cmd("log", c.log, "who changed what: the audit trail from the journal, oldest first")
+    lg.add_argument("--since", metavar="TIME",
+                    help="from this time on, as journalctl takes it (today, '2026-12-01 10:00', --since=-1h)")
+    return p
 
+
+def _adder(sub):
+    """cmd(name, fn, help, parent): a command under `parent` (default: the top level) that runs fn."""
     def cmd(name, fn, help, parent=sub, **kw):
         s = parent.add_parser(name, help=help, description=help, **kw)
         _options(s, argparse.SUPPRESS, argparse.SUPPRESS)  # also after the command, as systemd's tools
         s.set_defaults(fn=fn)
         return s
 
-    def wait(s, what):
-        s.add_argument("--wait", action="store_true", help=f"follow {what} to its end; exit 1 if it failed")
-        return s
+    return cmd
 
-    cmd("status", c.status, "overview: timezone, auto-upgrade, SSH, services, backup, users, devices")
 
+def _wait(s, what):
+    s.add_argument("--wait", action="store_true", help=f"follow {what} to its end; exit 1 if it failed")
+    return s
+
+
+def _users(cmd) -> None:
     users = cmd("users", c.users, "list the users (not the master user)")
     us = users.add_subparsers(dest="command", metavar="ACTION")
     add = cmd("add", c.users_add, "create a user; the password is asked twice on the terminal", us)
@@ -44,6 +64,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
     cmd("remove", c.users_remove, "delete a user", us).add_argument("name")
 
+
+def _ssh(cmd) -> None:
     ss = _settings(cmd, SSH_SETTINGS)
     cmd("keys", c.ssh_keys, "list a user's SSH keys", ss).add_argument("user", nargs="?", default="root")
     k = cmd("add-key", c.ssh_add_key, "add an SSH key (from stdin when KEY is - or absent)", ss)
@@ -53,19 +75,24 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("user")
     k.add_argument("key")
 
+
+def _services(cmd) -> None:
     services = cmd("services", c.services, "the services: enabled, running")
     sv = services.add_subparsers(dest="command", metavar="ACTION")
     for action in ("enable", "disable"):
         cmd(action, c.services_enable, f"{action} a service", sv).add_argument("name", choices=c.SERVICE_CHOICES)
 
-    cmd("dkim", c.dkim, "the DKIM DNS record")
+
+def _system(cmd) -> None:
     _settings(cmd, TIMEZONE_SETTINGS)
     _settings(cmd, AUTO_UPGRADE_SETTINGS)
     for name, what in (("apply", "rebuild NixOS"), ("upgrade", "upgrade NixOS"), ("rollback", "roll NixOS back")):
-        wait(cmd(name, c.job, what), "the systemd job")
+        _wait(cmd(name, c.job, what), "the systemd job")
     cmd("reboot", c.reboot, "reboot the server")
     cmd("pull", c.pull, "git pull the NixOS configuration")
 
+
+def _devices(cmd) -> None:
     devices = cmd("devices", c.devices, "the devices with an API token")
     dv = devices.add_subparsers(dest="command", metavar="ACTION")
     cmd("revoke", c.devices_revoke, "delete a device's token", dv).add_argument("name")
@@ -76,15 +103,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--expires", metavar="ISO-8601", help="when it stops working (default: never)")
     create.add_argument("--uses", type=_positive, metavar="N", help="how many devices it may authorize")
 
+
+def _backups(cmd) -> None:
     cmd("backups", c.backups, "list the backups")
-    wait(cmd("backup", c.backup, "start a backup"), "the backup")
-    wait(cmd("restore", c.backup, "restore a backup", ), "the restore").add_argument("id")
-    m = cmd("monitor", c.monitor, "print each change as it happens, until interrupted")
-    m.add_argument("topics", nargs="*", metavar="TOPIC", help=f"any of: {', '.join(c.TOPICS)}")
-    lg = cmd("log", c.log, "who changed what: the audit trail from the journal, oldest first")
-    lg.add_argument("--since", metavar="TIME",
-                    help="from this time on, as journalctl takes it (today, '2026-12-01 10:00', --since=-1h)")
-    return p
+    _wait(cmd("backup", c.backup, "start a backup"), "the backup")
+    _wait(cmd("restore", c.backup, "restore a backup", ), "the restore").add_argument("id")
 
 
 def _settings(cmd, group):

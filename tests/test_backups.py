@@ -740,7 +740,7 @@ def test_restic_output_is_scrubbed_of_the_password(bus, root, tmp_path):
 def test_restore_merge_is_not_redirected_by_a_folder_swapped_for_a_symlink(tmp_path, monkeypatch):
     """A service's user owns folders under var: swapping one for a symlink while the restore works
     in it must not send restored files, a chown or a chmod to the link's target."""
-    from spd import backups
+    from spd import restore
 
     src, dst, outside = tmp_path / "restored", tmp_path / "var", tmp_path / "etc"
     for folder in (src / "d", dst / "d", outside):
@@ -749,7 +749,7 @@ def test_restore_merge_is_not_redirected_by_a_folder_swapped_for_a_symlink(tmp_p
     (src / "d" / "two").write_text("2")
     (src / "d").chmod(0o777)
     outside.chmod(0o700)
-    real_move, swapped = backups._move, []
+    real_move, swapped = restore._move, []
 
     def move_then_swap(a, b):
         real_move(a, b)
@@ -758,8 +758,8 @@ def test_restore_merge_is_not_redirected_by_a_folder_swapped_for_a_symlink(tmp_p
             (dst / "d").symlink_to(outside)
             swapped.append(True)
 
-    monkeypatch.setattr(backups, "_move", move_then_swap)
-    backups._merge(str(src), str(dst), set())
+    monkeypatch.setattr(restore, "_move", move_then_swap)
+    restore.merge(str(src), str(dst), set())
     assert swapped and list(outside.iterdir()) == []
     assert outside.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in (dst / "d.old").iterdir()) == ["one", "two"]
