@@ -16,7 +16,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import tokens  # its record helpers; looked up at call time, as tokens imports this module
+from . import token_records as records
 from .errors import Failed
 from .jsonfile import JsonFile, sync_folder
 
@@ -60,8 +60,8 @@ def _import(store: JsonFile, userdata: JsonFile, legacy: Path) -> None:
         except OSError as e:
             log.error("cannot remove %s (%s): remove it by hand", legacy, e.strerror)
     elif isinstance(api.get("token"), str) and api["token"] and not store.exists():
-        digest = tokens._digest(api["token"].encode())
-        entry = {"name": "primary_token", "hash": digest, "date": tokens.format_date(tokens._now())}
+        digest = records.digest(api["token"].encode())
+        entry = {"name": "primary_token", "hash": digest, "date": records.format_date(records.now())}
         store.update(lambda data: data["tokens"].append(entry))
         log.info("imported api.token from userdata.json as primary_token")
     if "token" in api:
@@ -79,9 +79,9 @@ def _legacy_tokens(old) -> list:
 def _merge_legacy(data, old) -> None:
     for t in _legacy_tokens(old):
         if isinstance(t, dict) and isinstance(t.get("token"), str):
-            digest = tokens._digest(t["token"].encode())
-            if tokens._find(data["tokens"], digest) is None:
-                data["tokens"].append({"name": tokens._unique_name(str(t.get("name") or ""), data["tokens"]),
+            digest = records.digest(t["token"].encode())
+            if records.find(data["tokens"], digest) is None:
+                data["tokens"].append({"name": records.unique_name(str(t.get("name") or ""), data["tokens"]),
                                        "hash": digest, "date": _legacy_date(t.get("date"))})
     for key in ("recovery_token", "new_device"):
         entry = old.get(key)
@@ -91,21 +91,21 @@ def _merge_legacy(data, old) -> None:
             secret = bytes.fromhex(entry["token"])
         except (KeyError, TypeError, ValueError):
             continue
-        new = {"hash": tokens._digest(secret), "date": _legacy_date(entry.get("date")),
+        new = {"hash": records.digest(secret), "date": _legacy_date(entry.get("date")),
                "expiration": _legacy_date(entry["expiration"]) if entry.get("expiration") else None}
         if key == "recovery_token":
             uses = entry.get("uses_left")
             # 1.2 wrote an int or null; anything else must not become unlimited uses
-            new["uses_left"] = uses if uses is None or tokens._uses_left({"uses_left": uses}) else 0
+            new["uses_left"] = uses if uses is None or records.uses_left({"uses_left": uses}) else 0
         data[key] = new
 
 
 def _legacy_date(value) -> str:
     """1.2 dates are Python str(datetime): '2022-01-14 08:31:10.789314', taken as UTC."""
     try:
-        return tokens.format_date(tokens.parse_date(str(value)))
+        return records.format_date(records.parse_date(str(value)))
     except ValueError:
-        return tokens.format_date(tokens._now())
+        return records.format_date(records.now())
 
 
 def _read_legacy(path):

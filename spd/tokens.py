@@ -10,16 +10,14 @@ token write never holds up the daemon's other callers. A change may run a second
 (when a later change of its batch fails), so every secret it stores is drawn before, never inside it.
 """
 
-import hashlib
-import hmac
 import logging
-import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from mnemonic import Mnemonic
 
 from . import legacy_tokens
+from . import token_records as records
 from .config import Config
 from .errors import InvalidArgument, NotFound
 from .jsonfile import JsonFile
@@ -27,31 +25,11 @@ from .jsonfile import JsonFile
 log = logging.getLogger("spd.tokens")
 
 NEW_DEVICE_TTL = timedelta(minutes=10)
-MAX_NAME = 255
 EMPTY = {"tokens": [], "recovery_token": None, "new_device": None}
 # One answer for "wrong", "expired", "used up" and "none exists": nothing to learn by probing.
 NO_SUCH_MNEMONIC = "Token not found or expired"
 
 _words = Mnemonic("english")
-
-
-def _digest(secret: bytes) -> str:
-    return hashlib.sha256(secret).hexdigest()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def format_date(when: datetime) -> str:
-    """ISO-8601 in UTC with a Z, which Dart's DateTime.parse reads."""
-    return when.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_date(text: str) -> datetime:
-    """An ISO-8601 date-time; a naive one is taken as UTC."""
-    when = datetime.fromisoformat(text.strip())
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _mnemonic_entropy(words: str) -> bytes | None:
@@ -65,26 +43,9 @@ def _mnemonic_entropy(words: str) -> bytes | None:
         return None
 
 
-def _find(entries, digest: str):
-    """The entry whose hash matches, comparing with every entry in constant time."""
-    found = None
-    for entry in entries:
-        if hmac.compare_digest(entry["hash"], digest):
-            found = entry
-    return found
-
-
-def _uses_left(rec) -> bool:
-    """Whether a pending mnemonic may be used again: no count (None: a new-device mnemonic, or an
-    unlimited recovery token) or a count above zero. Anything
-    else (0, negative or not a number, e.g. from an imported 1.2 file) means no."""
-    uses = rec.get("uses_left")
-    return uses is None or (isinstance(uses, int) and not isinstance(uses, bool) and uses > 0)
-
-
 def _expired(entry, now: datetime) -> bool:
     exp = entry.get("expiration")
-    return bool(exp) and parse_date(exp) <= now
+    return bool(exp) and records.parse_date(exp) <= now
 
 
 class Tokens:
@@ -97,7 +58,7 @@ class Tokens:
 
     def authenticate(self, token: str) -> str:
         """The device name of a valid token."""
-        entry = _find(self.store.read()["tokens"], _digest(token.encode()))
+        entry = records.find(self.store.read()["tokens"], records.digest(token.encode()))
         if entry is None:
             raise NotFound("Invalid token")
         return entry["name"]
@@ -110,11 +71,11 @@ class Tokens:
         new = secrets.token_urlsafe(32)
 
         def change(data):
-            entry = _find(data["tokens"], _digest(token.encode()))
+            entry = records.find(data["tokens"], records.digest(token.encode()))
             if entry is None:
                 raise NotFound("Invalid token")
-            entry["hash"] = _digest(new.encode())
-            entry["date"] = format_date(_now())
+            entry["hash"] = records.digest(new.encode())
+            entry["date"] = records.format_date(records.now())
             return entry["name"]
 
         name = await self.store.update_async(change)
@@ -133,19 +94,20 @@ class Tokens:
 
     def _issue(self, data, device: str, token: str) -> str:
         """Add a device token to `data` (inside an update); its device name."""
-        name = _unique_name(device, data["tokens"])
-        data["tokens"].append({"name": name, "hash": _digest(token.encode()), "date": format_date(_now())})
+        name = records.unique_name(device, data["tokens"])
+        data["tokens"].append({"name": name, "hash": records.digest(token.encode()),
+                               "date": records.format_date(records.now())})
         return name
 
     # --- new device --------------------------------------------------------------------
 
     async def new_device_create(self) -> str:
         entropy = secrets.token_bytes(16)
-        now = _now()
+        now = records.now()
 
         def change(data):
-            data["new_device"] = {"hash": _digest(entropy), "date": format_date(now),
-                                  "expiration": format_date(now + NEW_DEVICE_TTL)}
+            data["new_device"] = {"hash": records.digest(entropy), "date": records.format_date(now),
+                                  "expiration": records.format_date(now + NEW_DEVICE_TTL)}
 
         await self.store.update_async(change)
         return _words.to_mnemonic(entropy)
@@ -169,8 +131,8 @@ class Tokens:
 
         def change(data):
             entry = data.get(key)
-            if (entropy is None or entry is None or _find([entry], _digest(entropy)) is None
-                    or _expired(entry, _now()) or not _uses_left(entry)):
+            if (entropy is None or entry is None or records.find([entry], records.digest(entropy)) is None
+                    or _expired(entry, records.now()) or not records.uses_left(entry)):
                 raise NotFound(NO_SUCH_MNEMONIC)
             spend(data, entry)
             return self._issue(data, device, token)
@@ -185,18 +147,18 @@ class Tokens:
         if rec is None:
             return False, False, "", "", -1
         uses = rec.get("uses_left")
-        valid = not _expired(rec, _now()) and _uses_left(rec)
-        left = -1 if uses is None else uses if _uses_left(rec) else 0
+        valid = not _expired(rec, records.now()) and records.uses_left(rec)
+        left = -1 if uses is None else uses if records.uses_left(rec) else 0
         return True, valid, rec["date"], rec.get("expiration") or "", left
 
     async def recovery_create(self, expiration: str, uses: int) -> str:
         """expiration: ISO-8601 or "" for never; uses: at least 1, or 0 for unlimited."""
-        now = _now()
+        now = records.now()
         exp = None
         if expiration:
             try:
-                when = parse_date(expiration)
-                exp = format_date(when)  # OverflowError: a date near year 1 or 9999 that UTC cannot hold
+                when = records.parse_date(expiration)
+                exp = records.format_date(when)  # OverflowError: a date near year 1 or 9999 that UTC cannot hold
             except (ValueError, OverflowError):
                 raise InvalidArgument("expiration is not an ISO-8601 date-time") from None
             if when <= now:
@@ -206,7 +168,7 @@ class Tokens:
         entropy = secrets.token_bytes(24)
 
         def change(data):
-            data["recovery_token"] = {"hash": _digest(entropy), "date": format_date(now),
+            data["recovery_token"] = {"hash": records.digest(entropy), "date": records.format_date(now),
                                       "expiration": exp, "uses_left": uses or None}
 
         await self.store.update_async(change)
@@ -230,17 +192,6 @@ class Tokens:
 
 
 def _check_device(device: str) -> str:
-    if len(device) > MAX_NAME:
-        raise InvalidArgument(f"device name is longer than {MAX_NAME} characters")
+    if len(device) > records.MAX_NAME:
+        raise InvalidArgument(f"device name is longer than {records.MAX_NAME} characters")
     return device
-
-
-def _unique_name(device: str, tokens) -> str:
-    base = re.sub(r"[^a-zA-Z0-9]", "_", device)[:MAX_NAME] or "device"
-    names = {t["name"] for t in tokens}
-    name, n = base, 1
-    while name in names:
-        n += 1
-        name = f"{base}_{n}"
-    return name
-

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 from dbus_fast.service import dbus_signal
 
-from ..tokens import Tokens, parse_date
+from ..token_records import parse_date
+from ..tokens import Tokens
 from .base import LiveInterface, method, prop
 from ..contract import TOKENS
 from .rules import TOKENS_MANAGE, changes, reads
