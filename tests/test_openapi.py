@@ -131,6 +131,8 @@ BAD_BODIES = [
     (b'{"uses": 1', "The body is not valid JSON"),
     (b"[" * 30000 + b"]" * 30000, "The body is not valid JSON"),
     (b'{"uses": ' + b"9" * 5000 + b"}", "The body is not valid JSON"),
+    (b"\r", "The body is not valid JSON"),  # whitespace is a body (an absent one is {}), and not JSON
+    (b" \n", "The body is not valid JSON"),
 ]
 
 

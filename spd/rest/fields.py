@@ -76,7 +76,7 @@ def body_schema(fields: dict) -> dict:
 
 def parse_body(raw: bytes | None, fields: dict) -> dict:
     """The request body as {name: value} with every field present (defaults filled in)."""
-    if raw is None or not raw.strip():
+    if not raw:  # no body at all; whitespace alone is a body, and not JSON
         data = {}
     else:
         try:
