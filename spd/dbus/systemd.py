@@ -67,8 +67,8 @@ class Systemd:
         self.bus = bus
         self._owner = None  # systemd's unique name: only its signals are believed
         self._watching = None  # the task that set up our match rules
-        self.on_job_removed = Listeners(log, "systemd's JobRemoved")  # fn(unit, job_path, result), every one
-        self.on_units_changed = Listeners(log, "systemd's unit signals")  # fn(): a unit's state may differ
+        self.on_job_removed = Listeners(log, "systemd's JobRemoved")  # fn(unit, job_path, result)
+        self.on_units_changed = Listeners(log, "systemd's unit signals")  # fn(): a state may differ now
         self._generation = 0  # bumped by every signal that may change a unit's state
         self._cache = {}  # names -> (generation, time, states)
         self._inflight = {}  # names -> (generation, task)
