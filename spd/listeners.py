@@ -1,6 +1,6 @@
 """The one way a part of the daemon tells others that something happened: a `Listeners` attribute
 named `on_<event>` (a store's on_commit, the backups' on_change, systemd's on_job_removed...), which
-others `subscribe` to (in their start(), never in `__init__`) and the owner `notify`s."""
+others `subscribe` to (when they start, never in an `__init__`) and the owner `notify`s."""
 
 
 class Listeners:
