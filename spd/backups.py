@@ -1,6 +1,6 @@
 """Backups of `var` under the root with restic: a state machine whose every change (state, progress,
-error message, snapshot list) is reported through `on_change`, so the D-Bus adapter can emit
-PropertiesChanged.
+error message, snapshot list) is reported through `on_change` (spd/listeners.py), so the D-Bus adapter
+can emit PropertiesChanged.
 
 States, named as the app expects: NO_KEY (no repository configured or no resticPassword),
 NOT_INITIALIZED, INITIALIZING (the repository is being checked at start or created), INITIALIZED (idle,
@@ -24,6 +24,7 @@ from . import restic, restore
 from .config import Config
 from .errors import Busy, InvalidArgument, NotFound, NotReady, SpdError
 from .jsonfile import JsonFile
+from .listeners import Listeners
 from .restic import Repository, ResticError
 
 log = logging.getLogger("spd.backups")
@@ -59,7 +60,8 @@ class Backups:
         self.snapshots: list[dict] = []
         self._lists_started = 0  # snapshot lists asked of restic (or cleared), in order
         self._list_shown = 0  # which of them self.snapshots is: an older one never replaces a newer
-        self.on_change = None  # callable() after state, progress, error_message or snapshots changed
+        # fn() after state, progress, error_message or snapshots changed
+        self.on_change = Listeners(log, "the backups")
         self._operation: asyncio.Task | None = None  # the one running check, backup or restore
         self._running = ""  # which of them: "check", "backup" or "restore"
         self._reloading: asyncio.Task | None = None
@@ -75,6 +77,13 @@ class Backups:
             self._check()
         except SpdError as e:
             self._set(ERROR, 0.0, e.message)
+
+    def stop(self) -> None:
+        """Cancel the operation and the reload running (the daemon leaves; a restore's staging
+        folder is removed by the next start)."""
+        for task in (self._operation, self._reloading):
+            if task is not None:
+                task.cancel()
 
     async def set_backblaze(self, account_id: str, account_key: str, bucket: str) -> None:
         for name, value, rule in (("accountId", account_id, CREDENTIAL), ("accountKey", account_key, CREDENTIAL),
@@ -137,8 +146,8 @@ class Backups:
             self.progress = changed["progress"] = progress
         if error is not None and error != self.error_message:
             self.error_message = changed["error_message"] = error
-        if changed and self.on_change is not None:
-            self.on_change()
+        if changed:
+            self.on_change.notify()
         if "state" in changed:
             log.info("backup state: %s%s", state, f" ({self.error_message})" if state == ERROR else "")
 
@@ -256,8 +265,7 @@ class Backups:
             self._list_shown = ticket
             if snapshots != self.snapshots:
                 self.snapshots = snapshots
-                if self.on_change is not None:
-                    self.on_change()
+                self.on_change.notify()
 
     async def _reload_list(self) -> None:
         try:

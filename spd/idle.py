@@ -7,6 +7,6 @@ CALLS = Activity()  # the daemon's D-Bus calls in progress (counted by spd/dbus/
 
 
 def busy(interfaces) -> bool:
-    """True while any object says it has long work running. An object that runs work beyond the
-    call that started it (a backup, a restore) defines `busy() -> bool` to keep its process alive."""
-    return any(getattr(i, "busy", None) is not None and i.busy() for i in interfaces)
+    """True while any interface says it has long work running: one that runs work beyond the call
+    that started it (a backup, a restore) overrides LiveInterface.busy() to keep its process alive."""
+    return any(i.busy() for i in interfaces)

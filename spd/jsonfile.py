@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import Failed
+from .listeners import Listeners
 
 log = logging.getLogger("spd.jsonfile")
 
@@ -145,7 +146,9 @@ class JsonFile:
         self._cache_lock = threading.Lock()  # a read stores its result only if no write came between
         self._pending = []  # (change, future) waiting for the next group commit
         self._writer = None
-        self.on_commit = []  # fn() after each commit, before its callers hear of it (on their thread)
+        # fn() after each commit, before its callers hear of it (on their thread): the hook through
+        # which the store signals
+        self.on_commit = Listeners(log, self.path.name)
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -179,7 +182,7 @@ class JsonFile:
         the file is left alone. Blocks while the disk works: the daemon's request handlers use
         update_async instead."""
         ((result, error),) = self._commit([change])
-        self._committed()
+        self.on_commit.notify()
         if error is not None:
             raise error
         return result
@@ -204,7 +207,7 @@ class JsonFile:
                 outcomes = await asyncio.to_thread(self._commit, [change for change, _ in batch])
             except Exception as e:  # the file is missing or corrupt, or the write failed
                 outcomes = [(None, e)] * len(batch)
-            self._committed()  # before any caller resumes: whatever it answers next sees the change
+            self.on_commit.notify()  # before any caller resumes: whatever it answers next sees the change
             for (_, future), (result, error) in zip(batch, outcomes):
                 if future.done():
                     continue
@@ -212,13 +215,6 @@ class JsonFile:
                     future.set_exception(error)
                 else:
                     future.set_result(result)
-
-    def _committed(self) -> None:
-        for listener in self.on_commit:
-            try:
-                listener()
-            except Exception:  # a listener's bug must not turn a made change into a failed call
-                log.exception("a listener of %s failed", self.path.name)
 
     def _commit(self, changes) -> list:
         """Apply changes in order under the lock and write once: [(result, exception)] per change.

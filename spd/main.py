@@ -44,14 +44,9 @@ SWITCH_INTERVAL = 0.0005  # seconds
 
 
 async def build(config, bus):
-    """The domain objects and their D-Bus interfaces. `bus` also reaches systemd and logind."""
-    userdata = await asyncio.to_thread(open_userdata, config)
-    try:
-        await asyncio.to_thread(userdata.read)  # parsed off the loop, and cached
-    except SpdError as e:
-        # Start anyway: the app can still log in (tokens live elsewhere) and every call that needs
-        # userdata.json answers this message, until the file is fixed (no restart needed then).
-        log.error("%s: serving anyway; whatever needs userdata.json fails until it is fixed", e.message)
+    """The domain objects and their D-Bus interfaces, built and not started. `bus` also reaches
+    systemd and logind."""
+    userdata = await _open_userdata(config)
     await asyncio.to_thread(restic.remove_stale_password_folders)
     tokens = Tokens(config, userdata)
     await tokens.import_legacy()
@@ -65,7 +60,22 @@ async def build(config, bus):
         SSHInterface(SSH(userdata)),
         BackupsInterface(backups),
     ]
+    return interfaces, _watch_files(config, userdata, interfaces, backups)
 
+
+async def _open_userdata(config):
+    userdata = await asyncio.to_thread(open_userdata, config)
+    try:
+        await asyncio.to_thread(userdata.read)  # parsed off the loop, and cached
+    except SpdError as e:
+        # Start anyway: the app can still log in (tokens live elsewhere) and every call that needs
+        # userdata.json answers this message, until the file is fixed (no restart needed then).
+        log.error("%s: serving anyway; whatever needs userdata.json fails until it is fixed", e.message)
+    return userdata
+
+
+def _watch_files(config, userdata, interfaces, backups) -> Watcher:
+    """The watcher (not started) of the files the interfaces show, and userdata's commit hook."""
     def files_changed() -> None:
         refresh(interfaces)  # each signals what differs, or keeps its last values if unreadable
         backups.userdata_changed()
@@ -75,15 +85,14 @@ async def build(config, bus):
             backups.reload()
 
     # Our own changes of userdata.json refresh before the call's reply; the watcher sees the rest.
-    userdata.on_commit.append(files_changed)
+    userdata.on_commit.subscribe(files_changed)
     targets = [Target(config.userdata.parent, frozenset({config.userdata.name}), files_changed),
                Target(config.path("var"), frozenset({"domain"}), files_changed),
                Target(config.path("var/dkim"), None, files_changed)]
     local = (config.restic_repository or "").removeprefix("local:")
     if local.startswith("/"):  # a repository on this machine (B2's is asked on Reload)
         targets.append(Target(Path(local) / "snapshots", None, snapshots_changed))
-    refresh(interfaces)  # the values at start, so the first signal is a real change
-    return interfaces, Watcher(targets)
+    return Watcher(targets)
 
 
 def refresh(interfaces) -> None:
@@ -92,34 +101,17 @@ def refresh(interfaces) -> None:
 
 
 async def serve(config) -> int:
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGUSR1, _log_stacks)
-    stop = asyncio.Event()  # from the start: a stop asked for while starting is a clean stop once ready
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    """Connect, build, start, export, own the name, serve until lost, stopped or idle, leave: the
+    exit code."""
+    stop = _stop_on_signals()
     bus = await message_bus(config.bus).connect()
     interfaces, watcher = await build(config, bus)
     gc.freeze()  # what start-up made lives as long as we do: no full collection scans it again
-    access = Access(bus, interfaces, config.gateway_group)
-    for member in access.undeclared:
-        log.warning("%s declares no access rule: refused to every caller", member)
-    await access.start()  # before export: no call is ever dispatched unchecked
-    # export() reads every property for an InterfacesAdded signal, which any listener may receive:
-    # each getter refuses until its interface is served, and would log a traceback for it.
-    logging.getLogger("dbus_fast.message_bus").addFilter(_DropInterfacesAddedErrors())
-    for interface in interfaces:
-        bus.export(PATH, interface)
-    # Served once the reads export() made for its InterfacesAdded signals are refused (an async getter
-    # runs in a task export scheduled: call_soon is FIFO), so those signals carry no value.
-    loop.call_soon(lambda: [setattr(interface, "serving", True) for interface in interfaces])
-    for interface in interfaces:
-        if hasattr(interface, "start"):
-            interface.start()
+    access = await _check_access(bus, interfaces, config.gateway_group)
+    _start(interfaces)
+    _export(bus, interfaces)
     watcher.start()
-    reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
-    if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
-        log.error("%s is already owned on this bus; is another spd running?", BUS_NAME)
-        bus.disconnect()
+    if not await _own_name(bus):
         return 1
     sdnotify.SystemdNotifier().notify("READY=1")
     log.info("serving %s on %s, root %s", BUS_NAME, config.bus, config.root)
@@ -132,6 +124,72 @@ async def serve(config) -> int:
     def idle_for() -> float:
         return 0.0 if busy(interfaces) else calls_idle_for()
 
+    ended = await _wait(config, bus, stop, idle_for)
+    if ended == LOST:
+        log.error("lost the bus connection")
+        return 1
+    sdnotify.SystemdNotifier().notify("STOPPING=1")
+    await (_leave_idle(config, bus, idle_for) if ended == IDLE else _finish_calls(calls_idle_for))
+    if pinging is not None:
+        pinging.cancel()
+    await _leave(bus, interfaces, watcher)
+    return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Set by SIGTERM or SIGINT, from the start: a stop asked for while starting is a clean stop
+    once ready. SIGUSR1 logs where everything waits."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, _log_stacks)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _check_access(bus, interfaces, gateway_group: str) -> Access:
+    access = Access(bus, interfaces, gateway_group)
+    for member in access.undeclared:
+        log.warning("%s declares no access rule: refused to every caller", member)
+    await access.start()  # before export: no call is ever dispatched unchecked
+    return access
+
+
+def _start(interfaces) -> None:
+    """Start every interface, then take the values at start, so the first signal is a real change
+    (what start() did synchronously, such as the backups' first state, is in them). The work
+    start() began runs from the first await, once the interfaces are exported."""
+    for interface in interfaces:
+        interface.start()
+    refresh(interfaces)
+
+
+def _export(bus, interfaces) -> None:
+    # export() reads every property for an InterfacesAdded signal, which any listener may receive:
+    # each getter refuses until its interface is served, and would log a traceback for it.
+    logging.getLogger("dbus_fast.message_bus").addFilter(_DropInterfacesAddedErrors())
+    for interface in interfaces:
+        bus.export(PATH, interface)
+    # Served once the reads export() made for its InterfacesAdded signals are refused (an async getter
+    # runs in a task export scheduled: call_soon is FIFO), so those signals carry no value.
+    asyncio.get_running_loop().call_soon(lambda: [setattr(i, "serving", True) for i in interfaces])
+
+
+async def _own_name(bus) -> bool:
+    reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
+    if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
+        log.error("%s is already owned on this bus; is another spd running?", BUS_NAME)
+        bus.disconnect()
+        return False
+    return True
+
+
+LOST, STOPPED, IDLE = "lost", "stopped", "idle"  # why _wait returned
+
+
+async def _wait(config, bus, stop: asyncio.Event, idle_for) -> str:
+    """Serve until the bus connection is lost, a stop is asked for or (with an idle timeout) nothing
+    ran for that long: which of them (the first in that order, if more came at once)."""
     disconnected = asyncio.ensure_future(bus.wait_for_disconnect())
     waiting = {disconnected, asyncio.ensure_future(stop.wait())}
     idle = None
@@ -139,34 +197,37 @@ async def serve(config) -> int:
         idle = asyncio.ensure_future(until_idle(config.idle_timeout, idle_for))
         waiting.add(idle)
     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    if disconnected.done():
-        log.error("lost the bus connection")
-        return 1
-    sdnotify.SystemdNotifier().notify("STOPPING=1")
-    if idle is not None and idle.done():
-        log.info("idle for %gs: leaving; the next call starts spd again (D-Bus activation)",
-                 config.idle_timeout)
-        # From here the bus activates a new spd for new calls. Whatever was sent to the name before
-        # arrived ahead of ReleaseName's reply and is running or held: finish it, then go at once
-        # (the shorter the gap, the less a new activation waits for us to leave).
-        await bus.release_name(BUS_NAME)
-        await until_idle(0.01, idle_for)
-    elif stop.is_set():
-        # systemd stops us, e.g. for the reboot a call in flight asked logind for: answer the calls
-        # already running (not a backup: only calls), for a while, before leaving.
-        try:
-            await asyncio.wait_for(until_idle(0.01, calls_idle_for), STOP_GRACE)
-        except asyncio.TimeoutError:
-            log.warning("calls still running after %gs: leaving without their answers", STOP_GRACE)
+    ended = LOST if disconnected.done() else IDLE if idle is not None and idle.done() else STOPPED
     for task in waiting:
         task.cancel()
-    if pinging is not None:
-        pinging.cancel()
+    return ended
+
+
+async def _leave_idle(config, bus, idle_for) -> None:
+    log.info("idle for %gs: leaving; the next call starts spd again (D-Bus activation)", config.idle_timeout)
+    # From here the bus activates a new spd for new calls. Whatever was sent to the name before
+    # arrived ahead of ReleaseName's reply and is running or held: finish it, then go at once
+    # (the shorter the gap, the less a new activation waits for us to leave).
+    await bus.release_name(BUS_NAME)
+    await until_idle(0.01, idle_for)
+
+
+async def _finish_calls(calls_idle_for) -> None:
+    """systemd stops us, e.g. for the reboot a call in flight asked logind for: answer the calls
+    already running (not a backup: only calls), for a while, before leaving."""
+    try:
+        await asyncio.wait_for(until_idle(0.01, calls_idle_for), STOP_GRACE)
+    except asyncio.TimeoutError:
+        log.warning("calls still running after %gs: leaving without their answers", STOP_GRACE)
+
+
+async def _leave(bus, interfaces, watcher) -> None:
     await watcher.stop()
+    for interface in interfaces:
+        interface.stop()
     bus.disconnect()
     await _cancel_the_rest()
     log.info("stopped")
-    return 0
 
 
 async def _cancel_the_rest() -> None:

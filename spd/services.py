@@ -41,10 +41,12 @@ def unit_status(load_state: str, active_state: str) -> int:
 
 class Services:
     def __init__(self, config: Config, userdata: JsonFile, systemd):
-        """systemd: has `async unit_states(names) -> {unit: (LoadState, ActiveState)}`."""
+        """systemd: has `async unit_states(names) -> {unit: (LoadState, ActiveState)}` and
+        `on_units_changed` (spd/listeners.py), told when status() may differ now."""
         self.config = config
         self.userdata = userdata
         self.systemd = systemd
+        self.on_units_changed = systemd.on_units_changed
 
     def enabled(self) -> dict[str, bool]:
         data = self.userdata.read()
@@ -58,10 +60,6 @@ class Services:
             return False
         log.info("%s %s", service, "enabled" if enable else "disabled")
         return True
-
-    def on_units_changed(self, listener) -> None:
-        """listener() when systemd says a unit may have changed state (status() may differ now)."""
-        self.systemd.add_change_listener(listener)
 
     async def status(self) -> dict[str, int]:
         states = await self.systemd.unit_states(ALL_UNITS)

@@ -13,6 +13,7 @@ import zoneinfo
 from .config import Config
 from .errors import Busy, Failed, InvalidArgument
 from .jsonfile import JsonFile
+from .listeners import Listeners
 
 log = logging.getLogger("spd.system")
 
@@ -62,7 +63,7 @@ def uname() -> str:
 
 class System:
     def __init__(self, config: Config, userdata: JsonFile, systemd, logind):
-        """systemd: `async start_unit(unit) -> job path`, `add_job_listener(fn(unit, job, result))`;
+        """systemd: `async start_unit(unit) -> job path`, `on_job_removed` (fn(unit, job, result));
         logind: `async reboot()`."""
         self.config = config
         self.userdata = userdata
@@ -70,9 +71,12 @@ class System:
         self.logind = logind
         self.jobs: dict[str, tuple[str, str]] = {}  # action -> (job path, result) of the last start
         self._finished: dict[str, tuple[str, str]] = {}  # unit -> (job path, result) last removed
-        self.listeners = []  # fn() after self.jobs changed
+        self.on_jobs_changed = Listeners(log, "System's jobs")  # fn() after self.jobs changed
         self._pulling = asyncio.Lock()
-        systemd.add_job_listener(self._job_removed)
+
+    def follow_jobs(self) -> None:
+        """From now on, hear of every job systemd ends (System1 starts this with itself)."""
+        self.systemd.on_job_removed.subscribe(self._job_removed)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -85,7 +89,7 @@ class System:
         done = self._finished.get(unit)
         self.jobs[action] = (job, done[1] if done and done[0] == job else RUNNING)
         log.info("%s: started %s, job %s", action, unit, job)
-        self._changed()
+        self.on_jobs_changed.notify()
         return job
 
     def _job_removed(self, unit: str, job: str, result: str) -> None:
@@ -96,11 +100,7 @@ class System:
             if path == job and ACTIONS[action] == unit:
                 self.jobs[action] = (job, result)
                 log.info("%s: job %s finished: %s", action, job, result)
-                self._changed()
-
-    def _changed(self) -> None:
-        for listener in self.listeners:
-            listener()
+                self.on_jobs_changed.notify()
 
     async def reboot(self) -> None:
         await self.logind.reboot()

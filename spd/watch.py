@@ -31,7 +31,7 @@ GONE = Mask.IGNORED | Mask.DELETE_SELF | Mask.MOVE_SELF
 class Target:
     folder: Path
     names: frozenset | None  # file names in the folder that matter; None: every name
-    on_change: Callable[[], None]
+    action: Callable[[], None]  # what to do when one changes
 
 
 class Watcher:
@@ -120,7 +120,7 @@ class Watcher:
     def _run_actions(self) -> None:
         self._flush = None
         dirty, self._dirty = self._dirty, set()
-        for action in {target.on_change: target for target in dirty}:  # each action once
+        for action in {target.action: target for target in dirty}:  # each action once
             try:
                 action()
             except Exception:  # one action's bug must not stop the watching

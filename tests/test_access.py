@@ -350,12 +350,13 @@ def test_busy_objects_hold_off_the_idle_exit():
         def busy(self):
             return self.running
 
-    work = Work()
+    work, idle = Work(), Work()
+    idle.running = False
     activity = Activity()
     activity.last -= 10  # long idle by the clock
 
     async def run():
-        waiter = asyncio.ensure_future(until_idle(0.2, lambda: 0.0 if busy([object(), work])
+        waiter = asyncio.ensure_future(until_idle(0.2, lambda: 0.0 if busy([idle, work])
                                                   else activity.idle_for()))
         await asyncio.sleep(0.5)
         assert not waiter.done()  # the work keeps it

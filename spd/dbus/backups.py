@@ -19,8 +19,14 @@ class BackupsInterface(LiveInterface):
         super().__init__()
         self.backups = backups
         self._snapshots = (None, [])  # (the domain's list, its D-Bus form): converted once per list
-        backups.on_change = self.refresh
-        backups.start()  # looks at the repository in the background, reporting through refresh
+
+    def start(self) -> None:
+        """Signal every change of the backups, then look at the repository (in the background)."""
+        self.backups.on_change.subscribe(self.refresh)
+        self.backups.start()
+
+    def stop(self) -> None:
+        self.backups.stop()
 
     def busy(self) -> bool:
         return self.backups.busy()

@@ -200,6 +200,19 @@ class LiveInterface(ServiceInterface):
         self._error: SpdError | None = None  # why the last refresh could not read the state
         self._source = None  # source() as of the last refresh on a read
 
+    # The lifecycle spd/main.py runs every interface through: start() once built and before export
+    # (subscribe to the domain's on_<event> listeners, begin background work; never in __init__),
+    # stop() on the way out (cancel what start() began), busy() while long work must keep the
+    # process alive (the idle exit waits).
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def busy(self) -> bool:
+        return False
+
     def introspect(self):
         """The introspection data with each member's docstring as its DocString annotation (the
         convention of gdbus-codegen), so `busctl introspect` and the shipped XML say what it means."""

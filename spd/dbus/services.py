@@ -15,13 +15,18 @@ SETTLE = 0.1  # seconds: a burst of unit signals from systemd costs one look at 
 
 
 class ServicesInterface(LiveInterface):
+    """Domain, DkimRecord and Status are read where they live at every read (a file the watcher has
+    not reported yet, what systemd said since its last signal), and what a read hands out is
+    published (read_file, read_status): a later change then signals every copy of it, and systemd
+    leaving invalidates the copies of its last answer."""
+
     NAME = SERVICES
+    FILES = {"Domain": Services.domain, "DkimRecord": Services.dkim_record}  # property -> its read
 
     def __init__(self, services: Services):
         super().__init__()
         self.services = services
         self._refresh_status = None
-        services.on_units_changed(self._units_changed)
 
     def source(self):
         return self.services.userdata.read()
@@ -32,14 +37,32 @@ class ServicesInterface(LiveInterface):
     def refresh(self) -> None:
         super().refresh()
         try:
-            self.publish({"Domain": self.services.domain(), "DkimRecord": self.services.dkim_record()})
+            self.publish({name: read(self.services) for name, read in self.FILES.items()})
         except SpdError:  # a read answers the error; the last values stay published
             pass
 
     def start(self) -> None:
-        """Read the running state once the interface is exported (systemd need not be up: Status
-        stays {} until it answers, then signals)."""
+        """Follow systemd's unit signals and read the running state now (systemd need not be up:
+        Status stays {} until it answers, then signals)."""
+        self.services.on_units_changed.subscribe(self._units_changed)
         self._units_changed(settle=0.0)
+
+    def stop(self) -> None:
+        if self._refresh_status is not None:
+            self._refresh_status.cancel()
+
+    def read_file(self, name: str):
+        """A property of FILES as its file says now (may raise SpdError), published."""
+        value = self.FILES[name](self.services)
+        self.publish({name: value})
+        return value
+
+    async def read_status(self) -> dict:
+        """The running state as systemd says now (its client caches it until systemd signals a
+        change), published."""
+        status = await self.services.status()
+        self.publish({"Status": status})
+        return status
 
     @prop()
     def Enabled(self) -> "a{sb}":
@@ -55,26 +78,20 @@ class ServicesInterface(LiveInterface):
         signalled here too, whether or not anyone reads. Unavailable while systemd is not
         reachable."""
         try:
-            status = await self.services.status()
+            return await self.read_status()
         except asyncio.CancelledError:  # the daemon is stopping: dbus-fast expects an Exception here
             raise Unavailable("spd is stopping") from None
-        self.publish({"Status": status})
-        return status
 
     @prop()
     def Domain(self) -> "s":
         """The server's domain, from var/domain; "" when there is none."""
-        domain = self.services.domain()
-        self.publish({"Domain": domain})
-        return domain
+        return self.read_file("Domain")
 
     @prop()
     def DkimRecord(self) -> "s":
         """The text of var/dkim/<domain>.selector.txt, the DNS record of the mail server's DKIM
         key; "" when there is none (no domain in var/domain, or no file)."""
-        record = self.services.dkim_record()
-        self.publish({"DkimRecord": record})
-        return record
+        return self.read_file("DkimRecord")
 
     @method(changes(SERVICES_MANAGE))
     async def Enable(self, service: "s"):
@@ -93,7 +110,7 @@ class ServicesInterface(LiveInterface):
     async def _signal_status(self, settle: float) -> None:
         await asyncio.sleep(settle)
         try:
-            self.publish({"Status": await self.services.status()})
+            await self.read_status()
         except SpdError as e:  # systemd is not there (yet): a read says so; NameOwnerChanged retries
             log.debug("running state not read: %s", e.message)
             if self._published.pop("Status", None) is not None:

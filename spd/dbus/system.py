@@ -25,7 +25,10 @@ class SystemInterface(LiveInterface):
         super().__init__()
         self.system = system
         self.userdata = system.userdata
-        system.listeners.append(lambda: self.publish({"Jobs": self._jobs()}))
+
+    def start(self) -> None:
+        self.system.on_jobs_changed.subscribe(lambda: self.publish({"Jobs": self._jobs()}))
+        self.system.follow_jobs()
 
     @prop()
     def Jobs(self) -> "a{s(os)}":

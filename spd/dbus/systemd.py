@@ -15,6 +15,7 @@ from dbus_fast import Message, MessageType
 
 from ..errors import Failed, Unavailable
 from ..contract import DBUS, DBUS_PATH, DBUS_UNAVAILABLE, PROPERTIES, match_rule, owner_changed
+from ..listeners import Listeners
 
 log = logging.getLogger("spd.systemd")
 
@@ -65,8 +66,8 @@ class Systemd:
         self.bus = bus
         self._owner = None  # systemd's unique name: only its signals are believed
         self._watching = None  # the task that set up our match rules
-        self._job_listeners = []
-        self._change_listeners = []
+        self.on_job_removed = Listeners(log, "systemd's JobRemoved")  # fn(unit, job_path, result)
+        self.on_units_changed = Listeners(log, "systemd's unit signals")  # fn(): a state may differ now
         self._generation = 0  # bumped by every signal that may change a unit's state
         self._cache = {}  # names -> (generation, time, states)
         self._inflight = {}  # names -> (generation, task)
@@ -78,18 +79,9 @@ class Systemd:
              interface: str = MANAGER):
         return _call(self.bus, SYSTEMD, "systemd", path, interface, member, signature, body)
 
-    def add_change_listener(self, listener) -> None:
-        """listener() whenever systemd signals something that may change a unit's state."""
-        self._change_listeners.append(listener)
-
     def _changed(self) -> None:
         self._generation += 1
-        for listener in self._change_listeners:
-            listener()
-
-    def add_job_listener(self, listener) -> None:
-        """listener(unit, job_path, result) for every JobRemoved systemd sends."""
-        self._job_listeners.append(listener)
+        self.on_units_changed.notify()
 
     # --- units ----------------------------------------------------------------------------
 
@@ -189,8 +181,7 @@ class Systemd:
             if msg.interface == MANAGER:
                 if msg.member == "JobRemoved" and msg.signature == "uoss":
                     _, job, unit, result = msg.body
-                    for listener in self._job_listeners:
-                        listener(unit, job, result)
+                    self.on_job_removed.notify(unit, job, result)
                 elif msg.member in ("UnitNew", "UnitRemoved", "Reloading"):
                     self._changed()
             elif msg.interface == PROPERTIES and msg.member == "PropertiesChanged":

@@ -5,10 +5,11 @@ from datetime import datetime, timezone
 
 from dbus_fast.service import dbus_signal
 
+from ..contract import TOKENS
+from ..errors import SpdError
 from ..token_records import parse_date
 from ..tokens import Tokens
 from .base import LiveInterface, method, prop
-from ..contract import TOKENS
 from .rules import TOKENS_MANAGE, changes, reads
 
 
@@ -20,6 +21,16 @@ class TokensInterface(LiveInterface):
         self.tokens = tokens
         self._expiry = None  # the timer that refreshes Recovery when its token expires
         self._timed = None  # the Recovery value that timer is for
+        self._tokens = None  # the store's device tokens as last signalled
+
+    def start(self) -> None:
+        """Signal through the store's commit hook, as every store does (userdata's in spd/main.py)."""
+        self._tokens = self._device_tokens()
+        self.tokens.store.on_commit.subscribe(self._committed)
+
+    def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
 
     def source(self):  # Recovery's `valid` also depends on the time: its timer refreshes then
         return self.tokens.store.read()
@@ -43,11 +54,7 @@ class TokensInterface(LiveInterface):
         if not recovery or not recovery[1] or not recovery[3]:
             return
         left = (parse_date(recovery[3]) - datetime.now(timezone.utc)).total_seconds()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # before the loop runs (at build): the first read or change sets it
-            return
-        self._expiry = loop.call_later(max(left, 0) + 0.05, self.refresh)
+        self._expiry = asyncio.get_running_loop().call_later(max(left, 0) + 0.05, self.refresh)
 
     @dbus_signal()
     def Changed(self):
@@ -73,15 +80,12 @@ class TokensInterface(LiveInterface):
     @method(changes(TOKENS_MANAGE))
     async def Refresh(self, token: "s") -> "s":
         """Replace a token with a new one for the same device."""
-        new = await self.tokens.refresh(token)
-        self._changed()
-        return new
+        return await self.tokens.refresh(token)
 
     @method(changes(TOKENS_MANAGE))
     async def Delete(self, name: "s"):
         """Delete a device's token. NotFound for an unknown device name."""
         await self.tokens.delete(name)
-        self._changed()
 
     @method(changes(TOKENS_MANAGE))
     async def CreateNewDevice(self) -> "s":
@@ -97,25 +101,29 @@ class TokensInterface(LiveInterface):
     async def AuthorizeNewDevice(self, words: "s", device: "s") -> "s":
         """A device token for the new-device mnemonic's words. NotFound for wrong, expired or used
         words."""
-        token = await self.tokens.new_device_redeem(words, device)
-        self._changed()
-        return token
+        return await self.tokens.new_device_redeem(words, device)
 
     @method(changes(TOKENS_MANAGE))
     async def CreateRecovery(self, expiration: "s", uses: "i") -> "s":
         """An 18-word recovery mnemonic. expiration: ISO-8601 or "" for never; uses: 0 unlimited."""
-        token = await self.tokens.recovery_create(expiration, uses)
-        self.refresh()
-        return token
+        return await self.tokens.recovery_create(expiration, uses)
 
     @method(changes(TOKENS_MANAGE))
     async def UseRecovery(self, words: "s", device: "s") -> "s":
         """A device token for the recovery mnemonic's words; uses one of its uses."""
-        token = await self.tokens.recovery_redeem(words, device)
-        self._changed()
-        return token
+        return await self.tokens.recovery_redeem(words, device)
 
-    def _changed(self) -> None:
-        """Devices changed: Changed for caches of authentication, then the properties."""
-        self.Changed()
+    def _device_tokens(self):
+        try:
+            return self.tokens.store.read()["tokens"]
+        except SpdError:  # unreadable: a commit that makes it readable again signals
+            return None
+
+    def _committed(self) -> None:
+        """After each commit of the store, before its callers reply: Changed when device tokens were
+        added, replaced or removed (for caches of authentication), then the properties."""
+        tokens = self._device_tokens()
+        if tokens != self._tokens:
+            self._tokens = tokens
+            self.Changed()
         self.refresh()
