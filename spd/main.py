@@ -14,28 +14,28 @@ from dbus_fast.constants import NameFlag
 
 from . import config as configuration
 from . import restic
-from .runtime import journal, stall, watchdog
 from .backups import Backups
+from .contract import BUS_NAME, PATH
 from .dbus.access import Access
 from .dbus.backups import BackupsInterface
-from .contract import BUS_NAME, PATH
-from .runtime.bus import message_bus
-from .runtime.idle import until_idle
 from .dbus.services import ServicesInterface
+from .dbus.ssh import SSHInterface
 from .dbus.system import SystemInterface
 from .dbus.systemd import Logind, Systemd
-from .dbus.ssh import SSHInterface
 from .dbus.tokens import TokensInterface
 from .dbus.users import UsersInterface
 from .errors import SpdError
 from .idle import CALLS, busy
+from .runtime import journal, stall, watchdog
+from .runtime.bus import message_bus
+from .runtime.idle import until_idle
 from .services import Services
-from .system import System
 from .ssh import SSH
+from .system import System
 from .tokens import Tokens
+from .userdata import open_userdata
 from .users import Users
 from .watch import Target, Watcher
-from .userdata import open_userdata
 
 log = logging.getLogger("spd")
 STOP_GRACE = 10.0  # seconds to finish the calls in flight when stopped (systemd waits 90)

@@ -28,11 +28,11 @@ import logging
 from dbus_fast import DBusError, Message, MessageType, Variant
 from dbus_fast.service import ServiceInterface
 
+from ..contract import DBUS, DBUS_ACCESS_DENIED, DBUS_PATH, PROPERTIES, match_rule
 from ..runtime import audit as trail
 from ..runtime.journal import Throttle
 from . import polkit
 from .callers import Caller, Callers, caller
-from ..contract import DBUS, DBUS_ACCESS_DENIED, DBUS_PATH, PROPERTIES, match_rule
 from .rules import ADMIN, GATEWAY, READ, Rule, declared, reads
 
 log = logging.getLogger("spd.access")

@@ -7,8 +7,8 @@ import json
 from dbus_fast import Variant
 
 from ..backups import Backups
-from .base import LiveInterface, method, prop
 from ..contract import BACKUPS
+from .base import LiveInterface, method, prop
 from .rules import BACKUPS_MANAGE, changes
 
 

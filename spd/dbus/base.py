@@ -26,12 +26,12 @@ from dbus_fast import DBusError
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
-from ..runtime import audit as trail
 from ..errors import SpdError, error_name
 from ..idle import CALLS
+from ..runtime import audit as trail
+from ..userdata import get_setting, set_setting
 from .access import admit
 from .callers import caller
-from ..userdata import get_setting, set_setting
 from .rules import GATEWAY, Rule, changes, declare, reads
 
 log = logging.getLogger("spd.dbus")

@@ -3,10 +3,10 @@
 import asyncio
 import logging
 
+from ..contract import SERVICES
 from ..errors import SpdError, Unavailable
 from ..services import Services
 from .base import LiveInterface, method, prop
-from ..contract import SERVICES
 from .rules import SERVICES_MANAGE, changes
 
 log = logging.getLogger("spd.services")

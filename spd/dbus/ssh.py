@@ -1,8 +1,8 @@
 """org.selfprivacy.SSH1: sshd settings and who may log in with which key."""
 
+from ..contract import SSH as SSH_INTERFACE
 from ..ssh import SSH
 from .base import LiveInterface, method, prop, setting
-from ..contract import SSH as SSH_INTERFACE
 from .rules import SSH_MANAGE, changes
 
 

@@ -1,9 +1,9 @@
 """org.selfprivacy.System1: timezone, auto-upgrade, rebuild / upgrade / rollback, reboot, versions,
 and pulling the NixOS configuration."""
 
+from ..contract import SYSTEM
 from ..system import DEFAULT_TIMEZONE, System, check_timezone
 from .base import LiveInterface, method, prop, setting
-from ..contract import SYSTEM
 from .rules import SYSTEM_MANAGE, SYSTEM_REBOOT, changes
 
 

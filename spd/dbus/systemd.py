@@ -13,8 +13,8 @@ import time
 
 from dbus_fast import Message, MessageType
 
-from ..errors import Failed, Unavailable
 from ..contract import DBUS, DBUS_PATH, DBUS_UNAVAILABLE, PROPERTIES, match_rule, owner_changed
+from ..errors import Failed, Unavailable
 from ..listeners import Listeners
 
 log = logging.getLogger("spd.systemd")

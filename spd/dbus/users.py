@@ -1,8 +1,8 @@
 """org.selfprivacy.Users1: the server's users (not the master user)."""
 
+from ..contract import USERS
 from ..users import Users
 from .base import LiveInterface, method, prop
-from ..contract import USERS
 from .rules import USERS_MANAGE, changes
 
 
