@@ -10,9 +10,11 @@ import httpx
 import pytest
 from mnemonic import Mnemonic
 
-from stack import SECOND_TOKEN, TOKEN, Daemon, call, dbus_call, files_containing, get_property
+from stack import BUS_NAME, PATH, SECOND_TOKEN, TOKEN, Daemon, call, files_containing, get_property, refusal
+from userdata_helpers import userdata
 
-TOKENS = "org.selfprivacy.Tokens1"
+from spd.dbus.names import TOKENS
+
 STORE = "var/lib/spd/tokens.json"
 
 
@@ -48,8 +50,7 @@ def test_legacy_tokens_are_imported_and_leave_no_plaintext(api, gateway, root):
         assert files_containing(root, secret) == []
     assert not (root / "etc/nixos/userdata/tokens.json").exists()
     assert (root / STORE).stat().st_mode & 0o777 == 0o600
-    userdata = json.loads((root / "etc/nixos/userdata/userdata.json").read_text())
-    assert userdata["api"] == {"enableSwagger": False, "skippedMigrations": []}
+    assert userdata(root)["api"] == {"enableSwagger": False, "skippedMigrations": []}
 
 
 def test_api_token_from_userdata_without_tokens_json(bus, root, tmp_path):
@@ -93,8 +94,8 @@ def test_legacy_recovery_token_with_odd_uses_cannot_be_used(bus, root, tmp_path,
     d = Daemon(bus, root, tmp_path)
     try:
         assert get_property(bus, TOKENS, "Recovery")[1:2] == [False]
-        error, _ = dbus_call(bus, TOKENS, "UseRecovery", "ss", Mnemonic("english").to_mnemonic(recovery), "x")
-        assert error == "org.selfprivacy.Error.NotFound"
+        error = refusal(bus, TOKENS, "UseRecovery", "ss", Mnemonic("english").to_mnemonic(recovery), "x")
+        assert error.name == "org.selfprivacy.Error.NotFound"
     finally:
         assert d.stop() == 0
 
@@ -132,7 +133,7 @@ def test_refresh_replaces_the_callers_token_at_once(api, gateway, bus):
     assert api.get("/auth/tokens").status_code == 401  # old token, cached a moment ago
     ok = httpx.get(gateway.url + "/auth/tokens", headers={"Authorization": f"Bearer {new}"})
     assert ok.status_code == 200 and [t["name"] for t in ok.json() if t["is_caller"]] == ["primary_token"]
-    assert dbus_call(bus, TOKENS, "Authenticate", "s", TOKEN)[0] == "org.selfprivacy.Error.NotFound"
+    assert refusal(bus, TOKENS, "Authenticate", "s", TOKEN).name == "org.selfprivacy.Error.NotFound"
 
 
 def test_delete_token(api, gateway):
@@ -382,23 +383,24 @@ def test_tokens_over_dbus(daemon, bus):
     token = call(bus, TOKENS, "AuthorizeNewDevice", "ss", words, "desk top")[0]
     assert call(bus, TOKENS, "Authenticate", "s", token) == ["desk_top"]
     new = call(bus, TOKENS, "Refresh", "s", token)[0]
-    assert dbus_call(bus, TOKENS, "Authenticate", "s", token)[0] == "org.selfprivacy.Error.NotFound"
+    assert refusal(bus, TOKENS, "Authenticate", "s", token).name == "org.selfprivacy.Error.NotFound"
     call(bus, TOKENS, "Delete", "s", "desk_top")
-    assert dbus_call(bus, TOKENS, "Authenticate", "s", new)[0] == "org.selfprivacy.Error.NotFound"
+    assert refusal(bus, TOKENS, "Authenticate", "s", new).name == "org.selfprivacy.Error.NotFound"
     words = call(bus, TOKENS, "CreateRecovery", "si", "", 1)[0]
     assert get_property(bus, TOKENS, "Recovery")[:2] == [True, True]
     assert call(bus, TOKENS, "UseRecovery", "ss", words, "x")[0]
-    assert dbus_call(bus, TOKENS, "UseRecovery", "ss", words, "x") == (
-        "org.selfprivacy.Error.NotFound", ["Token not found or expired"])
+    error = refusal(bus, TOKENS, "UseRecovery", "ss", words, "x")
+    assert (error.name, error.text) == ("org.selfprivacy.Error.NotFound", "Token not found or expired")
     call(bus, TOKENS, "CreateNewDevice")
     call(bus, TOKENS, "ForgetNewDevice")
-    assert dbus_call(bus, TOKENS, "CreateRecovery", "si", "garbage", 1)[0] == "org.selfprivacy.Error.InvalidArgument"
-    assert dbus_call(bus, TOKENS, "Delete", "s", "nobody")[0] == "org.selfprivacy.Error.NotFound"
+    assert refusal(bus, TOKENS, "CreateRecovery", "si", "garbage", 1).name == "org.selfprivacy.Error.InvalidArgument"
+    assert refusal(bus, TOKENS, "Delete", "s", "nobody").name == "org.selfprivacy.Error.NotFound"
 
 
 def test_busctl_introspect_shows_tokens(daemon, bus):
-    r = subprocess.run(["busctl", f"--address={bus.address}", "introspect", "org.selfprivacy.Daemon",
-                        "/org/selfprivacy/Daemon", TOKENS], capture_output=True, text=True, check=True)
+    # what an operator types
+    r = subprocess.run(["busctl", f"--address={bus.address}", "introspect", BUS_NAME, PATH, TOKENS],
+                       capture_output=True, text=True, check=True)
     members = {line.split()[0] for line in r.stdout.splitlines() if line.startswith(".")}
     assert {".Authenticate", ".Devices", ".Refresh", ".Delete", ".CreateNewDevice", ".ForgetNewDevice",
             ".AuthorizeNewDevice", ".Recovery", ".CreateRecovery", ".UseRecovery",
