@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -725,3 +726,57 @@ def test_restore_merge_is_not_redirected_by_a_folder_swapped_for_a_symlink(tmp_p
     assert swapped and list(outside.iterdir()) == []
     assert outside.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in (dst / "d.old").iterdir()) == ["one", "two"]
+
+
+def test_a_slow_reload_never_hides_a_newer_backup(bus, root, tmp_path):
+    """Reload asks restic for the list; a backup finishes meanwhile and loads the list with its new
+    snapshot; the Reload's older answer arrives last: the new snapshot must stay listed."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "restic"
+    # The first `restic snapshots` after arming lists, then holds its answer until released.
+    wrapper.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        if [ "$1" = snapshots ] && [ -e {gate}/armed ] && mkdir {gate}/claimed 2>/dev/null; then
+            out=$({shutil.which("restic")} "$@"); code=$?
+            touch {gate}/listed
+            while [ -e {gate}/hold ]; do sleep 0.05; done
+            printf '%s\\n' "$out"
+            touch {gate}/answered
+            exit $code
+        fi
+        exec {shutil.which("restic")} "$@"
+        """))
+    wrapper.chmod(0o755)
+    env = {"SPD_RESTIC_REPOSITORY": tmp_path / "repo", "XDG_CACHE_HOME": tmp_path / "cache",
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    stack = Stack(bus, root, tmp_path, env)
+    try:
+        stack.wait_for("NOT_INITIALIZED")
+        backup(stack)
+        list_url = "/services/restic/backup/list"
+        assert len(stack.api.get(list_url).json()) == 1
+        (gate / "hold").touch()
+        (gate / "armed").touch()
+        assert stack.api.get("/services/restic/backup/reload").status_code == 200
+        deadline = time.monotonic() + 60
+        while not (gate / "listed").exists():
+            assert time.monotonic() < deadline, stack.log()
+            time.sleep(0.05)
+        backup(stack)
+        assert len(stack.api.get(list_url).json()) == 2
+        (gate / "hold").unlink()
+        while not (gate / "answered").exists():
+            assert time.monotonic() < deadline, stack.log()
+            time.sleep(0.05)
+        while restic_children(stack.daemon):
+            assert time.monotonic() < deadline, stack.log()
+            time.sleep(0.05)
+        time.sleep(0.3)  # the daemon has read the older answer; let it act on it
+        assert len(stack.api.get(list_url).json()) == 2
+        assert stack.status()["status"] == "INITIALIZED"
+    finally:
+        (gate / "hold").unlink(missing_ok=True)
+        stack.close()

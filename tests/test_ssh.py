@@ -301,3 +301,25 @@ def test_key_errors_over_dbus(bus, daemon, member, args):
     assert refusal(bus, SSH, "AddKey", "ss", "ghost", keys.ed25519()).name == "org.selfprivacy.Error.NotFound"
     assert refusal(bus, SSH, "AddKey", "ss", "root", keys.ed25519()).name == "org.selfprivacy.Error.InvalidArgument"
     assert refusal(bus, SSH, "AddRootKey", "s", ROOT_KEY).name == "org.selfprivacy.Error.AlreadyExists"
+
+
+def test_user_entry_without_keys(api, root):
+    """user2 of the demo server has no sshKeys: listed as none, and a key can be added."""
+    assert api.get("/services/ssh/keys/user2").json() == []
+    key = keys.ed25519("k")
+    assert api.post("/services/ssh/keys/user2", json={"public_key": key}).status_code == 201
+    assert api.get("/services/ssh/keys/user2").json() == [key]
+
+
+def test_keys_with_odd_whitespace_and_comments(api, root):
+    """Tabs and runs of spaces around the parts, a comment with inner spaces or none: stored as
+    `TYPE BLOB comment`, found again whatever the comment or spacing when removed."""
+    kind, blob = keys.ed25519("odd").split()[:2]
+    r = api.post("/services/ssh/keys/user2", json={"public_key": f" \t{kind}\t\t{blob}   my  laptop \t"})
+    assert r.status_code == 201, r.text
+    assert api.get("/services/ssh/keys/user2").json() == [f"{kind} {blob} my  laptop"]
+    r = api.post("/services/ssh/keys/user2", json={"public_key": f"{kind} {blob}"})
+    assert r.status_code == 409, r.text
+    r = api.request("DELETE", "/services/ssh/keys/user2", json={"public_key": f"{kind}  {blob} other"})
+    assert r.status_code == 200, r.text
+    assert api.get("/services/ssh/keys/user2").json() == []

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -289,3 +290,23 @@ def test_pull_without_upstream_is_500(upstream, api, root):
     assert r.status_code == 500
     assert r.json()["status"] != 0
     assert "does not appear to be a git repository" in r.json()["data"]
+
+
+def test_pull_never_uses_a_repository_above_etc_nixos(api, root, tmp_path):
+    """etc/nixos is not a git checkout but etc is one (etckeeper): git must not pull etc."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@e", "-c", "init.defaultBranch=main"]
+    upstream = tmp_path / "upstream"
+    subprocess.run(git + ["init", "-q", str(upstream)], check=True)
+    (upstream / "new-file").write_text("from upstream\n")
+    subprocess.run(git + ["-C", str(upstream), "add", "-A"], check=True)
+    subprocess.run(git + ["-C", str(upstream), "commit", "-qm", "one"], check=True)
+    subprocess.run(git + ["clone", "-q", str(upstream), str(tmp_path / "etc-clone")], check=True)
+    shutil.move(str(tmp_path / "etc-clone" / ".git"), str(root / "etc" / ".git"))
+    subprocess.run(git + ["-C", str(root / "etc"), "reset", "-q", "--mixed", "HEAD"], check=True)
+    (upstream / "newer-file").write_text("from upstream\n")
+    subprocess.run(git + ["-C", str(upstream), "add", "-A"], check=True)
+    subprocess.run(git + ["-C", str(upstream), "commit", "-qm", "two"], check=True)
+    r = api.get("/system/configuration/pull")
+    assert r.status_code == 500 and r.json()["status"] != 0, r.text
+    assert "not a git repository" in r.json()["data"], r.text
+    assert not (root / "etc" / "newer-file").exists()

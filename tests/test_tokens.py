@@ -11,9 +11,9 @@ import pytest
 from mnemonic import Mnemonic
 
 from stack import BUS_NAME, PATH, SECOND_TOKEN, TOKEN, Daemon, call, files_containing, get_property, refusal
-from userdata_helpers import userdata
+from userdata_helpers import userdata, userdata_path
 
-from spd.dbus.names import TOKENS
+from spd.dbus.names import TOKENS, USERS
 
 STORE = "var/lib/spd/tokens.json"
 
@@ -405,3 +405,58 @@ def test_busctl_introspect_shows_tokens(daemon, bus):
     assert {".Authenticate", ".Devices", ".Refresh", ".Delete", ".CreateNewDevice", ".ForgetNewDevice",
             ".AuthorizeNewDevice", ".Recovery", ".CreateRecovery", ".UseRecovery",
             ".Changed"} <= members
+
+
+def test_a_corrupt_legacy_tokens_file_does_not_stop_the_daemon(bus, root, tmp_path):
+    """The 1.2 server's tokens.json cannot be read: spd starts, says so, and keeps the file and
+    userdata's api.token for the operator (nothing imported, nothing lost)."""
+    legacy = root / "etc/nixos/userdata/tokens.json"
+    legacy.write_text('{"tokens": [{"token": "abc"')
+    userdata = userdata_path(root).read_bytes()
+    daemon = Daemon(bus, root, tmp_path)
+    try:
+        assert "tokens.json is not valid JSON" in daemon.process.log()
+        assert get_property(bus, USERS, "Users") == ["user1", "user2"]
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.process.log(), daemon.process.log()
+    assert legacy.read_text() == '{"tokens": [{"token": "abc"'
+    assert userdata_path(root).read_bytes() == userdata
+
+
+def test_a_fixed_legacy_tokens_file_is_imported_at_the_next_start(bus, root, tmp_path):
+    """The operator fixes the 1.2 server's tokens.json: the next start imports it and removes it."""
+    legacy = root / "etc/nixos/userdata/tokens.json"
+    good = legacy.read_text()
+    legacy.write_text('{"tokens": [{"token": "abc"')
+    daemon = Daemon(bus, root, tmp_path)
+    try:
+        assert refusal(bus, TOKENS, "Authenticate", "s", TOKEN).name == "org.selfprivacy.Error.NotFound"
+    finally:
+        assert daemon.stop() == 0
+    legacy.write_text(good)
+    daemon = Daemon(bus, root, tmp_path)
+    try:
+        assert call(bus, TOKENS, "Authenticate", "s", TOKEN) == ["primary_token"]
+        assert "imported 2 device tokens" in daemon.process.log()
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.process.log(), daemon.process.log()
+    assert not legacy.exists()
+    assert files_containing(root, TOKEN) == []
+
+
+def test_a_damaged_token_store_answers_logins_with_500_and_its_message(api, anon, root):
+    """spd's own token store (var/lib/spd/tokens.json) damaged while it runs: every login (a bearer
+    token, a mnemonic) answers 500 with the store's message; fixed, it works again."""
+    store = root / "var/lib/spd/tokens.json"
+    good = store.read_bytes()
+    store.write_text('{"tokens": [')
+    message = {"error": "tokens.json is not valid JSON; refusing to change it"}
+    r = api.get("/auth/tokens")
+    assert (r.status_code, r.json()) == (500, message)
+    r = anon.post("/auth/recovery_token/use", json={"token": "word " * 18, "device": "phone"})
+    assert (r.status_code, r.json()) == (500, message)
+    assert store.read_text() == '{"tokens": ['  # never rewritten
+    store.write_bytes(good)
+    assert api.get("/auth/tokens").status_code == 200

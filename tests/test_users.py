@@ -9,7 +9,7 @@ import threading
 import httpx
 
 from stack import TOKEN, call, get_property, refusal
-from userdata_helpers import edit_by_rename, userdata, userdata_path
+from userdata_helpers import edit_by_rename, edit_in_place, userdata, userdata_path
 
 from spd.dbus.names import USERS
 
@@ -229,3 +229,12 @@ def test_password_never_in_argv_or_environment(gateway, daemon, root):
     assert seen == []
     assert secret not in raw(root).decode()
     assert secret not in gateway.process.log() and secret not in daemon.process.log()
+
+
+def test_users_null_is_no_users(api, root):
+    """`users: null` (as `sshKeys: null`) means none yet: a user can be created."""
+    edit_in_place(root, lambda data: data.update(users=None))
+    assert api.get("/users").json() == []
+    assert api.post("/users", json={"username": "bob", "password": "pw"}).status_code == 201
+    assert api.get("/users").json() == ["bob"]
+    assert [u["username"] for u in userdata(root)["users"]] == ["bob"]
