@@ -19,6 +19,7 @@ from deploy_helpers import (AS_GATEWAY_GROUP, AS_NOBODY, SYSTEM_POLICY, ensure_g
 from spd.dbus.names import PROPERTIES, SYSTEM, TOKENS, USERS
 from spd.dbus.polkit import Checks
 from stack import BUS_NAME, PATH, PYTHON, REPO, TOKEN, Bus, Daemon, Process, busctl, env_for_children
+from strangers_helpers import NAMES
 from userdata_helpers import userdata_path
 
 POLICY_FILE = REPO / "data" / "polkit-1" / "actions" / "org.selfprivacy.policy"
@@ -278,8 +279,7 @@ def test_get_all_needs_the_strictest_action_of_its_properties(shared_bus, spd, p
 
 # As nobody: CONNECTIONS connections send CALLS calls each at once (a connection may itself wait for
 # at most 128 replies), print each answer's error name (or "ok") as it comes, and leave at EOF on stdin.
-# Run with -c by a user who may not read the checkout: the contract's names are spelled here.
-FLOOD = r"""
+FLOOD = NAMES + r"""
 import asyncio, sys
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
@@ -287,9 +287,8 @@ from dbus_fast.aio import MessageBus
 async def main(address, connections, calls, flags):
     buses = [await MessageBus(bus_address=address).connect() for _ in range(connections)]
     async def one(bus):
-        reply = await bus.call(Message(destination="org.selfprivacy.Daemon", path="/org/selfprivacy/Daemon",
-                                       interface="org.selfprivacy.Users1", member="Create", signature="ss",
-                                       body=["mallory", "pw"], flags=flags))
+        reply = await bus.call(Message(destination=BUS_NAME, path=PATH, interface=USERS, member="Create",
+                                       signature="ss", body=["mallory", "pw"], flags=flags))
         print(reply.error_name if reply.message_type == MessageType.ERROR else "ok", flush=True)
     pending = [asyncio.ensure_future(one(b)) for b in buses for _ in range(calls)]
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)

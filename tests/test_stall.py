@@ -23,14 +23,12 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from spd import stall
+from spd.dbus.names import BACKUPS, PROPERTIES, SERVICES, SSH, SYSTEM, TOKENS, USERS
 from stack import BUS_NAME, PATH, Daemon
 
 STALL_MS = 20
 SECONDS = 8
 READERS = 4
-TOKENS, USERS, SYSTEM, SSH, SERVICES, BACKUPS = (f"org.selfprivacy.{n}1" for n in
-                                                ("Tokens", "Users", "System", "SSH", "Services", "Backups"))
-PROPERTIES = "org.freedesktop.DBus.Properties"
 REPORT = re.compile(r"spd\.stall: (\w+): held the loop ([\d.]+) ms \(wall ([\d.]+) ms, ([\d.]+) ms waiting "
                     r"for a CPU\)(?:, not a stall)?: (.*)")
 READS = [
