@@ -52,6 +52,7 @@ async def _workload(address: str, seconds: float) -> dict:
     counts = {"reads": 0, "token writes": 0, "users created and deleted": 0, "timezone changes": 0,
               "ssh/service/auto-upgrade changes": 0, "backups started": 0}
     deadline = time.monotonic() + seconds
+    # Many callers at once on one loop: a load that stack.call (a connection per call) cannot make.
     buses = [await MessageBus(bus_address=address).connect() for _ in range(READERS + 5)]
 
     async def reader(bus):
