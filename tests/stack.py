@@ -211,9 +211,10 @@ def _wait(ready, what: str, process: Process, timeout: float = 20):
 
 
 def call(bus: Bus, interface: str, member: str, signature: str = "", *args):
-    """A method call on the daemon (dbus-fast, a connection of its own, interactive authorization
-    allowed as busctl does); returns the reply's values as busctl --json=short spells them, or raises
-    CallError with the D-Bus error's name. Arguments may be spelled as on busctl's command line."""
+    """The tests' one way to call the daemon: a connection of its own (dbus-fast), interactive
+    authorization allowed as busctl allows it. Returns the reply's values as busctl --json=short shows
+    them to an operator, or raises CallError, which names the D-Bus error (busctl prints only its
+    text). Basic arguments may be spelled as on busctl's command line ("true", "3")."""
     types = SignatureTree(signature).types
     assert len(types) == len(args), (signature, args)
     body = [_argument(t.token, a) for t, a in zip(types, args)]
