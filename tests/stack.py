@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -228,7 +229,8 @@ def call(bus: Bus, interface: str, member: str, signature: str = "", *args):
         finally:
             conn.disconnect()
 
-    reply = asyncio.run(run())
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own, also for a caller inside one (blocked, as by busctl)
+        reply = thread.submit(asyncio.run, run()).result()
     if reply.message_type == MessageType.ERROR:
         raise CallError(reply.error_name, reply.body[0] if reply.body else "")
     return [_as_busctl(v) for v in reply.body]
