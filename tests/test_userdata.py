@@ -1,5 +1,6 @@
 """The userdata store: untouched keys survive every operation byte for byte; missing or corrupt files
-are errors; failed changes write nothing; the lock holds across processes."""
+are errors; failed changes write nothing; the lock holds across processes and holds up nothing else; a
+damaged file or folder is a clear error, never a stopped daemon."""
 
 import asyncio
 import json
@@ -210,9 +211,6 @@ def test_group_commit_keeps_each_change_alone(tmp_path):
     assert len(writes) == 1  # the four arrived together: one write
 
 
-# --- the store itself, in-process: failures and races -----------------------------------------
-
-
 def test_a_write_that_fails_is_a_clear_error_and_changes_nothing(tmp_path):
     """The kernel refuses the write (RLIMIT_FSIZE: as a full disk would): Failed, file intact."""
     p = tmp_path / "u.json"
@@ -331,7 +329,6 @@ def test_async_and_sync_changes_mixed_lose_nothing(tmp_path):
 
 
 # --- through the stack: a damaged file or folder, other shapes, a held lock -------------------
-
 
 def test_userdata_not_an_object_is_a_clear_error(api, root, daemon):
     """A file that becomes invalid keeps the last good values for reads (live-and-local.md 1); every
