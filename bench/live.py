@@ -15,7 +15,7 @@ from pathlib import Path
 
 import common  # noqa: F401  (puts tests/ and the repo on sys.path)
 from stack import Bus, Daemon, make_root
-from systemd_helpers import Signals
+from signals import Signals
 
 SYSTEM = "org.selfprivacy.System1"
 ZONES = ("Europe/Berlin", "Asia/Tokyo")

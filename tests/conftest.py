@@ -3,6 +3,7 @@
 import httpx
 import pytest
 
+from signals import Signals
 from stack import TOKEN, Bus, Daemon, Gateway, make_root
 
 pytest_plugins = ["dbusmock.pytest_fixtures"]
@@ -28,6 +29,13 @@ def daemon(bus, root, tmp_path):
     log = d.process.log()
     assert "Traceback" not in log, log
     assert code == 0, f"spd exited with {code}:\n{log}"
+
+
+@pytest.fixture
+def signals(bus, daemon):
+    s = Signals(bus)
+    yield s
+    s.close()
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ from dbus_fast.aio import MessageBus
 
 import ssh_helpers as keys
 from stack import BUS_NAME, PATH, Daemon
+from userdata_helpers import userdata_path
 
-SSH = "org.selfprivacy.SSH1"
+from spd.contract import SSH
+
 # What a caller sees when the daemon dies under its call or is not there yet.
 GONE = {"org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.ServiceUnknown",
         "org.freedesktop.DBus.Error.NameHasNoOwner"}
@@ -61,7 +63,9 @@ def _next_write(model: dict, n: int):
 async def crash_loop(bus, root, workdir, kills: int, max_delay: float = 0.03, seed: int | None = None) -> Stats:
     stats = Stats(seed=seed if seed is not None else random.randrange(2**32))
     rng = random.Random(stats.seed)
-    path = root / "etc/nixos/userdata/userdata.json"
+    path = userdata_path(root)
+    # One connection for the whole stream, on this loop: the kill is timed on it (call_later), so a
+    # write is in flight when it lands; stack.call's connection per call would blur that moment.
     client = await MessageBus(bus_address=bus.address).connect()
     loop = asyncio.get_running_loop()
     n = 0

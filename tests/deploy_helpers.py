@@ -11,6 +11,8 @@ from pathlib import Path
 import introspection
 from stack import BUS_NAME, PATH, PYTHON, REPO
 
+from spd.contract import PROPERTIES
+
 DATA = REPO / "data"
 POLICY_DIR = DATA / "dbus-1" / "system.d"
 ACTIVATION_FILE = DATA / "dbus-1" / "system-services" / f"{BUS_NAME}.service"
@@ -41,7 +43,8 @@ SYSTEM_POLICY = """
   </policy>"""
 
 # Run as a client: reads call descriptions (JSON) on stdin, prints one [outcome, detail] per call.
-# Passed with -c so that a user who cannot read the checkout can still run it.
+# Passed with -c so that a user who cannot read the checkout can still run it: the tests' way to call
+# the daemon as another user (stack.call is the test's own, root's).
 CLIENT = r"""
 import asyncio, json, sys
 from dbus_fast import Message, MessageType, Variant
@@ -114,17 +117,16 @@ def every_call(bus) -> list:
         methods, props = introspection.members(interface)
         for member, signature in methods:
             calls.append({"interface": name, "member": member, "signature": signature})
-        props_iface = "org.freedesktop.DBus.Properties"
         for prop, ptype, _ in props:
-            calls.append({"interface": props_iface, "member": "Get", "signature": "ss", "args": [name, prop]})
-            calls.append({"interface": props_iface, "member": "Set", "signature": "ssv", "args": [name, prop],
+            calls.append({"interface": PROPERTIES, "member": "Get", "signature": "ss", "args": [name, prop]})
+            calls.append({"interface": PROPERTIES, "member": "Set", "signature": "ssv", "args": [name, prop],
                           "variant": ptype})
-        calls.append({"interface": props_iface, "member": "GetAll", "signature": "s", "args": [name]})
+        calls.append({"interface": PROPERTIES, "member": "GetAll", "signature": "s", "args": [name]})
     return calls
 
 
 def label(c: dict) -> str:
-    if c["interface"] == "org.freedesktop.DBus.Properties":
+    if c["interface"] == PROPERTIES:
         return f"{c['member']} {'.'.join(c['args'])}"
     return f"{c['interface']}.{c['member']}"
 

@@ -17,7 +17,6 @@ PropertiesChanged carrying a whole list): after a restart the calls queued meanw
 
 import asyncio
 import hashlib
-import json
 import os
 import signal
 import time
@@ -32,6 +31,7 @@ from dbus_fast.aio import MessageBus
 import ssh_helpers as keys
 from deploy_helpers import activation_file
 from stack import BUS_NAME, TOKEN, Bus, Gateway, make_root
+from userdata_helpers import userdata
 
 READS = ["/auth/tokens", "/users", "/services/ssh", "/system/configuration/timezone",
          "/services/ssh/keys/user1", "/auth/recovery_token"]
@@ -182,8 +182,7 @@ def soak(work: Path, seconds: float, clients: int = 32, kill_every: float = 15.0
         result.rss["end"] = rss_mib(gateway.process.pid)
         result.rss.setdefault("first kill", result.rss["start"])
         _stop_daemon(bus)  # every reply it sent is on disk; nothing is in flight any more
-        userdata = json.loads((root / "etc/nixos/userdata/userdata.json").read_text())
-        users = {u["username"]: u for u in userdata["users"]}
+        users = {u["username"]: u for u in userdata(root)["users"]}
         present = {("user", name) for name in users} | {
             ("key", key.split()[1]) for key in users["user1"]["sshKeys"]}
         result.missing = [item for item, there in result.expected.items()
@@ -196,7 +195,7 @@ def soak(work: Path, seconds: float, clients: int = 32, kill_every: float = 15.0
     at = log.find("Traceback")
     assert at < 0, log[max(0, at - 1000):at + 4000]
     log = bus.process.log()  # with the output of each spd it started
-    result.activations = log.count("Activating service name='org.selfprivacy.Daemon'")
+    result.activations = log.count(f"Activating service name='{BUS_NAME}'")
     result.lost_bus = log.count("spd: ERROR: lost the bus connection")
     return result
 

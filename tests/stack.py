@@ -1,6 +1,8 @@
 """Real processes for the tests: a private dbus-daemon, spd and spd-gateway, started the way an
-operator would start them, and busctl to talk to the daemon."""
+operator would start them; call() and get_property() to talk to the daemon, busctl for what an
+operator types."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -9,15 +11,18 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from dbus_fast import Message, MessageFlag, MessageType, SignatureTree, Variant
+from dbus_fast.aio import MessageBus
+
+from spd.contract import BUS_NAME, PATH, PROPERTIES
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_ROOT = REPO / "tests" / "data" / "root"
 PYTHON = sys.executable
-BUS_NAME = "org.selfprivacy.Daemon"
-PATH = "/org/selfprivacy/Daemon"
 
 # The 1.2 server's tokens in the demo tokens.json: imported at start, then gone from disk.
 TOKEN = "KG9ni-B-CMPk327Zv1qC7YBQaUGaBUcgdkvMvQ2atFI"
@@ -192,12 +197,6 @@ def busctl(bus: Bus, *args, check: bool = True):
     return json.loads(r.stdout) if r.stdout.strip() else None
 
 
-def call(bus: Bus, interface: str, member: str, signature: str = "", *args):
-    """A method call on the daemon through busctl; returns the reply's data list."""
-    out = busctl(bus, "call", BUS_NAME, PATH, interface, member, *([signature, *args] if signature else []))
-    return out["data"] if out else []
-
-
 class BusctlError(Exception):
     pass
 
@@ -212,25 +211,66 @@ def _wait(ready, what: str, process: Process, timeout: float = 20):
         time.sleep(0.05)
 
 
-def dbus_call(bus: Bus, interface: str, member: str, signature: str = "", *args):
-    """A method call on the daemon with dbus-fast; returns (error name or None, reply body)."""
-    import asyncio
-
-    from dbus_fast import Message, MessageType
-    from dbus_fast.aio import MessageBus
+def call(bus: Bus, interface: str, member: str, signature: str = "", *args):
+    """The tests' one way to call the daemon: a connection of its own (dbus-fast), interactive
+    authorization allowed as busctl allows it. Returns the reply's values as busctl --json=short shows
+    them to an operator, or raises CallError, which names the D-Bus error (busctl prints only its
+    text). Basic arguments may be spelled as on busctl's command line ("true", "3")."""
+    types = SignatureTree(signature).types
+    assert len(types) == len(args), (signature, args)
+    body = [_argument(t.token, a) for t, a in zip(types, args)]
 
     async def run():
         conn = await MessageBus(bus_address=bus.address).connect()
         try:
-            reply = await conn.call(Message(destination=BUS_NAME, path=PATH, interface=interface,
-                                            member=member, signature=signature, body=list(args)))
+            return await asyncio.wait_for(conn.call(Message(
+                destination=BUS_NAME, path=PATH, interface=interface, member=member, signature=signature,
+                body=body, flags=MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION)), 30)
         finally:
             conn.disconnect()
-        if reply.message_type == MessageType.ERROR:
-            return reply.error_name, reply.body
-        return None, reply.body
 
-    return asyncio.run(run())
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own, also for a caller inside one (blocked, as by busctl)
+        reply = thread.submit(asyncio.run, run()).result()
+    if reply.message_type == MessageType.ERROR:
+        raise CallError(reply.error_name, reply.body[0] if reply.body else "")
+    return [_as_busctl(v) for v in reply.body]
+
+
+class CallError(Exception):
+    def __init__(self, name: str, text: str):
+        super().__init__(f"{name}: {text}")
+        self.name, self.text = name, text
+
+
+def refusal(bus: Bus, interface: str, member: str, signature: str = "", *args) -> CallError:
+    """The error a call on the daemon answers (an AssertionError if it succeeds)."""
+    try:
+        reply = call(bus, interface, member, signature, *args)
+    except CallError as e:
+        return e
+    raise AssertionError(f"{interface}.{member} answered {reply}")
+
+
+def _argument(token: str, value):
+    """busctl's spelling of a basic value ("true", "3") as the value itself."""
+    if not isinstance(value, str) or token in "sog":
+        return value
+    if token == "b":
+        return {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}[value]
+    return float(value) if token == "d" else int(value)
+
+
+def _as_busctl(value):
+    """A value as busctl --json=short shows it: a variant as {"type", "data"}, a struct as a list."""
+    if isinstance(value, Variant):
+        return {"type": value.signature, "data": _as_busctl(value.value)}
+    if isinstance(value, dict):
+        return {k: _as_busctl(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_busctl(v) for v in value]
+    if isinstance(value, bytes):
+        return list(value)
+    return value
 
 
 def files_containing(root: Path, needle: str) -> list:
@@ -243,8 +283,8 @@ def files_containing(root: Path, needle: str) -> list:
 
 
 def get_property(bus: Bus, interface: str, name: str):
-    """A property of the daemon through busctl: its value (JSON form)."""
-    return busctl(bus, "get-property", BUS_NAME, PATH, interface, name)["data"]
+    """A property of the daemon, as busctl get-property --json=short shows its value."""
+    return call(bus, PROPERTIES, "Get", "ss", interface, name)[0]["data"]
 
 
 def eventually(read, expected, timeout: float = 10):

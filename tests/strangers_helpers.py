@@ -8,8 +8,12 @@ import subprocess
 import threading
 import time
 
-BUS_NAME = "org.selfprivacy.Daemon"
-PATH = "/org/selfprivacy/Daemon"
+from spd.contract import BUS_NAME, DBUS, PATH, PROPERTIES, SYSTEM, TOKENS, USERS
+
+# The contract's names for the scripts below, which cannot import it (run with -c, see above).
+NAMES = "".join(f"{name} = {value!r}\n" for name, value in dict(
+    BUS_NAME=BUS_NAME, PATH=PATH, DBUS=DBUS, PROPERTIES=PROPERTIES, SYSTEM=SYSTEM, TOKENS=TOKENS,
+    USERS=USERS).items())
 # What set root's window title and cleared the screen, and how spdctl prints it (as systemd's tools do).
 HOSTILE = "\x1b]0;owned\x07\x1b[2J"
 ESCAPED = r"\x1b]0;owned\a\x1b[2J"
@@ -44,14 +48,14 @@ asyncio.run(main())
 # argv: bus address, the gateway's unique name. Sends forged signals to it, then asks the bus a question:
 # its answer means the bus has routed them all: whatever the gateway receives next comes after them.
 # Prints "sent".
-FORGE = r"""
+FORGE = NAMES + r"""
 import asyncio, sys
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 async def main():
     bus = await MessageBus(bus_address=sys.argv[1]).connect()
-    to, path = sys.argv[2], "/org/selfprivacy/Daemon"
+    to = sys.argv[2]
 
     def signal(path, interface, member, signature="", body=()):
         return Message(message_type=MessageType.SIGNAL, destination=to, path=path, interface=interface,
@@ -59,19 +63,16 @@ async def main():
 
     for _ in range(10):
         for msg in [
-            signal("/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged", "sss",
-                   ["org.selfprivacy.Daemon", ":1.1", ""]),
-            signal("/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged", "sss",
-                   ["org.selfprivacy.Daemon", "", bus.unique_name]),
-            signal(path, "org.selfprivacy.Tokens1", "Changed"),
-            signal(path, "org.freedesktop.DBus.Properties", "PropertiesChanged", "sa{sv}as",
-                   ["org.selfprivacy.System1", {"Timezone": Variant("s", "Forged/Zone")}, []]),
-            signal(path, "org.freedesktop.DBus.Properties", "PropertiesChanged", "sa{sv}as",
-                   ["org.selfprivacy.System1", {}, ["Timezone"]]),
+            signal("/org/freedesktop/DBus", DBUS, "NameOwnerChanged", "sss", [BUS_NAME, ":1.1", ""]),
+            signal("/org/freedesktop/DBus", DBUS, "NameOwnerChanged", "sss", [BUS_NAME, "", bus.unique_name]),
+            signal(PATH, TOKENS, "Changed"),
+            signal(PATH, PROPERTIES, "PropertiesChanged", "sa{sv}as",
+                   [SYSTEM, {"Timezone": Variant("s", "Forged/Zone")}, []]),
+            signal(PATH, PROPERTIES, "PropertiesChanged", "sa{sv}as", [SYSTEM, {}, ["Timezone"]]),
         ]:
             await bus.send(msg)
-    reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                   interface="org.freedesktop.DBus", member="GetId"))
+    reply = await bus.call(Message(destination=DBUS, path="/org/freedesktop/DBus", interface=DBUS,
+                                   member="GetId"))
     assert reply.message_type == MessageType.METHOD_RETURN, reply.body
     print("sent", flush=True)
 
@@ -83,20 +84,19 @@ asyncio.run(main())
 # `spdctl upgrade --wait`: every form of "the job is done" that does not come from the daemon. The
 # bus hands a signal with a destination to that connection whatever its match rules; a broadcast
 # reaches those whose rules do not name the sender. Then a call: the bus has passed all of them on.
-FORGER = """
+FORGER = NAMES + """
 import asyncio, sys
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 address, target, owner, job = sys.argv[1:]
-DBUS, PROPS = "org.freedesktop.DBus", "org.freedesktop.DBus.Properties"
 
 async def main():
     bus = await MessageBus(bus_address=address).connect()
-    done = ["org.selfprivacy.System1", {"Jobs": Variant("a{s(os)}", {"upgrade": [job, "done"]})}, []]
-    invalidated = ["org.selfprivacy.System1", {}, ["Jobs"]]
+    done = [SYSTEM, {"Jobs": Variant("a{s(os)}", {"upgrade": [job, "done"]})}, []]
+    invalidated = [SYSTEM, {}, ["Jobs"]]
 
-    def signal(destination, body, path="/org/selfprivacy/Daemon", interface=PROPS,
+    def signal(destination, body, path=PATH, interface=PROPERTIES,
                member="PropertiesChanged", signature="sa{sv}as"):
         return Message(message_type=MessageType.SIGNAL, destination=destination, path=path,
                        interface=interface, member=member, signature=signature, body=body)
@@ -104,7 +104,7 @@ async def main():
     for message in (signal(target, done), signal(None, done), signal(target, invalidated),
                     signal(None, invalidated),
                     # "the daemon is now me", then the job's end from "the daemon"
-                    signal(target, ["org.selfprivacy.Daemon", owner, bus.unique_name],
+                    signal(target, [BUS_NAME, owner, bus.unique_name],
                            "/org/freedesktop/DBus", DBUS, "NameOwnerChanged", "sss"),
                     signal(target, done)):
         await bus.send(message)
@@ -130,7 +130,7 @@ def leaks(signals: list) -> list:
             return bool(s[2][1])
         if s[1] == "InterfacesAdded":
             return any(s[2][1].values())
-        return s[0] != "org.freedesktop.DBus" and bool(s[2])
+        return s[0] != DBUS and bool(s[2])
     return [s for s in signals if carries(s)]
 
 
@@ -140,7 +140,8 @@ def invalidated(signals: list) -> set:
 
 class Listener:
     """LISTEN run as a stranger (prefix: setpriv, and nsenter for a container); its lines collected
-    by a thread."""
+    by a thread. Not tests/signals.py's recorder: what matters is what another user's connection
+    receives, so it runs as that user, in a process of its own."""
 
     def __init__(self, prefix: list, python: str, address: str, env: dict, rule: str = RULE):
         self.proc = subprocess.Popen([*prefix, python, "-c", LISTEN, address, rule], cwd="/", env=env,

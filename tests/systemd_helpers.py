@@ -1,15 +1,11 @@
 """python-dbusmock's systemd and logind templates as real processes on a test bus, and helpers to
 set up their units and read the calls they received."""
 
-import asyncio
-import threading
 import time
 
 import pytest
-from dbus_fast import Message, MessageType
-from dbus_fast.aio import MessageBus
 
-from stack import PATH, PYTHON, Bus, Process, busctl, env_for_children
+from stack import PYTHON, Bus, Process, busctl, env_for_children
 
 SYSTEMD = "org.freedesktop.systemd1"
 SYSTEMD_PATH = "/org/freedesktop/systemd1"
@@ -103,72 +99,6 @@ class LogindMock(Mock):
         super().__init__(bus, "logind", workdir, LOGIND, LOGIND_PATH)
 
 
-class Signals:
-    """Records the daemon's property changes, from a D-Bus connection of its own (a thread with its
-    own event loop): a PropertiesChanged names what changed (spd never sends a value in a signal), so
-    each is read with Properties.Get, in the order the signals came (a value that cannot be read now
-    is left out). The match rule is in place when the constructor returns."""
-
-    def __init__(self, bus: Bus):
-        self.received = []  # (interface, {property: value as read after its signal})
-        self.raw = []  # (interface, changed values, invalidated names): the signals as they came
-        self._cond = threading.Condition()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._connect(bus.address), self._loop).result(10)
-
-    async def _connect(self, address):
-        self._bus = await MessageBus(bus_address=address).connect()
-        self._queue = asyncio.Queue()
-        self._reader = asyncio.ensure_future(self._read())
-        self._bus.add_message_handler(self._on_message)
-        rule = (f"type='signal',path='{PATH}',interface='org.freedesktop.DBus.Properties',"
-                "member='PropertiesChanged'")
-        reply = await self._bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                             interface="org.freedesktop.DBus", member="AddMatch",
-                                             signature="s", body=[rule]))
-        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
-
-    def _on_message(self, msg):
-        if msg.message_type == MessageType.SIGNAL and msg.member == "PropertiesChanged":
-            interface, changed, invalidated = msg.body
-            self.raw.append((interface, changed, invalidated))
-            self._queue.put_nowait((msg.sender, interface, invalidated))
-
-    async def _read(self):
-        while True:
-            sender, interface, names = await self._queue.get()
-            values = {}
-            for name in names:
-                reply = await self._bus.call(Message(destination=sender, path=PATH,
-                                                     interface="org.freedesktop.DBus.Properties",
-                                                     member="Get", signature="ss", body=[interface, name]))
-                if reply.message_type == MessageType.METHOD_RETURN:
-                    values[name] = reply.body[0].value
-            with self._cond:
-                self.received.append((interface, values))
-                self._cond.notify_all()
-
-    def wait(self, count: int, timeout: float = 10) -> list:
-        """The first `count` signals, waiting for them to arrive."""
-        return self.wait_for(lambda received: len(received) >= count, timeout)
-
-    def wait_for(self, predicate, timeout: float = 10) -> list:
-        """All signals so far, once predicate(signals) holds."""
-        with self._cond:
-            assert self._cond.wait_for(lambda: predicate(self.received), timeout), self.received
-            return list(self.received)
-
-    def close(self):
-        async def stop():
-            self._reader.cancel()
-            self._bus.disconnect()
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
 @pytest.fixture
 def systemd(bus, tmp_path):
     mock = SystemdMock(bus, tmp_path)
@@ -181,10 +111,3 @@ def logind(bus, tmp_path):
     mock = LogindMock(bus, tmp_path)
     yield mock
     mock.stop()
-
-
-@pytest.fixture
-def signals(bus, daemon):
-    s = Signals(bus)
-    yield s
-    s.close()

@@ -16,14 +16,13 @@ import introspection
 from spd.dbus.access import Access
 from spd.dbus.base import method, prop
 from spd.dbus.callers import Callers, Caller
-from spd.contract import DBUS_ACCESS_DENIED as ACCESS_DENIED
+from spd.contract import DBUS_ACCESS_DENIED as ACCESS_DENIED, PROPERTIES, TOKENS, USERS
 from spd.dbus.rules import GATEWAY, ROOT, changes, reads
 from dbus_fast.service import ServiceInterface
 from spd.idle import busy
 from spd.runtime.idle import Activity, until_idle
 from stack import BUS_NAME, PATH, PYTHON, REPO, TOKEN, call, get_property
 
-TOKENS = "org.selfprivacy.Tokens1"
 
 
 def test_every_exported_member_declares_its_access(daemon, bus):
@@ -86,15 +85,15 @@ def test_changes_are_logged_with_the_callers_uid(daemon, bus):
         call(bus, TOKENS, "Delete", "s", "no_such_device")
     log = daemon.process.wait_for_log("result=org.selfprivacy.Error.NotFound")
     lines = [line for line in log.splitlines() if "spd.access" in line]
-    assert "spd.access: INFO: uid=0 call=org.selfprivacy.Tokens1.Delete result=ok" in lines
-    assert ("spd.access: INFO: uid=0 call=org.selfprivacy.Tokens1.Delete "
+    assert f"spd.access: INFO: uid=0 call={TOKENS}.Delete result=ok" in lines
+    assert (f"spd.access: INFO: uid=0 call={TOKENS}.Delete "
             "result=org.selfprivacy.Error.NotFound") in lines
     assert not [line for line in lines if "Devices" in line], "reads are not logged"
     assert TOKEN not in daemon.process.log()
 
 
 def test_changes_that_ask_for_no_reply_are_logged_too(daemon, bus):
-    async def run():
+    async def run():  # a call nobody waits for: sent, not called (stack.call waits for its reply)
         client = await MessageBus(bus_address=bus.address).connect()
         try:
             await client.send(Message(destination=BUS_NAME, path=PATH, interface=TOKENS, member="Delete",
@@ -108,7 +107,7 @@ def test_changes_that_ask_for_no_reply_are_logged_too(daemon, bus):
             client.disconnect()
 
     asyncio.run(run())
-    daemon.process.wait_for_log("spd.access: INFO: uid=0 call=org.selfprivacy.Tokens1.Delete result=ok\n")
+    daemon.process.wait_for_log(f"spd.access: INFO: uid=0 call={TOKENS}.Delete result=ok\n")
 
 
 # --- the decision itself, in-process, with rules of its own ---------------------------------
@@ -145,7 +144,7 @@ NOBODY = Caller(65534, frozenset())
 
 def _decide(member, who, interface="org.selfprivacy.Sample1", signature="", body=(), exported=Sample):
     checker = Access(None, [exported()], "no-such-group-for-spd-tests")
-    msg = Message(destination="org.selfprivacy.Daemon", path="/org/selfprivacy/Daemon", sender=":1.9",
+    msg = Message(destination=BUS_NAME, path=PATH, sender=":1.9",
                   serial=7, interface=interface, member=member, signature=signature, body=list(body))
     try:
         actions = checker.decide(msg, who, checker.rule(msg))
@@ -158,7 +157,7 @@ def _decide(member, who, interface="org.selfprivacy.Sample1", signature="", body
 def _prop(member, name, who, value=None):
     body = ["org.selfprivacy.Sample1"] + ([name] if name else []) + ([Variant("s", value)] if value else [])
     signature = {"Get": "ss", "Set": "ssv", "GetAll": "s"}[member]
-    return _decide(member, who, "org.freedesktop.DBus.Properties", signature, body)
+    return _decide(member, who, PROPERTIES, signature, body)
 
 
 def test_rules_decide_each_caller_kind():
@@ -208,7 +207,7 @@ class Credentials(ServiceInterface):
 def test_get_all_needs_every_action_of_its_properties():
     """GetAll returns every property: a caller polkit decides for needs each action they name besides
     read (read alone when they name no other)."""
-    get_all = lambda exported: _decide("GetAll", NOBODY, "org.freedesktop.DBus.Properties", "s",
+    get_all = lambda exported: _decide("GetAll", NOBODY, PROPERTIES, "s",
                                        ["org.selfprivacy.Sample1"], exported)
     assert get_all(Credentials) == "polkit org.selfprivacy.backups.manage org.selfprivacy.tokens.manage"
     assert get_all(Sample) == "polkit org.selfprivacy.read"
@@ -236,7 +235,7 @@ def test_the_caller_cache_forgets_its_oldest_entry_only(monkeypatch):
 
 
 def test_refusals_cannot_forge_log_lines(caplog):
-    forged = "Open\nspd.access: INFO: uid=0 call=org.selfprivacy.Users1.Create result=ok"
+    forged = f"Open\nspd.access: INFO: uid=0 call={USERS}.Create result=ok"
     with caplog.at_level("INFO", logger="spd.access"):
         assert _prop("Get", forged, NOBODY) == "denied"
     assert caplog.messages and all("\n" not in m for m in caplog.messages), caplog.messages
@@ -288,12 +287,12 @@ async def _checked(bus):
     recorder = Recorder()
     checker = Access(daemon, [recorder], "selfprivacy-api")
     await checker.start()
-    daemon.export("/org/selfprivacy/Daemon", recorder)
+    daemon.export(PATH, recorder)
     return daemon, recorder, checker
 
 
 def _call(daemon, member="Everyone", signature="i", body=(), sender=None, interface="org.selfprivacy.Sample1"):
-    return Message(destination=daemon.unique_name, path="/org/selfprivacy/Daemon", sender=sender,
+    return Message(destination=daemon.unique_name, path=PATH, sender=sender,
                    interface=interface, member=member, signature=signature, body=list(body))
 
 
@@ -303,7 +302,7 @@ def test_new_callers_calls_wait_for_its_credentials_then_run_in_order(bus):
         client = await MessageBus(bus_address=bus.address).connect()
         # Sent in one go, before any lookup answered: methods and a property read the handler takes over.
         count = _call(daemon, "Get", "ss", ["org.selfprivacy.Sample1", "Count"],
-                      interface="org.freedesktop.DBus.Properties")
+                      interface=PROPERTIES)
         replies = await asyncio.gather(*(client.call(_call(daemon, body=[n])) for n in (1, 2, 3)),
                                        client.call(count))
         assert [r.body for r in replies] == [[1], [2], [3], [Variant("i", 3)]], [r.body for r in replies]

@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from ssh_helpers import keygen
-from stack import PYTHON, REPO, TOKEN, Daemon, Gateway, busctl, env_for_children
+from stack import BUS_NAME, PATH, PYTHON, REPO, TOKEN, Daemon, Gateway, busctl, env_for_children
 from test_journal import journal_env
 
 from spd.runtime import audit
+from spd.contract import SYSTEM
 from spdctl import commands
 
 KEY = keygen("ed25519")
@@ -100,8 +101,7 @@ def test_each_change_is_one_structured_entry(bus, root, tmp_path, journal):
             assert httpx.post(f"{gateway.url}/users", json={"username": "x", "password": PASSWORD},
                               headers={"Authorization": "Bearer wrong"}).status_code == 401  # no device: none
             assert api.put("/system/configuration/timezone", json={"timezone": "Europe/Berlin"}).status_code == 200
-        busctl(bus, "call", "org.selfprivacy.Daemon", "/org/selfprivacy/Daemon", "org.selfprivacy.System1",
-               "SetTimezone", "s", "Europe/Paris")
+        busctl(bus, "call", BUS_NAME, PATH, SYSTEM, "SetTimezone", "s", "Europe/Paris")  # root, as an operator
         entries = journal.wait(9)  # the gateway runs as root here: spd writes its own entry for each call too
     finally:
         gateway.stop()
@@ -130,14 +130,13 @@ def test_without_the_journal_the_text_line(bus, root, tmp_path, journal):
     daemon = Daemon(bus, root, tmp_path, env={"SPD_JOURNAL_SOCKET": journal.path,
                                               **journal_env(tmp_path / "spd.log")})
     try:
-        set_zone = ("call", "org.selfprivacy.Daemon", "/org/selfprivacy/Daemon", "org.selfprivacy.System1",
-                    "SetTimezone", "s")
+        set_zone = ("call", BUS_NAME, PATH, SYSTEM, "SetTimezone", "s")
         busctl(bus, *set_zone, "Europe/Paris")
         assert journal.wait(1)[0]["SPD_TARGET"] == "Europe/Paris"
         journal.close()
         journal.path.unlink()
         busctl(bus, *set_zone, "Europe/Rome")
-        daemon.process.wait_for_log("<6>spd.access: INFO: uid=0 call=org.selfprivacy.System1.SetTimezone result=ok")
+        daemon.process.wait_for_log(f"<6>spd.access: INFO: uid=0 call={SYSTEM}.SetTimezone result=ok")
     finally:
         assert daemon.stop() == 0
 

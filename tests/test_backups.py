@@ -1,23 +1,24 @@
 """Backups with real restic on a local repository (SPD_RESTIC_REPOSITORY), driven over HTTP and D-Bus."""
 
-import asyncio
 import json
 import os
 import shutil
 import signal
 import subprocess
+import textwrap
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from dbus_fast import Message, MessageType
 
-from bus_client import BusClient
-from stack import BUS_NAME, TOKEN, Daemon, Gateway, call, dbus_call, eventually, get_property
+from signals import Signals
+from stack import TOKEN, Daemon, Gateway, call, eventually, get_property, refusal
+from userdata_helpers import edit_in_place, userdata_path
 
-BACKUPS = "org.selfprivacy.Backups1"
+from spd.contract import BACKUPS
+
 STATUS = "/services/restic/backup/status"
 PASSWORD = "DEMO-RESTIC-PASSWORD"  # resticPassword in the demo root's userdata
 FAKE_B2_KEY = "K005fakeB2applicationKeyNeverToBeSeen"
@@ -205,45 +206,22 @@ class CmdlineSampler(threading.Thread):
         self.join()
 
 
-class BusMonitor:
-    """Backups1's State and Progress as the daemon announces them: each PropertiesChanged names what
-    changed (the daemon sends no values), and each is read at once with a Get on the same connection,
-    sent from its message handler (a state that Get reads again is recorded once: the daemon signals
-    only changes)."""
+def _states(signals) -> list:
+    """Backups1's State after each signal, a state read again counted once (the daemon signals only
+    changes)."""
+    states = []
+    for state in signals.changes(BACKUPS, "State"):
+        if state not in states[-1:]:
+            states.append(state)
+    return states
 
-    def __init__(self, bus):
-        self.client = BusClient(bus.address)
-        self.states, self.progress = [], []
-        self.client.bus.add_message_handler(self._on_message)
-        self.client.watch(f"type='signal',sender='{BUS_NAME}',interface='org.freedesktop.DBus.Properties',"
-                          f"member='PropertiesChanged',arg0='{BACKUPS}'")
 
-    def _on_message(self, msg):
-        if msg.member == "PropertiesChanged" and msg.body and msg.body[0] == BACKUPS:
-            for name in [*msg.body[1], *msg.body[2]]:
-                if name in ("State", "Progress"):
-                    asyncio.ensure_future(self._record(name))  # sent now: its reply is in wire order
-        return None
-
-    async def _record(self, name):
-        reply = await self.client.bus.call(Message(destination=BUS_NAME, path="/org/selfprivacy/Daemon",
-                                                   interface="org.freedesktop.DBus.Properties", member="Get",
-                                                   signature="ss", body=[BACKUPS, name]))
-        if reply.message_type == MessageType.METHOD_RETURN:
-            value, values = reply.body[0].value, self.states if name == "State" else self.progress
-            if name == "Progress" or value not in values[-1:]:
-                values.append(value)
-
-    def wait_for_state(self, state, timeout=WAIT, after=None):
-        """Until `state` was signalled (after the first `after`, when given)."""
-        deadline = time.monotonic() + timeout
-        while state not in self.states[self.states.index(after) if after in self.states else
-                                        (0 if after is None else len(self.states)):]:
-            assert time.monotonic() < deadline, self.states
-            time.sleep(0.05)
-
-    def stop(self):
-        self.client.close()
+def _wait_for_state(signals, state, after=None):
+    """Until `state` was signalled (after the first `after`, when given)."""
+    def seen(_):
+        states = _states(signals)
+        return state in (states if after is None else states[states.index(after):] if after in states else [])
+    signals.wait_for(seen, WAIT)
 
 
 # --- the round trip ------------------------------------------------------------------------
@@ -359,7 +337,7 @@ def test_progress_rises_live_and_one_operation_at_a_time(stack, root, bus, repo)
     stack.api.get("/services/restic/backup/reload")
     stack.wait_for("INITIALIZED")
     add_random_files(root, 48)
-    monitor = BusMonitor(bus)
+    signals = Signals(bus)
     try:
         assert stack.api.put("/services/restic/backup/create").status_code == 200
         with paused(wait_for_restic(stack.daemon, b"backup")):
@@ -370,9 +348,9 @@ def test_progress_rises_live_and_one_operation_at_a_time(stack, root, bus, repo)
             assert r.status_code == 409, r.text
             # The daemon keeps answering other calls while restic runs.
             assert stack.api.get("/auth/tokens").status_code == 200
-            assert _busctl_get(bus, "State") == ["BACKING_UP"]
-        monitor.wait_for_state("INITIALIZED")
-        states, progress = list(monitor.states), list(monitor.progress)
+            assert get_property(bus, BACKUPS, "State") == "BACKING_UP"
+        _wait_for_state(signals, "INITIALIZED")
+        states, progress = _states(signals), signals.changes(BACKUPS, "Progress")
         # A restore reports progress too (what restic wrote against the snapshot's size, then the move).
         shutil.rmtree(root / "var" / "lib" / "data")
         snap = stack.api.get("/services/restic/backup/list").json()[0]["short_id"]
@@ -382,10 +360,11 @@ def test_progress_rises_live_and_one_operation_at_a_time(stack, root, bus, repo)
             r = stack.api.put("/services/restic/backup/create")
             assert r.status_code == 409 and r.json() == {"error": "A restore is in progress"}, r.text
             assert stack.api.get("/auth/tokens").status_code == 200
-        monitor.wait_for_state("INITIALIZED", after="RESTORING")
-        restore_states, restore_progress = monitor.states[len(states):], monitor.progress[len(progress):]
+        _wait_for_state(signals, "INITIALIZED", after="RESTORING")
+        restore_states = _states(signals)[len(states):]
+        restore_progress = signals.changes(BACKUPS, "Progress")[len(progress):]
     finally:
-        monitor.stop()
+        signals.close()
     assert states == ["BACKING_UP", "INITIALIZED"], states
     assert progress == sorted(progress), progress
     assert progress[-1] == 1.0
@@ -395,7 +374,7 @@ def test_progress_rises_live_and_one_operation_at_a_time(stack, root, bus, repo)
     assert restore_progress == sorted(restore_progress), restore_progress
     assert len(list((root / "var" / "lib" / "data").iterdir())) == 48
     # The properties themselves.
-    got = _busctl_get(bus, "State", "Progress", "ErrorMessage")
+    got = [get_property(bus, BACKUPS, name) for name in ("State", "Progress", "ErrorMessage")]
     assert got == ["INITIALIZED", 1.0, ""]
 
 
@@ -404,7 +383,7 @@ def test_first_backup_initializes_then_backs_up_without_flicker(stack, bus):
     then INITIALIZED (it went BACKING_UP, INITIALIZING, BACKING_UP, INITIALIZED); a second backup
     meanwhile is refused as one in progress. The next backup goes BACKING_UP, INITIALIZED."""
     stack.wait_for("NOT_INITIALIZED")
-    monitor = BusMonitor(bus)
+    signals = Signals(bus)
     try:
         assert stack.api.put("/services/restic/backup/create").status_code == 200
         assert stack.status()["status"] == "INITIALIZING"  # the state changes before the reply
@@ -413,11 +392,11 @@ def test_first_backup_initializes_then_backs_up_without_flicker(stack, bus):
             second = stack.api.put("/services/restic/backup/create")
             assert (second.status_code, second.json()) == (409, {"error": "A backup is in progress"})
         assert stack.wait_for("INITIALIZED", "ERROR")["status"] == "INITIALIZED", stack.log()
-        first = eventually(lambda: list(monitor.states), ["INITIALIZING", "BACKING_UP", "INITIALIZED"])
+        first = eventually(lambda: _states(signals), ["INITIALIZING", "BACKING_UP", "INITIALIZED"])
         backup(stack)
-        then = eventually(lambda: monitor.states[len(first):], ["BACKING_UP", "INITIALIZED"])
+        then = eventually(lambda: _states(signals)[len(first):], ["BACKING_UP", "INITIALIZED"])
     finally:
-        monitor.stop()
+        signals.close()
     assert first == ["INITIALIZING", "BACKING_UP", "INITIALIZED"], stack.log()
     assert then == ["BACKING_UP", "INITIALIZED"]
     assert get_property(bus, BACKUPS, "State") == "INITIALIZED"
@@ -428,17 +407,16 @@ def test_backblaze_fields_with_a_trailing_newline_are_refused(bus, root, tmp_pat
     """A field ending in a newline is refused over HTTP (400) and over D-Bus, and nothing is written:
     it would reach userdata.json and split the log line naming the bucket."""
     s = Stack(bus, root, tmp_path, {})
-    userdata = root / "etc/nixos/userdata/userdata.json"
+    userdata = userdata_path(root)
     good = {"accountId": "005abc", "accountKey": FAKE_B2_KEY, "bucket": "my-bucket"}
     try:
         before = userdata.read_bytes()
         bad = dict(good, **{field: good[field] + "\n"})
         r = s.api.put("/services/restic/backblaze/config", json=bad)
         assert (r.status_code, r.json()) == (400, {"error": f"{field} is not a valid Backblaze {field}"})
-        error, body = dbus_call(bus, BACKUPS, "SetBackblazeConfig", "sss",
-                                bad["accountId"], bad["accountKey"], bad["bucket"])
-        assert (error, body) == ("org.selfprivacy.Error.InvalidArgument",
-                                 [f"{field} is not a valid Backblaze {field}"])
+        error = refusal(bus, BACKUPS, "SetBackblazeConfig", "sss", bad["accountId"], bad["accountKey"], bad["bucket"])
+        assert (error.name, error.text) == ("org.selfprivacy.Error.InvalidArgument",
+                                            f"{field} is not a valid Backblaze {field}")
         assert userdata.read_bytes() == before
         assert s.status()["status"] == "NO_KEY"
     finally:
@@ -446,22 +424,7 @@ def test_backblaze_fields_with_a_trailing_newline_are_refused(bus, root, tmp_pat
     assert "Backblaze credentials set" not in s.log()
 
 
-def _busctl_get(bus, *names):
-    r = subprocess.run(["busctl", f"--address={bus.address}", "--json=short", "get-property", BUS_NAME,
-                        "/org/selfprivacy/Daemon", BACKUPS, *names], capture_output=True, text=True,
-                       check=True)
-    return [json.loads(line)["data"] for line in r.stdout.splitlines()]
-
-
 # --- failures become state -----------------------------------------------------------------
-
-def set_userdata(root: Path, **changes) -> None:
-    """Change userdata.json the way an operator's editor would (the test's own doing, not the API's)."""
-    path = root / "etc/nixos/userdata/userdata.json"
-    data = json.loads(path.read_text())
-    data.update(changes)
-    path.write_text(json.dumps(data, indent=4))
-
 
 def test_wrong_password_is_an_error_state_until_fixed(stack, root, repo):
     stack.wait_for("NOT_INITIALIZED")
@@ -475,7 +438,7 @@ def test_wrong_password_is_an_error_state_until_fixed(stack, root, repo):
     assert s["status"] == "ERROR" and "password" in s["error_message"]
     assert PASSWORD not in s["error_message"]
     # The operator fixes the password: a reload makes the state truthful again.
-    set_userdata(root, resticPassword="another password")
+    edit_in_place(root, lambda data: data.update(resticPassword="another password"))
     r = stack.api.get("/services/restic/backup/reload")
     assert r.json() == {"status": 0, "message": "Snapshots reload started"}
     assert stack.wait_for("INITIALIZED", timeout=WAIT)["error_message"] is None
@@ -674,7 +637,7 @@ def test_password_never_in_argv_and_its_file_is_private_and_removed(stack, root,
 
 def test_no_key_then_backblaze_config_key_never_in_argv_log_or_error(bus, root, tmp_path):
     s = Stack(bus, root, tmp_path, {})  # no SPD_RESTIC_REPOSITORY: the B2 bucket from userdata
-    userdata = root / "etc/nixos/userdata/userdata.json"
+    userdata = userdata_path(root)
     try:
         assert s.wait_for("NO_KEY") == {"status": "NO_KEY", "progress": 0.0, "error_message": None}
         assert s.api.put("/services/restic/backup/create").status_code == 400
@@ -763,3 +726,57 @@ def test_restore_merge_is_not_redirected_by_a_folder_swapped_for_a_symlink(tmp_p
     assert swapped and list(outside.iterdir()) == []
     assert outside.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in (dst / "d.old").iterdir()) == ["one", "two"]
+
+
+def test_a_slow_reload_never_hides_a_newer_backup(bus, root, tmp_path):
+    """Reload asks restic for the list; a backup finishes meanwhile and loads the list with its new
+    snapshot; the Reload's older answer arrives last: the new snapshot must stay listed."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "restic"
+    # The first `restic snapshots` after arming lists, then holds its answer until released.
+    wrapper.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        if [ "$1" = snapshots ] && [ -e {gate}/armed ] && mkdir {gate}/claimed 2>/dev/null; then
+            out=$({shutil.which("restic")} "$@"); code=$?
+            touch {gate}/listed
+            while [ -e {gate}/hold ]; do sleep 0.05; done
+            printf '%s\\n' "$out"
+            touch {gate}/answered
+            exit $code
+        fi
+        exec {shutil.which("restic")} "$@"
+        """))
+    wrapper.chmod(0o755)
+    env = {"SPD_RESTIC_REPOSITORY": tmp_path / "repo", "XDG_CACHE_HOME": tmp_path / "cache",
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    stack = Stack(bus, root, tmp_path, env)
+    try:
+        stack.wait_for("NOT_INITIALIZED")
+        backup(stack)
+        list_url = "/services/restic/backup/list"
+        assert len(stack.api.get(list_url).json()) == 1
+        (gate / "hold").touch()
+        (gate / "armed").touch()
+        assert stack.api.get("/services/restic/backup/reload").status_code == 200
+        deadline = time.monotonic() + 60
+        while not (gate / "listed").exists():
+            assert time.monotonic() < deadline, stack.log()
+            time.sleep(0.05)
+        backup(stack)
+        assert len(stack.api.get(list_url).json()) == 2
+        (gate / "hold").unlink()
+        while not (gate / "answered").exists():
+            assert time.monotonic() < deadline, stack.log()
+            time.sleep(0.05)
+        while restic_children(stack.daemon):
+            assert time.monotonic() < deadline, stack.log()
+            time.sleep(0.05)
+        time.sleep(0.3)  # the daemon has read the older answer; let it act on it
+        assert len(stack.api.get(list_url).json()) == 2
+        assert stack.status()["status"] == "INITIALIZED"
+    finally:
+        (gate / "hold").unlink(missing_ok=True)
+        stack.close()

@@ -16,10 +16,13 @@ import pytest
 from container import BROKERS, PREFIX, Machine
 from deploy_helpers import CLIENT
 from stack import BUS_NAME, PATH, SECOND_TOKEN, TOKEN
+from userdata_helpers import userdata_path
 
 from spd.runtime import audit
+from spd.contract import PROPERTIES, SYSTEM, TOKENS
 
 DAEMON_UNIT, GATEWAY_UNIT, SOCKET_UNIT = "spd.service", "spd-gateway.service", "spd-gateway.socket"
+USERDATA = str(userdata_path("/"))  # in the machine
 REPOSITORY = "/var/lib/spd/restic-test"  # var/lib/spd is neither backed up nor restored
 ACTIONS = {"apply": "sp-nixos-rebuild.service", "upgrade": "sp-nixos-upgrade.service",
            "rollback": "sp-nixos-rollback.service"}
@@ -120,7 +123,7 @@ def test_every_route_family(machine):
     s.add(password)
     ok(machine, "POST", "/users", {"username": "systest", "password": password}, status=201)
     assert "systest" in ok(machine, "GET", "/users")
-    userdata = json.loads(machine.run(["cat", "/etc/nixos/userdata/userdata.json"]).stdout)
+    userdata = json.loads(machine.run(["cat", USERDATA]).stdout)
     (entry,) = [u for u in userdata["users"] if u["username"] == "systest"]
     assert entry["hashedPassword"].startswith("$6$")
     # ssh
@@ -132,7 +135,7 @@ def test_every_route_family(machine):
     ok(machine, "DELETE", "/users/systest")
     # services: their state from the real systemd (none of them is installed here: 4, no such unit)
     ok(machine, "POST", "/services/gitea/enable")
-    assert json.loads(machine.run(["cat", "/etc/nixos/userdata/userdata.json"]).stdout)["gitea"]["enable"]
+    assert json.loads(machine.run(["cat", USERDATA]).stdout)["gitea"]["enable"]
     assert set(ok(machine, "GET", "/services/status").values()) == {4}
     assert ok(machine, "GET", "/services/mailserver/dkim")
     # system
@@ -226,8 +229,7 @@ def test_a_stop_during_a_backup_leaves_no_restic_lock(machine):
 
 
 def jobs(machine) -> dict:
-    out = machine.run(["busctl", "--json=short", "get-property", BUS_NAME, PATH, "org.selfprivacy.System1",
-                       "Jobs"]).stdout
+    out = machine.run(["busctl", "--json=short", "get-property", BUS_NAME, PATH, SYSTEM, "Jobs"]).stdout
     return json.loads(out)["data"]
 
 
@@ -337,11 +339,9 @@ def bus_calls(machine, user: str, calls: list) -> list:
 def test_bus_policy_refuses_nobody_and_lets_the_gateway_user_in(machine):
     zone = ok(machine, "GET", "/system/configuration/timezone")
     tokens = ok(machine, "GET", "/auth/tokens")
-    calls = [{"interface": "org.freedesktop.DBus.Properties", "member": "Get", "signature": "ss",
-              "args": ["org.selfprivacy.Tokens1", "Devices"]},
-             {"interface": "org.selfprivacy.System1", "member": "SetTimezone", "signature": "s",
-              "args": ["Asia/Tokyo"]},
-             {"interface": "org.selfprivacy.Tokens1", "member": "CreateNewDevice", "signature": "", "args": []}]
+    calls = [{"interface": PROPERTIES, "member": "Get", "signature": "ss", "args": [TOKENS, "Devices"]},
+             {"interface": SYSTEM, "member": "SetTimezone", "signature": "s", "args": ["Asia/Tokyo"]},
+             {"interface": TOKENS, "member": "CreateNewDevice", "signature": "", "args": []}]
     refused = bus_calls(machine, "nobody", calls)
     assert all(outcome in REFUSED for outcome, _ in refused), refused
     assert ok(machine, "GET", "/system/configuration/timezone") == zone  # nothing changed

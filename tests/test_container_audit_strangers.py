@@ -17,6 +17,8 @@ import pytest
 
 from container import PREFIX, booted
 from spd.runtime import audit
+from spd.contract import BUS_NAME, PATH, USERS
+from strangers_helpers import NAMES
 
 SPDCTL = f"{PREFIX}/bin/spdctl"
 PYTHON = f"{PREFIX}/bin/python"
@@ -39,7 +41,7 @@ print("sent")
 # As nobody: Users1.Create calls over CONNECTIONS connections, in rounds of ROUND at once for SECONDS
 # (non-interactive: polkit says "authentication required" at once; beyond 4 in flight spd refuses
 # them itself).
-FLOOD_CALLS = r"""
+FLOOD_CALLS = NAMES + r"""
 import asyncio, collections, sys, time
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
@@ -48,9 +50,8 @@ async def main(connections, calls, seconds):
     buses = [await MessageBus(bus_address="unix:path=/run/dbus/system_bus_socket").connect()
              for _ in range(connections)]
     async def one(bus, i):
-        r = await bus.call(Message(destination="org.selfprivacy.Daemon", path="/org/selfprivacy/Daemon",
-                                   interface="org.selfprivacy.Users1", member="Create", signature="ss",
-                                   body=[f"flood{i}", "pw"]))
+        r = await bus.call(Message(destination=BUS_NAME, path=PATH, interface=USERS, member="Create",
+                                   signature="ss", body=[f"flood{i}", "pw"]))
         return r.error_name if r.message_type == MessageType.ERROR else "ok"
     started, got = time.monotonic(), collections.Counter()
     while time.monotonic() - started < seconds:
@@ -80,8 +81,7 @@ def test_an_entry_forged_by_nobody_is_not_in_spdctl_log(machine):
 
 def refused_as_daemon(machine, name: str) -> None:
     """uid 1 (daemon), neither root nor an admin, tries to delete a user: refused, so an entry."""
-    r = machine.run(["busctl", "call", "org.selfprivacy.Daemon", "/org/selfprivacy/Daemon",
-                     "org.selfprivacy.Users1", "Delete", "s", name], user="daemon", check=False)
+    r = machine.run(["busctl", "call", BUS_NAME, PATH, USERS, "Delete", "s", name], user="daemon", check=False)
     assert r.returncode != 0
 
 

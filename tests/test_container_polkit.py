@@ -5,6 +5,8 @@ import pytest
 
 from container import PREFIX, booted
 
+from spd.contract import USERS
+
 SPDCTL = f"{PREFIX}/bin/spdctl"
 # What an administrator would put in /etc/polkit-1/rules.d: anna may read, nothing more.
 RULES = """polkit.addRule(function(action, subject) {
@@ -42,7 +44,7 @@ def test_the_same_user_is_refused_a_change_with_polkits_answer(machine):
     assert r.returncode == 1 and "org.selfprivacy.tokens.manage" in r.stderr
     # a refusal is a warning in the journal (spd/runtime/journal.py), found the way an administrator looks
     warnings = machine.journal("-u", "spd.service", "-p", "warning", "-o", "cat")
-    assert "refused org.selfprivacy.Users1.Create to uid" in warnings and "polkit" in warnings, warnings
+    assert f"refused {USERS}.Create to uid" in warnings and "polkit" in warnings, warnings
 
 
 def test_root_works_without_polkit(machine):

@@ -10,15 +10,17 @@ import pytest
 
 import ssh_helpers as keys
 from container import BROKERS, PREFIX, booted
-from stack import eventually
+from stack import TOKEN, eventually
 from strangers_helpers import ESCAPED, FORGE, FORGER, HOSTILE, Listener, invalidated, leaks
+from userdata_helpers import userdata_path
 
-TOKEN = "KG9ni-B-CMPk327Zv1qC7YBQaUGaBUcgdkvMvQ2atFI"
+from spd.contract import BUS_NAME, DBUS, PATH, SSH, SYSTEM, TOKENS, USERS
+
 ADDRESS = "unix:path=/run/dbus/system_bus_socket"
 PYTHON = f"{PREFIX}/bin/python"
-DAEMON = ["org.selfprivacy.Daemon", "/org/selfprivacy/Daemon"]
-DBUS = ["org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus"]
-USERDATA = "/etc/nixos/userdata/userdata.json"
+DAEMON = [BUS_NAME, PATH]
+DRIVER = [DBUS, "/org/freedesktop/DBus", DBUS]
+USERDATA = str(userdata_path("/"))  # in the machine
 UPGRADE, RELEASE = "sp-nixos-upgrade.service", "/run/spd-test-release"
 # The upgrade's stand-in runs until the test releases it, then fails: a result only systemd gives.
 FILES = {f"/etc/systemd/system/{UPGRADE}":
@@ -37,16 +39,16 @@ def test_nobody_hears_no_value(machine):
                          "--regid=nogroup", "--clear-groups", "--"], PYTHON, ADDRESS, {"PATH": "/usr/bin:/bin"})
     key = keys.ed25519("stranger@test")
     try:
-        for args in (["org.selfprivacy.Users1", "Create", "ss", "dave", "secret-password"],
-                     ["org.selfprivacy.SSH1", "AddKey", "ss", "user1", key],
-                     ["org.selfprivacy.Tokens1", "Delete", "s", "second_token"],
-                     ["org.selfprivacy.Tokens1", "CreateRecovery", "si", "", "3"]):
+        for args in ([USERS, "Create", "ss", "dave", "secret-password"],
+                     [SSH, "AddKey", "ss", "user1", key],
+                     [TOKENS, "Delete", "s", "second_token"],
+                     [TOKENS, "CreateRecovery", "si", "", "3"]):
             machine.run(["busctl", "call", *DAEMON, *args], timeout=120)
-        got = listener.wait_for("org.selfprivacy.Tokens1", "Recovery")
+        got = listener.wait_for(TOKENS, "Recovery")
     finally:
         listener.stop()
-    assert {("org.selfprivacy.Users1", "Users"), ("org.selfprivacy.SSH1", "Keys"),
-            ("org.selfprivacy.Tokens1", "Devices"), ("org.selfprivacy.Tokens1", "Recovery")} <= invalidated(got), got
+    assert {(USERS, "Users"), (SSH, "Keys"),
+            (TOKENS, "Devices"), (TOKENS, "Recovery")} <= invalidated(got), got
     assert leaks(got) == []  # InterfacesAdded too (spd activated by the first call above)
     text = "".join(listener.lines)
     assert "dave" not in text and key.split()[1] not in text and "primary_token" not in text
@@ -79,9 +81,9 @@ def test_nobody_hears_no_value_at_start(machine):
     listener = Listener(["nsenter", "-t", str(machine.leader), "-a", "setpriv", "--reuid=nobody",
                          "--regid=nogroup", "--clear-groups", "--"], PYTHON, ADDRESS, {"PATH": "/usr/bin:/bin"})
     try:
-        machine.run(["busctl", "call", *DAEMON, "org.selfprivacy.Users1", "Create", "ss", "erin", "pw 1234"],
+        machine.run(["busctl", "call", *DAEMON, USERS, "Create", "ss", "erin", "pw 1234"],
                     timeout=120)
-        got = listener.wait_for("org.selfprivacy.Users1", "Users")
+        got = listener.wait_for(USERS, "Users")
     finally:
         listener.stop()
     assert leaks(got) == []
@@ -99,13 +101,13 @@ def test_spdctl_believes_no_forged_job_end(machine):
                               text=True, cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
     try:
         def job():
-            return busctl_json(machine, "get-property", *DAEMON, "org.selfprivacy.System1", "Jobs").get("upgrade")
+            return busctl_json(machine, "get-property", *DAEMON, SYSTEM, "Jobs").get("upgrade")
         assert eventually(lambda: (job() or [None, None])[1], "running", timeout=60) == "running"
         names = json.loads(machine.run(["busctl", "list", "--json=short"]).stdout)
         mine = [n["name"] for n in names if n.get("process") == "spdctl" and n["name"].startswith(":")]
         assert len(mine) == 1, spdctl.communicate(timeout=60) if spdctl.poll() is not None else names
         (target,) = mine
-        owner = busctl_json(machine, "call", *DBUS, "GetNameOwner", "s", DAEMON[0])[0]
+        owner = busctl_json(machine, "call", *DRIVER, "GetNameOwner", "s", DAEMON[0])[0]
         machine.run([PYTHON, "-c", FORGER, ADDRESS, target, owner, job()[0]], user="nobody")
         # The forgeries reached spdctl before the real end: had it believed one, it would have
         # printed done and exited 0 already.

@@ -1,10 +1,12 @@
 """SIGKILL during writes never leaves userdata.json torn: 200 kills (bench/crash.py runs more)."""
 
 import asyncio
-import json
 
 from crash_helpers import crash_loop
 from stack import Daemon, call, get_property
+from userdata_helpers import userdata, userdata_path
+
+from spd.contract import SSH
 
 
 def test_sigkill_during_writes_leaves_before_or_after(bus, root, tmp_path):
@@ -19,9 +21,8 @@ def test_sigkill_during_writes_leaves_before_or_after(bus, root, tmp_path):
     # A last daemon starts on what the kills left, clears their temp files and serves.
     daemon = Daemon(bus, root, tmp_path)
     try:
-        folder = root / "etc/nixos/userdata"
-        assert [p.name for p in folder.glob(".userdata.json.*.tmp")] == []
-        keys = json.loads((folder / "userdata.json").read_text())["users"][0]["sshKeys"]
-        assert get_property(bus, "org.selfprivacy.SSH1", "Keys")["user1"] == keys
+        assert [p.name for p in userdata_path(root).parent.glob(".userdata.json.*.tmp")] == []
+        keys = userdata(root)["users"][0]["sshKeys"]
+        assert get_property(bus, SSH, "Keys")["user1"] == keys
     finally:
         assert daemon.stop() == 0

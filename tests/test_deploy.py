@@ -22,9 +22,9 @@ from stack import (BUS_NAME, PYTHON, REPO, TOKEN, Bus, Daemon, Gateway, Process,
                    get_property,
                    env_for_children, free_port)
 
-TOKENS = "org.selfprivacy.Tokens1"
-ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
-LIST = {"interface": "org.freedesktop.DBus.Properties", "member": "Get", "signature": "ss",
+from spd.contract import DBUS_ACCESS_DENIED as ACCESS_DENIED, PROPERTIES, TOKENS
+
+LIST = {"interface": PROPERTIES, "member": "Get", "signature": "ss",
         "args": [TOKENS, "Devices"]}
 AUTHENTICATE = {"interface": TOKENS, "member": "Authenticate", "signature": "s", "args": [TOKEN]}
 OWN = {"destination": "org.freedesktop.DBus", "path": "/org/freedesktop/DBus",
@@ -181,11 +181,11 @@ def test_dbus_activation_starts_the_daemon(tmp_path, root):
     activation_file(tmp_path / "services", root)
     try:
         assert not _has_owner(b)
-        tokens = get_property(b, TOKENS, "Devices")  # busctl asks the bus to start the name's owner
+        tokens = get_property(b, TOKENS, "Devices")  # the call asks the bus to start the name's owner
         assert sorted(n for n, _ in tokens) == ["primary_token", "second_token"]
         pid = _owner_pid(b)
         assert "-m spd" in open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
-        assert "Activating service name='org.selfprivacy.Daemon'" in b.process.log()
+        assert f"Activating service name='{BUS_NAME}'" in b.process.log()
         _stop_activated(b)
     finally:
         b.stop()

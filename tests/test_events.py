@@ -1,8 +1,6 @@
 """The gateway's property mirror and GET /events (live-and-local.md sections 2 and 3), with real
 processes: a private bus, spd and the gateway."""
 
-import json
-import os
 import signal
 
 import httpx
@@ -11,25 +9,13 @@ import pytest
 from sse import Events
 from stack import SECOND_TOKEN, TOKEN, Daemon, Gateway, eventually
 from systemd_helpers import systemd  # noqa: F401
+from userdata_helpers import edit_by_rename
 
 ALL = ["users", "ssh", "services", "timezone", "autoUpgrade", "backup", "snapshots", "tokens"]
 ROUTE = {"users": "/users", "ssh": "/services/ssh", "services": "/services/status",
          "timezone": "/system/configuration/timezone", "autoUpgrade": "/system/configuration/autoUpgrade",
          "backup": "/services/restic/backup/status", "snapshots": "/services/restic/backup/list",
          "tokens": "/auth/tokens"}
-
-
-def userdata_path(root):
-    return root / "etc/nixos/userdata/userdata.json"
-
-
-def edit_userdata(root, change) -> None:
-    """A hand edit as an editor saves it: a new file renamed over the old one."""
-    data = json.loads(userdata_path(root).read_text())
-    change(data)
-    tmp = userdata_path(root).with_name("edit.tmp")
-    tmp.write_text(json.dumps(data, indent=4))
-    os.replace(tmp, userdata_path(root))
 
 
 def topics():
@@ -61,7 +47,7 @@ def test_mirrored_reads_need_no_round_trip(systemd, api, daemon):  # noqa: F811
 
 def test_mirror_follows_a_hand_edit(api, root):
     assert api.get("/system/configuration/timezone").json() == "Europe/Moscow"
-    edit_userdata(root, lambda d: d.update(timezone="Asia/Tokyo"))
+    edit_by_rename(root, lambda d: d.update(timezone="Asia/Tokyo"))
     assert eventually(lambda: api.get("/system/configuration/timezone").json(), "Asia/Tokyo") == "Asia/Tokyo"
 
 
@@ -71,7 +57,7 @@ def test_no_stale_read_after_a_daemon_restart(api, daemon, bus, root, tmp_path):
     assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": True}
     assert daemon.stop() == 0
     assert api.get("/services/ssh").status_code == 503
-    edit_userdata(root, lambda d: d["ssh"].update(passwordAuthentication=False))
+    edit_by_rename(root, lambda d: d["ssh"].update(passwordAuthentication=False))
     (tmp_path / "again").mkdir()
     again = Daemon(bus, root, tmp_path / "again")
     try:
@@ -126,7 +112,7 @@ def test_without_the_bus_signals_every_read_asks_the_daemon(tmp_path):
         headers = {"Authorization": f"Bearer {TOKEN}"}
         url = gateway.url + "/system/configuration/timezone"
         assert httpx.get(url, headers=headers).json() == "Europe/Moscow"
-        edit_userdata(root, lambda d: d.update(timezone="Asia/Tokyo"))
+        edit_by_rename(root, lambda d: d.update(timezone="Asia/Tokyo"))
         assert httpx.get(url, headers=headers).json() == "Asia/Tokyo"
         r = httpx.get(gateway.url + "/events", headers=headers)
         assert r.status_code == 503 and "error" in r.json()
@@ -243,7 +229,7 @@ def test_reconnect_after_a_daemon_restart_gets_full_state(gateway, daemon, bus, 
         assert events.ended()
     with Events(gateway.url) as down:
         assert down.status == 503
-    edit_userdata(root, lambda d: d.update(timezone="Asia/Tokyo"))
+    edit_by_rename(root, lambda d: d.update(timezone="Asia/Tokyo"))
     (tmp_path / "again").mkdir()
     again = Daemon(bus, root, tmp_path / "again")
     try:

@@ -26,6 +26,7 @@ from spd.rest import openapi
 from spd.rest.routes import ROUTES
 from stack import TOKEN, Bus, Daemon, Gateway, make_root
 from systemd_helpers import LogindMock, demo_systemd
+from userdata_helpers import userdata
 
 # Examples per route and phase: enough to find the edge cases of every field, small enough that
 # the whole module runs in about a minute with the full route table.
@@ -58,8 +59,7 @@ class Fuzz:
         self.gateway = Gateway(self.bus, work)
         self.token = TOKEN
         self.requests = 0
-        self.userdata_path = self.root / "etc" / "nixos" / "userdata" / "userdata.json"
-        self.userdata = json.loads(self.userdata_path.read_text())  # as the daemon left it at start
+        self.userdata = userdata(self.root)  # as the daemon left it at start
 
     def headers(self):
         """The newest token, and a new client address each time (as nginx would set it), so that
@@ -153,7 +153,7 @@ def test_state_survived_the_fuzzing(fuzz):
             assert not path.name.endswith(".tmp"), path
             if path.suffix == ".json":
                 json.loads(path.read_text())
-    after = json.loads(fuzz.userdata_path.read_text())
+    after = userdata(fuzz.root)
     before = fuzz.userdata
     assert isinstance(after, dict)
     for key in before.keys() | after.keys():

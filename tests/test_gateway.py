@@ -4,6 +4,8 @@ import httpx
 
 from stack import TOKEN, call
 
+from spd.contract import TOKENS
+
 
 def test_version_is_public(anon):
     r = anon.get("/api/version")
@@ -16,7 +18,7 @@ def test_tokens_over_http_and_dbus(api, bus):
     assert r.status_code == 200, r.text
     names = {t["name"]: t["is_caller"] for t in r.json()}
     assert names == {"primary_token": True, "second_token": False}
-    assert call(bus, "org.selfprivacy.Tokens1", "Authenticate", "s", TOKEN) == ["primary_token"]
+    assert call(bus, TOKENS, "Authenticate", "s", TOKEN) == ["primary_token"]
 
 
 def test_daemon_gone_gives_503_and_coming_back_works(api, daemon, bus, root, tmp_path):

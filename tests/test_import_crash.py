@@ -5,16 +5,16 @@ thread); a first traced run finds which calls touch files under the root. After 
 start must finish the job: the tokens work, no plaintext token is anywhere under the root, no temp
 file or half-shredded file is left, and userdata.json holds everything it held but api.token."""
 
-import json
 import re
 
 import pytest
 
 from stack import (PYTHON, SECOND_TOKEN, TOKEN, Daemon, Process, call, env_for_children, files_containing,
                    make_root)
+from userdata_helpers import edit_in_place, userdata
 
-TOKENS = "org.selfprivacy.Tokens1"
-USERDATA = "etc/nixos/userdata/userdata.json"
+from spd.contract import TOKENS
+
 LEGACY = "etc/nixos/userdata/tokens.json"
 API_TOKEN = "legacy-api-token-from-userdata"  # in the demo userdata.json
 SYSCALLS = ("write", "fsync", "rename", "unlink", "mkdir")
@@ -78,14 +78,14 @@ def finished(bus, root, expected_userdata) -> list:
     left = [str(p.relative_to(root)) for p in root.rglob("*") if p.name.endswith((".tmp", ".shredding"))]
     if (root / LEGACY).exists() or left:
         wrong.append(f"left behind: {left}, tokens.json exists: {(root / LEGACY).exists()}")
-    if json.loads((root / USERDATA).read_text()) != expected_userdata:
+    if userdata(root) != expected_userdata:
         wrong.append("userdata.json changed beyond api.token")
     return wrong
 
 
 def test_import_killed_at_every_write_sync_rename_unlink_and_mkdir_is_finished_next_start(bus, tmp_path):
     traced = make_root(tmp_path / "traced" / "root")
-    expected = json.loads((traced / USERDATA).read_text())
+    expected = userdata(traced)
     del expected["api"]["token"]
     points = kill_points(trace(bus, traced, traced.parent), traced)
     assert {name for name, _ in points} == set(SYSCALLS), points  # the trace saw the whole import
@@ -105,7 +105,7 @@ def test_import_killed_at_every_write_sync_rename_unlink_and_mkdir_is_finished_n
 def test_an_interrupted_shred_is_finished_not_refused(bus, root, tmp_path, leftover):
     """What a kill mid-shred leaves (an older spd zeroed tokens.json in place; ours renames it away
     first) is finished at the next start, never refused; api.token goes too."""
-    expected = json.loads((root / USERDATA).read_text())
+    expected = userdata(root)
     api = dict(expected["api"])
     del expected["api"]["token"]
     legacy = (root / LEGACY).read_bytes()
@@ -113,9 +113,7 @@ def test_an_interrupted_shred_is_finished_not_refused(bus, root, tmp_path, lefto
     first = Daemon(bus, root, tmp_path / "first")  # the import, done: tokens in var/lib/spd
     assert call(bus, TOKENS, "Authenticate", "s", TOKEN) == ["primary_token"]
     assert first.stop() == 0
-    data = json.loads((root / USERDATA).read_text())
-    data["api"] = api  # as the shred's kill left it
-    (root / USERDATA).write_text(json.dumps(data, indent=4))
+    edit_in_place(root, lambda data: data.update(api=api))  # as the shred's kill left it
     if leftover == "renamed":
         (root / LEGACY).with_name(".tokens.json.shredding").write_bytes(legacy)
     else:

@@ -9,10 +9,10 @@ import re
 import types
 
 from stack import Daemon, Gateway, get_property
+from userdata_helpers import userdata_path
 
 from spd.runtime import journal
-
-USERDATA = "etc/nixos/userdata/userdata.json"
+from spd.contract import USERS
 
 
 def journal_env(log):
@@ -25,9 +25,9 @@ def journal_env(log):
 def test_spd_lines_start_with_their_priority(bus, root, tmp_path):
     daemon = Daemon(bus, root, tmp_path, env=journal_env(tmp_path / "spd.log"))
     try:
-        (root / USERDATA).write_text("[]\n")  # an invalid file: a warning, the last values kept
+        userdata_path(root).write_text("[]\n")  # an invalid file: a warning, the last values kept
         log = daemon.process.wait_for_log("keeps its last values")
-        assert get_property(bus, "org.selfprivacy.Users1", "Users") == ["user1", "user2"]
+        assert get_property(bus, USERS, "Users") == ["user1", "user2"]
     finally:
         assert daemon.stop() == 0
     log = daemon.process.log()

@@ -3,41 +3,18 @@ PropertiesChanged on a change made over the bus, and the changes made under the 
 a rebuild-style rewrite, a restore, a new DKIM folder, a snapshot made by another restic) seen as
 signals within a second, without anyone reading. Real daemon, real restic, private bus."""
 
-import json
-import os
 import subprocess
 import time
 
-import pytest
-
 import ssh_helpers as keys
+from signals import Signals
 from stack import TOKEN, call, eventually, get_property
-from systemd_helpers import Signals
 from test_backups import backup, daemon_env, private_tmp, repo, restic, stack  # noqa: F401 (fixtures)
+from userdata_helpers import edit_by_rename, edit_in_place, userdata, userdata_path, write_in_place
 
-USERS = "org.selfprivacy.Users1"
-SSH = "org.selfprivacy.SSH1"
-SERVICES = "org.selfprivacy.Services1"
-SYSTEM = "org.selfprivacy.System1"
-BACKUPS = "org.selfprivacy.Backups1"
-TOKENS = "org.selfprivacy.Tokens1"
-USERDATA = "etc/nixos/userdata/userdata.json"
+from spd.contract import BACKUPS, SERVICES, SSH, SYSTEM, TOKENS, USERS
+
 SOON = 1.0  # seconds: the promise for a change made under the daemon
-
-
-@pytest.fixture
-def signals(bus, daemon):
-    s = Signals(bus)
-    yield s
-    s.close()
-
-
-def _userdata(root) -> dict:
-    return json.loads((root / USERDATA).read_text())
-
-
-def _changes(signals, interface, name) -> list:
-    return [c[name] for i, c in signals.received if i == interface and name in c]
 
 
 def _wait_signal(signals, interface, name, value, timeout=10) -> float:
@@ -50,7 +27,7 @@ def _wait_signal(signals, interface, name, value, timeout=10) -> float:
 # --- each property: its value, and a signal when a call changes it -----------------------------
 
 def test_each_property_has_its_value_and_signals_its_changes(daemon, bus, root, signals):
-    data = _userdata(root)
+    data = userdata(root)
     assert get_property(bus, USERS, "Users") == ["user1", "user2"]
     assert get_property(bus, SSH, "Enable") is True and get_property(bus, SSH, "PasswordAuthentication") is True
     assert get_property(bus, SSH, "Keys") == {"root": data["ssh"]["rootKeys"], "tester": data["sshKeys"],
@@ -82,17 +59,17 @@ def test_each_property_has_its_value_and_signals_its_changes(daemon, bus, root, 
     call(bus, TOKENS, "CreateRecovery", "si", "", "3")
     # The last reply came after its signal; the bus keeps one sender's order for every receiver.
     signals.wait_for(lambda r: any(i == TOKENS and "Recovery" in c for i, c in r))
-    assert _changes(signals, USERS, "Users") == [["user1", "user2", "dave"]]
-    assert _changes(signals, SSH, "Enable") == [False]
-    assert _changes(signals, SSH, "PasswordAuthentication") == [False]
-    ssh_keys = _changes(signals, SSH, "Keys")
+    assert signals.changes(USERS, "Users") == [["user1", "user2", "dave"]]
+    assert signals.changes(SSH, "Enable") == [False]
+    assert signals.changes(SSH, "PasswordAuthentication") == [False]
+    ssh_keys = signals.changes(SSH, "Keys")
     assert ssh_keys[0]["dave"] == [] and ssh_keys[-1]["user2"] == [key]  # the new user, then the key
-    assert _changes(signals, SERVICES, "Enabled")[-1]["gitea"] is True
-    assert _changes(signals, SYSTEM, "Timezone") == ["Europe/Berlin"]
-    assert _changes(signals, SYSTEM, "AutoUpgrade") == [False]
-    assert _changes(signals, SYSTEM, "AllowReboot") == [True]
-    assert [sorted(n for n, _ in d) for d in _changes(signals, TOKENS, "Devices")] == [["primary_token"]]
-    (recovery,) = _changes(signals, TOKENS, "Recovery")
+    assert signals.changes(SERVICES, "Enabled")[-1]["gitea"] is True
+    assert signals.changes(SYSTEM, "Timezone") == ["Europe/Berlin"]
+    assert signals.changes(SYSTEM, "AutoUpgrade") == [False]
+    assert signals.changes(SYSTEM, "AllowReboot") == [True]
+    assert [sorted(n for n, _ in d) for d in signals.changes(TOKENS, "Devices")] == [["primary_token"]]
+    (recovery,) = signals.changes(TOKENS, "Recovery")
     assert list(recovery[:2]) == [True, True] and list(recovery[3:]) == ["", 3]
     # A call that changes nothing signals nothing.
     before = len(signals.received)
@@ -115,14 +92,11 @@ def test_recovery_signals_when_it_expires(daemon, bus, signals):
 # --- changes under the daemon ------------------------------------------------------------------
 
 def test_a_hand_edit_is_signalled_within_a_second(daemon, bus, root, signals):
-    path = root / USERDATA
-    data = _userdata(root)
-    data["users"].append({"username": "erin", "hashedPassword": "x"})
-    data["timezone"] = "Asia/Tokyo"
-    with open(path, "r+") as f:  # in place, as an editor without backup files writes
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps(data, indent=4))
+    def change(data):
+        data["users"].append({"username": "erin", "hashedPassword": "x"})
+        data["timezone"] = "Asia/Tokyo"
+
+    edit_in_place(root, change)
     took = _wait_signal(signals, USERS, "Users", ["user1", "user2", "erin"], timeout=SOON + 2)
     _wait_signal(signals, SYSTEM, "Timezone", "Asia/Tokyo", timeout=SOON)
     print(f"hand edit -> signal: {took * 1000:.0f} ms")
@@ -132,13 +106,8 @@ def test_a_hand_edit_is_signalled_within_a_second(daemon, bus, root, signals):
 
 def test_a_rebuild_style_rewrite_is_signalled(daemon, bus, root, signals):
     """A new file renamed over userdata.json (what nixos-rebuild tools and spd itself do)."""
-    path = root / USERDATA
-    data = _userdata(root)
-    data["autoUpgrade"] = {"enable": False, "allowReboot": True}
-    data["gitea"] = {"enable": True}
-    new = path.with_name("userdata.json.new")
-    new.write_text(json.dumps(data, indent=4))
-    os.replace(new, path)
+    edit_by_rename(root, lambda data: data.update(autoUpgrade={"enable": False, "allowReboot": True},
+                                                  gitea={"enable": True}))
     took = _wait_signal(signals, SYSTEM, "AutoUpgrade", False, timeout=SOON + 2)
     _wait_signal(signals, SYSTEM, "AllowReboot", True, timeout=SOON)
     _wait_signal(signals, SERVICES, "Enabled", {"bitwarden": True, "gitea": True, "nextcloud": True,
@@ -147,9 +116,8 @@ def test_a_rebuild_style_rewrite_is_signalled(daemon, bus, root, signals):
 
 
 def test_an_invalid_file_keeps_the_last_good_values_until_a_valid_one(daemon, bus, root, signals):
-    path = root / USERDATA
-    good = _userdata(root)
-    path.write_text('{"users": [')
+    good = userdata(root)
+    userdata_path(root).write_text('{"users": [')
     deadline = time.monotonic() + 5
     while "keeps its last values: userdata.json is not valid JSON" not in daemon.process.log():
         assert time.monotonic() < deadline, daemon.process.log()
@@ -157,7 +125,7 @@ def test_an_invalid_file_keeps_the_last_good_values_until_a_valid_one(daemon, bu
     assert signals.received == []  # no value changed
     assert get_property(bus, USERS, "Users") == ["user1", "user2"]
     good["users"] = good["users"][:1]
-    path.write_text(json.dumps(good, indent=4))
+    write_in_place(root, good)
     assert _wait_signal(signals, USERS, "Users", ["user1"], timeout=SOON + 2) < SOON
 
 
@@ -192,11 +160,11 @@ def test_a_restore_and_another_restics_snapshot_are_signalled(stack, root, bus, 
         stack.wait_for("INITIALIZED")
         _wait_signal(signals, SERVICES, "DkimRecord", record, timeout=SOON + 2)
 
-        before = len(_changes(signals, BACKUPS, "Snapshots"))
+        before = len(signals.changes(BACKUPS, "Snapshots"))
         out = restic(repo, "DEMO-RESTIC-PASSWORD", "backup", "--json", str(root / "var/dkim"))
         assert out.returncode == 0, out.stderr
-        signals.wait_for(lambda r: len(_changes(signals, BACKUPS, "Snapshots")) > before, timeout=30)
-        listed = _changes(signals, BACKUPS, "Snapshots")[-1]
+        signals.wait_for(lambda r: len(signals.changes(BACKUPS, "Snapshots")) > before, timeout=30)
+        listed = signals.changes(BACKUPS, "Snapshots")[-1]
         assert len(listed) == 2 and snapshot["short_id"] in [s["short_id"].value for s in listed]
         # the gateway's copy learns it from the same signal, on its own connection
         assert eventually(lambda: len(stack.api.get("/services/restic/backup/list").json()), 2) == 2

@@ -16,8 +16,11 @@ import pytest
 
 from deploy_helpers import (AS_GATEWAY_GROUP, AS_NOBODY, SYSTEM_POLICY, ensure_gateway_group,
                             policy_copy, run_client)
+from spd.contract import PROPERTIES, SYSTEM, TOKENS, USERS
 from spd.dbus.polkit import Checks
 from stack import BUS_NAME, PATH, PYTHON, REPO, TOKEN, Bus, Daemon, Process, busctl, env_for_children
+from strangers_helpers import NAMES
+from userdata_helpers import userdata_path
 
 POLICY_FILE = REPO / "data" / "polkit-1" / "actions" / "org.selfprivacy.policy"
 DTD = Path("/usr/share/polkit-1/policyconfig-1.dtd")
@@ -32,19 +35,11 @@ DENIED = "org.selfprivacy.Error.AccessDenied"
 INTERACTIVE_REQUIRED = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 ALLOW_INTERACTIVE = 0x4
 
-USERS = "org.selfprivacy.Users1"
-TOKENS = "org.selfprivacy.Tokens1"
-SYSTEM = "org.selfprivacy.System1"
-PROPS = "org.freedesktop.DBus.Properties"
-READ = {"interface": PROPS, "member": "Get", "signature": "ss", "args": [SYSTEM, "Timezone"]}
+READ = {"interface": PROPERTIES, "member": "Get", "signature": "ss", "args": [SYSTEM, "Timezone"]}
 CREATE = {"interface": USERS, "member": "Create", "signature": "ss", "args": ["carol", "s3cret pw"]}
-TOKEN_LIST = {"interface": PROPS, "member": "Get", "signature": "ss", "args": [TOKENS, "Devices"]}
+TOKEN_LIST = {"interface": PROPERTIES, "member": "Get", "signature": "ss", "args": [TOKENS, "Devices"]}
 REBOOT = {"interface": SYSTEM, "member": "Reboot", "signature": "", "args": []}
 WHO = {"unique_name": True}
-
-
-def userdata_file(daemon) -> Path:
-    return Path(daemon.root) / "etc/nixos/userdata/userdata.json"
 
 
 # --- the shipped action file ------------------------------------------------------------------------
@@ -151,15 +146,15 @@ def test_polkit_allows_what_it_allows_and_denies_the_rest(shared_bus, spd, polki
     assert create[0] == DENIED and "org.selfprivacy.users.manage" in create[1], create
     assert tokens[0] == DENIED and "org.selfprivacy.tokens.manage" in tokens[1], tokens
     assert reboot[0] == DENIED and "org.selfprivacy.system.reboot" in reboot[1], reboot
-    assert "carol" not in (userdata_file(spd)).read_text()
+    assert "carol" not in userdata_path(spd.root).read_text()
     # Once polkit allows it, the same change goes through.
     mock(shared_bus, "SetAllowed", "as", 2, "org.selfprivacy.read", "org.selfprivacy.users.manage")
     created, = run_client(shared_bus, AS_NOBODY, [CREATE])
     assert created == ["ok", []]
-    listed, = run_client(shared_bus, AS_NOBODY, [{"interface": PROPS, "member": "Get", "signature": "ss",
+    listed, = run_client(shared_bus, AS_NOBODY, [{"interface": PROPERTIES, "member": "Get", "signature": "ss",
                                                   "args": [USERS, "Users"]}])
     assert "carol" in listed[1][0]
-    assert re.search(r"uid=65534 call=org.selfprivacy.Users1.Create result=ok", spd.process.log())
+    assert re.search(rf"uid=65534 call={USERS}.Create result=ok", spd.process.log())
 
 
 def test_the_subject_is_the_callers_bus_name_and_interaction_follows_the_call(shared_bus, spd, polkitd):
@@ -273,7 +268,7 @@ def test_spdctl_on_a_terminal_lets_polkit_ask(shared_bus, spd, polkitd):
 def test_get_all_needs_the_strictest_action_of_its_properties(shared_bus, spd, polkitd):
     """Tokens1's properties are credentials (tokens.manage): read alone does not return them."""
     mock(shared_bus, "SetAllowed", "as", 1, "org.selfprivacy.read")
-    get_all = lambda interface: {"interface": PROPS, "member": "GetAll", "signature": "s", "args": [interface]}
+    get_all = lambda interface: {"interface": PROPERTIES, "member": "GetAll", "signature": "s", "args": [interface]}
     tokens, system = run_client(shared_bus, AS_NOBODY, [get_all(TOKENS), get_all(SYSTEM)])
     assert tokens[0] == DENIED and "org.selfprivacy.tokens.manage" in tokens[1], tokens
     assert system[0] == "ok" and "Timezone" in system[1][0], system
@@ -284,7 +279,7 @@ def test_get_all_needs_the_strictest_action_of_its_properties(shared_bus, spd, p
 
 # As nobody: CONNECTIONS connections send CALLS calls each at once (a connection may itself wait for
 # at most 128 replies), print each answer's error name (or "ok") as it comes, and leave at EOF on stdin.
-FLOOD = r"""
+FLOOD = NAMES + r"""
 import asyncio, sys
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
@@ -292,9 +287,8 @@ from dbus_fast.aio import MessageBus
 async def main(address, connections, calls, flags):
     buses = [await MessageBus(bus_address=address).connect() for _ in range(connections)]
     async def one(bus):
-        reply = await bus.call(Message(destination="org.selfprivacy.Daemon", path="/org/selfprivacy/Daemon",
-                                       interface="org.selfprivacy.Users1", member="Create", signature="ss",
-                                       body=["mallory", "pw"], flags=flags))
+        reply = await bus.call(Message(destination=BUS_NAME, path=PATH, interface=USERS, member="Create",
+                                       signature="ss", body=["mallory", "pw"], flags=flags))
         print(reply.error_name if reply.message_type == MessageType.ERROR else "ok", flush=True)
     pending = [asyncio.ensure_future(one(b)) for b in buses for _ in range(calls)]
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)

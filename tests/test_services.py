@@ -1,21 +1,18 @@
 """Services1 and the /services routes, against python-dbusmock's systemd on the test bus."""
 
 import base64
-import json
 import time
 
 import pytest
 
 from stack import BUS_NAME, PATH, Daemon, busctl, call, eventually, get_property
-from systemd_helpers import MOCK, STATUS_UNITS, SystemdMock, signals, systemd  # noqa: F401
+from systemd_helpers import MOCK, STATUS_UNITS, SystemdMock, systemd  # noqa: F401
+from userdata_helpers import edit_in_place, userdata, userdata_path
 
-SERVICES = "org.selfprivacy.Services1"
+from spd.contract import PROPERTIES, SERVICES
+
 NAMES = {"bitwarden": "Bitwarden", "gitea": "Gitea", "nextcloud": "Nextcloud", "ocserv": "Ocserv",
          "pleroma": "Pleroma"}
-
-
-def userdata(root):
-    return json.loads((root / "etc/nixos/userdata/userdata.json").read_text())
 
 
 # --- running state ------------------------------------------------------------------------------
@@ -50,7 +47,7 @@ def test_status_property_signals_changes_systemd_reports(systemd, signals, bus):
     systemd.add_unit("postfix.service", "inactive")
     first = get_property(bus, SERVICES, "Status")
     assert (first["imap"], first["smtp"], first["ocserv"]) == (0, 3, 4)
-    assert busctl(bus, "get-property", BUS_NAME, PATH, SERVICES, "Status")["data"] == first
+    assert busctl(bus, "get-property", BUS_NAME, PATH, SERVICES, "Status")["data"] == first  # as an operator sees it
     systemd.set_state("postfix.service", "active")
     got = signals.wait_for(lambda r: any(i == SERVICES and c.get("Status", {}).get("smtp") == 0 for i, c in r))
     changed = [c["Status"] for i, c in got if i == SERVICES and "Status" in c]
@@ -141,9 +138,7 @@ def test_enable_and_disable_write_userdata(api, root):
 def test_disable_is_written_even_when_absent_means_disabled(api, bus, root, signals):
     """What an absent key means is the NixOS configuration's: the value asked for is written. The
     effective value stays, so no signal goes out."""
-    data = userdata(root)
-    del data["gitea"]
-    (root / "etc/nixos/userdata/userdata.json").write_text(json.dumps(data, indent=4))
+    edit_in_place(root, lambda data: data.pop("gitea"))
     assert api.post("/services/gitea/disable").status_code == 200
     assert userdata(root)["gitea"] == {"enable": False}
     assert api.post("/services/gitea/enable").status_code == 200  # a real change: one signal
@@ -153,26 +148,23 @@ def test_disable_is_written_even_when_absent_means_disabled(api, bus, root, sign
 
 def test_enabled_property_and_its_signals(api, bus, root, signals):
     enabled = {"bitwarden": True, "gitea": False, "nextcloud": True, "ocserv": True, "pleroma": True}
-    out = call(bus, "org.freedesktop.DBus.Properties", "Get", "ss", SERVICES, "Enabled")
+    out = call(bus, PROPERTIES, "Get", "ss", SERVICES, "Enabled")
     assert out[0]["data"] == enabled
 
     assert api.post("/services/gitea/enable").status_code == 200
     assert signals.wait(1) == [(SERVICES, {"Enabled": {**enabled, "gitea": True}})]
     # Enabling it again changes nothing and says nothing; the next real change is the next signal.
-    mtime = (root / "etc/nixos/userdata/userdata.json").stat().st_mtime_ns
+    mtime = userdata_path(root).stat().st_mtime_ns
     assert api.post("/services/gitea/enable").status_code == 200
-    assert (root / "etc/nixos/userdata/userdata.json").stat().st_mtime_ns == mtime
+    assert userdata_path(root).stat().st_mtime_ns == mtime
     call(bus, SERVICES, "Disable", "s", "pleroma")
     assert signals.wait(2)[1] == (SERVICES, {"Enabled": {**enabled, "gitea": True, "pleroma": False}})
     assert len(signals.received) == 2
 
 
 def test_a_missing_section_is_created_and_unknown_services_are_refused(api, bus, root):
-    path = root / "etc/nixos/userdata/userdata.json"
-    data = userdata(root)
-    del data["ocserv"]
-    path.write_text(json.dumps(data))
-    assert call(bus, "org.freedesktop.DBus.Properties", "Get", "ss", SERVICES, "Enabled")[0]["data"]["ocserv"] \
+    edit_in_place(root, lambda data: data.pop("ocserv"))
+    assert call(bus, PROPERTIES, "Get", "ss", SERVICES, "Enabled")[0]["data"]["ocserv"] \
         is False
     assert api.post("/services/ocserv/enable").status_code == 200
     assert userdata(root)["ocserv"] == {"enable": True}

@@ -17,6 +17,7 @@ from stack import PYTHON, REPO, Daemon, env_for_children
 from systemd_helpers import LogindMock, demo_systemd
 from test_backups import PASSWORD, daemon_env, private_tmp, repo  # noqa: F401  (fixtures)
 from test_system import upstream, git  # noqa: F401  (fixture)
+from userdata_helpers import userdata
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8e1s9PpN0NnVbNw0Kf3xQq7eS1n4Yk5y6Ahq3Zr0b spdctl@test"
 
@@ -153,7 +154,7 @@ def test_ssh(ctl, api):
 def test_services_timezone_auto_upgrade(ctl, api, root):
     ctl("services", "enable", "gitea", check=0)
     ctl("services", "disable", "nextcloud", check=0)
-    services = json.loads((root / "etc/nixos/userdata/userdata.json").read_text())
+    services = userdata(root)
     assert services["gitea"]["enable"] is True and services["nextcloud"]["enable"] is False
     ctl("timezone", "Europe/Berlin", check=0)
     assert api.get("/system/configuration/timezone").json() == "Europe/Berlin"

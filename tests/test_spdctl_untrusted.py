@@ -14,9 +14,10 @@ from strangers_helpers import ESCAPED, FORGER, HOSTILE
 from systemd_helpers import MOCK
 from test_spdctl import _lines, ctl, daemon, mocks  # noqa: F401  (fixtures)
 from test_backups import daemon_env, private_tmp, repo  # noqa: F401  (fixtures of the daemon above)
+from userdata_helpers import edit_in_place
 
-DBUS = "org.freedesktop.DBus"
-SYSTEM = "org.selfprivacy.System1"
+from spd.contract import DBUS, SYSTEM
+
 MANAGER = "org.freedesktop.systemd1.Manager"
 UNIT = "sp-nixos-upgrade.service"
 HELD_JOB = "/org/freedesktop/systemd1/Job/4242"
@@ -134,13 +135,13 @@ def test_a_job_result_is_printed_escaped(ctl, held_job):
 def root(root):
     """userdata.json edited by hand: a user, an SSH key's comment, a root key and the timezone with
     control characters."""
-    path = root / "etc/nixos/userdata/userdata.json"
-    data = json.loads(path.read_text())
-    data["ssh"]["rootKeys"].append(f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8 root@{HOSTILE}")
-    data["users"][0]["sshKeys"][0] += HOSTILE
-    data["timezone"] += HOSTILE
-    data["users"].append({"username": f"eve{HOSTILE}\x9b31m", "hashedPassword": "x"})
-    path.write_text(json.dumps(data))
+    def change(data):
+        data["ssh"]["rootKeys"].append(f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8 root@{HOSTILE}")
+        data["users"][0]["sshKeys"][0] += HOSTILE
+        data["timezone"] += HOSTILE
+        data["users"].append({"username": f"eve{HOSTILE}\x9b31m", "hashedPassword": "x"})
+
+    edit_in_place(root, change)
     return root
 
 

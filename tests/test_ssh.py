@@ -2,55 +2,37 @@
 
 import asyncio
 import base64
-import json
 import os
 
 import httpx
 import pytest
+from dbus_fast import Variant
 
 import ssh_helpers as keys
-from bus_client import BusClient
-from stack import TOKEN, busctl, call, eventually, get_property
+from stack import BUS_NAME, PATH, TOKEN, busctl, call, eventually, get_property, refusal
+from userdata_helpers import edit_by_rename, edit_in_place, userdata, userdata_path
 
-SSH = "org.selfprivacy.SSH1"
+from spd.contract import PROPERTIES, SSH
+
 ROOT_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPP56BVBjHNwYn/m8ynDdGYWr1MQeI6P6zK99m7WeSHT "
             "tester@laptop")
-
-
-def path(root):
-    return root / "etc/nixos/userdata/userdata.json"
-
-
-def userdata(root) -> dict:
-    return json.loads(path(root).read_text())
-
-
-def replace_userdata(root, data: dict) -> None:
-    tmp = path(root).with_name("edit.tmp")
-    tmp.write_text(json.dumps(data, indent=4))
-    os.replace(tmp, path(root))
 
 
 # --- settings ------------------------------------------------------------------------------
 
 def test_get_settings(api, root, bus):
     assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": True}
-    assert busctl(bus, "get-property", "org.selfprivacy.Daemon", "/org/selfprivacy/Daemon", SSH,
+    assert busctl(bus, "get-property", BUS_NAME, PATH, SSH,  # as an operator reads it
                   "PasswordAuthentication") == {"type": "b", "data": True}
-    data = userdata(root)
-    data["ssh"]["passwordAuthentication"] = False
-    replace_userdata(root, data)
+    edit_by_rename(root, lambda data: data["ssh"].update(passwordAuthentication=False))
     changed = {"enable": True, "passwordAuthentication": False}
     assert eventually(lambda: api.get("/services/ssh").json(), changed) == changed
 
 
 def test_settings_default_to_true(api, root):
-    data = userdata(root)
-    del data["ssh"]["enable"], data["ssh"]["passwordAuthentication"]
-    replace_userdata(root, data)
+    edit_by_rename(root, lambda data: [data["ssh"].pop("enable"), data["ssh"].pop("passwordAuthentication")])
     assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": True}
-    del data["ssh"]
-    replace_userdata(root, data)
+    edit_by_rename(root, lambda data: data.pop("ssh"))
     assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": True}
     assert api.post("/services/ssh/enable").status_code == 200
     # Written as asked, though absent means the same: that meaning is the NixOS configuration's.
@@ -70,13 +52,13 @@ def test_put_sets_only_given_fields(api, root):
 
 
 def test_put_refuses_non_booleans(api, root):
-    before = path(root).read_bytes()
+    before = userdata_path(root).read_bytes()
     for body in ({"enable": "false"}, {"enable": 0}, {"passwordAuthentication": "yes"},
                  {"enable": True, "passwordAuthentication": [True]}, {"enable": True, "port": 22}, [True]):
         r = api.put("/services/ssh", json=body)
         assert r.status_code == 400, (body, r.text)
         assert r.json()["error"]
-    assert path(root).read_bytes() == before
+    assert userdata_path(root).read_bytes() == before
 
 
 def test_post_enable(api, root):
@@ -88,71 +70,51 @@ def test_post_enable(api, root):
     assert userdata(root)["ssh"]["enable"] is True
 
 
-def _changes(signals):
-    """The SSH1 properties each PropertiesChanged names (the daemon sends names, never values)."""
-    assert all(not s.body[1] for s in signals if s.member == "PropertiesChanged"), signals
-    return [s.body[2] for s in signals if s.member == "PropertiesChanged" and s.body[0] == SSH]
+def _changes(signals, count: int) -> list:
+    """The SSH1 properties each of the first `count` PropertiesChanged names (the daemon sends
+    names, never values)."""
+    signals.wait(count)
+    assert all(not changed for _, changed, _ in signals.raw), signals.raw
+    return [names for interface, _, names in signals.raw if interface == SSH]
 
 
-def test_properties_changed_once_per_change_and_never_for_same_value(api, bus, daemon):
-    client = BusClient(bus.address)
-    try:
-        client.watch("type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
-                     "path='/org/selfprivacy/Daemon'")
-        assert api.put("/services/ssh", json={"enable": True}).status_code == 200  # same value
-        assert api.put("/services/ssh", json={"enable": False}).status_code == 200
-        assert api.put("/services/ssh", json={"enable": False}).status_code == 200  # same value
-        call(bus, SSH, "SetPasswordAuthentication", "b", "true")  # same value
-        call(bus, SSH, "SetPasswordAuthentication", "b", "false")
-        assert api.post("/services/ssh/enable").status_code == 200
-        assert api.post("/services/ssh/enable").status_code == 200  # same value
-        assert api.put("/services/ssh", json={"enable": False, "passwordAuthentication": True}).status_code == 200
-        # The last change is signalled before its reply, so everything earlier has arrived too.
-        signals = client.wait_signals(5)
-        assert _changes(signals) == [["Enable"], ["PasswordAuthentication"], ["Enable"], ["Enable"],
-                                     ["PasswordAuthentication"]]
-        assert api.get("/services/ssh").json() == {"enable": False, "passwordAuthentication": True}
-    finally:
-        client.close()
+def test_properties_changed_once_per_change_and_never_for_same_value(api, bus, signals):
+    assert api.put("/services/ssh", json={"enable": True}).status_code == 200  # same value
+    assert api.put("/services/ssh", json={"enable": False}).status_code == 200
+    assert api.put("/services/ssh", json={"enable": False}).status_code == 200  # same value
+    call(bus, SSH, "SetPasswordAuthentication", "b", "true")  # same value
+    call(bus, SSH, "SetPasswordAuthentication", "b", "false")
+    assert api.post("/services/ssh/enable").status_code == 200
+    assert api.post("/services/ssh/enable").status_code == 200  # same value
+    assert api.put("/services/ssh", json={"enable": False, "passwordAuthentication": True}).status_code == 200
+    # The last change is signalled before its reply, so everything earlier has arrived too.
+    assert _changes(signals, 5) == [["Enable"], ["PasswordAuthentication"], ["Enable"], ["Enable"],
+                                    ["PasswordAuthentication"]]
+    assert api.get("/services/ssh").json() == {"enable": False, "passwordAuthentication": True}
 
 
-def test_a_setting_is_written_as_asked_even_when_absent_means_the_same(api, bus, daemon, root):
+def test_a_setting_is_written_as_asked_even_when_absent_means_the_same(api, bus, root, signals):
     """What an absent key means is the NixOS configuration's choice: the value given is written.
     The effective value does not change, so no signal goes out."""
-    data = userdata(root)
-    del data["ssh"]["enable"], data["ssh"]["passwordAuthentication"]
-    path(root).write_text(json.dumps(data, indent=4))
+    edit_in_place(root, lambda data: [data["ssh"].pop("enable"), data["ssh"].pop("passwordAuthentication")])
     assert api.get("/services/ssh").json() == {"enable": True, "passwordAuthentication": True}
-    client = BusClient(bus.address)
-    try:
-        client.watch("type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
-                     "path='/org/selfprivacy/Daemon'")
-        assert api.put("/services/ssh", json={"enable": True}).status_code == 200
-        assert userdata(root)["ssh"]["enable"] is True and "passwordAuthentication" not in userdata(root)["ssh"]
-        assert api.put("/services/ssh", json={"passwordAuthentication": True}).status_code == 200
-        assert userdata(root)["ssh"]["passwordAuthentication"] is True
-        assert api.put("/services/ssh", json={"passwordAuthentication": False}).status_code == 200
-        assert _changes(client.wait_signals(1)) == [["PasswordAuthentication"]]
-        assert get_property(bus, SSH, "PasswordAuthentication") is False
-    finally:
-        client.close()
+    assert api.put("/services/ssh", json={"enable": True}).status_code == 200
+    assert userdata(root)["ssh"]["enable"] is True and "passwordAuthentication" not in userdata(root)["ssh"]
+    assert api.put("/services/ssh", json={"passwordAuthentication": True}).status_code == 200
+    assert userdata(root)["ssh"]["passwordAuthentication"] is True
+    assert api.put("/services/ssh", json={"passwordAuthentication": False}).status_code == 200
+    assert _changes(signals, 1) == [["PasswordAuthentication"]]
+    assert get_property(bus, SSH, "PasswordAuthentication") is False
 
 
 def test_setters_over_dbus(bus, daemon, root):
-    client = BusClient(bus.address)
-    try:
-        from dbus_fast import Variant
-        assert client.call(SSH, "SetEnable", "s", "no").error_name is not None  # not a boolean
-        reply = client.call_raw("org.selfprivacy.Daemon", "/org/selfprivacy/Daemon",
-                                "org.freedesktop.DBus.Properties", "Set", "ssv",
-                                [SSH, "Enable", Variant("b", False)])
-        assert reply.error_name is not None  # read-only: changes are Set<Property> methods
-        assert userdata(root)["ssh"]["enable"] is True
-        call(bus, SSH, "SetEnable", "b", "false")
-        assert userdata(root)["ssh"]["enable"] is False
-        assert get_property(bus, SSH, "Enable") is False
-    finally:
-        client.close()
+    refusal(bus, SSH, "SetEnable", "s", "no")  # not a boolean
+    # read-only: changes are Set<Property> methods
+    refusal(bus, PROPERTIES, "Set", "ssv", SSH, "Enable", Variant("b", False))
+    assert userdata(root)["ssh"]["enable"] is True
+    call(bus, SSH, "SetEnable", "b", "false")
+    assert userdata(root)["ssh"]["enable"] is False
+    assert get_property(bus, SSH, "Enable") is False
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -241,27 +203,27 @@ def invalid_keys() -> dict:
 
 
 def test_invalid_keys_are_refused_and_never_written(api, root):
-    before = path(root).read_bytes()
+    before = userdata_path(root).read_bytes()
     for name, key in invalid_keys().items():
         for method, url in (("PUT", "/services/ssh/key/send"), ("POST", "/services/ssh/keys/user1"),
                             ("POST", "/services/ssh/keys/tester")):
             r = api.request(method, url, json={"public_key": key})
             assert r.status_code == 400, (name, url, r.text)
             assert r.json()["error"]
-    assert path(root).read_bytes() == before
-    text = path(root).read_text()
+    assert userdata_path(root).read_bytes() == before
+    text = userdata_path(root).read_text()
     assert "command=" not in text and "evil" not in text and "ssh-dss" not in text
 
 
 def test_add_user_key_failures(api, root):
     key = keys.ed25519()
-    before = path(root).read_bytes()
+    before = userdata_path(root).read_bytes()
     r = api.post("/services/ssh/keys/root", json={"public_key": key})
     assert (r.status_code, r.json()) == (400, {"error": "The keys of root are added with AddRootKey, not AddKey"})
     assert api.post("/services/ssh/keys/ghost", json={"public_key": key}).status_code == 404
     assert api.post("/services/ssh/keys/user1", json={}).status_code == 400
     assert api.post("/services/ssh/keys/user1", json={"public_key": 5}).status_code == 400
-    assert path(root).read_bytes() == before
+    assert userdata_path(root).read_bytes() == before
     assert api.post("/services/ssh/keys/user1", json={"public_key": key}).status_code == 201
     assert api.post("/services/ssh/keys/user1", json={"public_key": key}).status_code == 409
     assert api.post("/services/ssh/keys/tester", json={"public_key": ROOT_KEY}).status_code == 409
@@ -279,7 +241,7 @@ def test_delete_keys(api, root):
     other_comment = ROOT_KEY.rsplit(" ", 1)[0] + " elsewhere"
     assert api.request("DELETE", "/services/ssh/keys/tester", json={"public_key": other_comment}).status_code == 200
     assert userdata(root)["sshKeys"] == []
-    before = path(root).read_bytes()
+    before = userdata_path(root).read_bytes()
     for url, key, status in [("/services/ssh/keys/ghost", ROOT_KEY, 404),
                              ("/services/ssh/keys/root", keys.ed25519(), 404),
                              ("/services/ssh/keys/root", "not a key", 404),
@@ -287,7 +249,7 @@ def test_delete_keys(api, root):
         r = api.request("DELETE", url, json={"public_key": key})
         assert r.status_code == status, (url, key, r.text)
     assert api.request("DELETE", "/services/ssh/keys/root", json={}).status_code == 400
-    assert path(root).read_bytes() == before
+    assert userdata_path(root).read_bytes() == before
 
 
 def test_last_root_key_leaves_placeholder(api, root):
@@ -302,9 +264,7 @@ def test_last_root_key_leaves_placeholder(api, root):
 
 
 def test_legacy_malformed_key_can_be_removed(api, root):
-    data = userdata(root)
-    data["users"][1]["sshKeys"] = ["ssh-ed25519 not-really-a-key old"]
-    replace_userdata(root, data)
+    edit_by_rename(root, lambda data: data["users"][1].update(sshKeys=["ssh-ed25519 not-really-a-key old"]))
     assert api.get("/services/ssh/keys/user2").json() == ["ssh-ed25519 not-really-a-key old"]
     r = api.request("DELETE", "/services/ssh/keys/user2", json={"public_key": "ssh-ed25519 not-really-a-key old"})
     assert r.status_code == 200, r.text
@@ -326,24 +286,40 @@ def test_twenty_concurrent_key_additions(gateway, root):
 
 
 def test_ssh_routes_need_a_token(anon, root):
-    before = path(root).read_bytes()
+    before = userdata_path(root).read_bytes()
     for method, url in [("GET", "/services/ssh"), ("PUT", "/services/ssh"), ("POST", "/services/ssh/enable"),
                         ("PUT", "/services/ssh/key/send"), ("GET", "/services/ssh/keys/root"),
                         ("POST", "/services/ssh/keys/user1"), ("DELETE", "/services/ssh/keys/user1")]:
         assert anon.request(method, url).status_code == 401, url
-    assert path(root).read_bytes() == before
+    assert userdata_path(root).read_bytes() == before
 
 
 @pytest.mark.parametrize("member, args", [("AddRootKey", ("s", "command=x ssh-ed25519 AAAA")),
                                           ("AddKey", ("ss", "user1", "ssh-rsa AAAA\nssh-rsa BBBB"))])
 def test_key_errors_over_dbus(bus, daemon, member, args):
-    client = BusClient(bus.address)
-    try:
-        assert client.call(SSH, member, *args).error_name == "org.selfprivacy.Error.InvalidArgument"
-        assert client.call(SSH, "AddKey", "ss", "ghost", keys.ed25519()).error_name == \
-            "org.selfprivacy.Error.NotFound"
-        assert client.call(SSH, "AddKey", "ss", "root", keys.ed25519()).error_name == \
-            "org.selfprivacy.Error.InvalidArgument"
-        assert client.call(SSH, "AddRootKey", "s", ROOT_KEY).error_name == "org.selfprivacy.Error.AlreadyExists"
-    finally:
-        client.close()
+    assert refusal(bus, SSH, member, *args).name == "org.selfprivacy.Error.InvalidArgument"
+    assert refusal(bus, SSH, "AddKey", "ss", "ghost", keys.ed25519()).name == "org.selfprivacy.Error.NotFound"
+    assert refusal(bus, SSH, "AddKey", "ss", "root", keys.ed25519()).name == "org.selfprivacy.Error.InvalidArgument"
+    assert refusal(bus, SSH, "AddRootKey", "s", ROOT_KEY).name == "org.selfprivacy.Error.AlreadyExists"
+
+
+def test_user_entry_without_keys(api, root):
+    """user2 of the demo server has no sshKeys: listed as none, and a key can be added."""
+    assert api.get("/services/ssh/keys/user2").json() == []
+    key = keys.ed25519("k")
+    assert api.post("/services/ssh/keys/user2", json={"public_key": key}).status_code == 201
+    assert api.get("/services/ssh/keys/user2").json() == [key]
+
+
+def test_keys_with_odd_whitespace_and_comments(api, root):
+    """Tabs and runs of spaces around the parts, a comment with inner spaces or none: stored as
+    `TYPE BLOB comment`, found again whatever the comment or spacing when removed."""
+    kind, blob = keys.ed25519("odd").split()[:2]
+    r = api.post("/services/ssh/keys/user2", json={"public_key": f" \t{kind}\t\t{blob}   my  laptop \t"})
+    assert r.status_code == 201, r.text
+    assert api.get("/services/ssh/keys/user2").json() == [f"{kind} {blob} my  laptop"]
+    r = api.post("/services/ssh/keys/user2", json={"public_key": f"{kind} {blob}"})
+    assert r.status_code == 409, r.text
+    r = api.request("DELETE", "/services/ssh/keys/user2", json={"public_key": f"{kind}  {blob} other"})
+    assert r.status_code == 200, r.text
+    assert api.get("/services/ssh/keys/user2").json() == []

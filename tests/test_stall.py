@@ -23,14 +23,12 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from spd.runtime import stall
+from spd.contract import BACKUPS, PROPERTIES, SERVICES, SSH, SYSTEM, TOKENS, USERS
 from stack import BUS_NAME, PATH, Daemon
 
 STALL_MS = 20
 SECONDS = 8
 READERS = 4
-TOKENS, USERS, SYSTEM, SSH, SERVICES, BACKUPS = (f"org.selfprivacy.{n}1" for n in
-                                                ("Tokens", "Users", "System", "SSH", "Services", "Backups"))
-PROPERTIES = "org.freedesktop.DBus.Properties"
 REPORT = re.compile(r"spd\.stall: (\w+): held the loop ([\d.]+) ms \(wall ([\d.]+) ms, ([\d.]+) ms waiting "
                     r"for a CPU\)(?:, not a stall)?: (.*)")
 READS = [
@@ -54,6 +52,7 @@ async def _workload(address: str, seconds: float) -> dict:
     counts = {"reads": 0, "token writes": 0, "users created and deleted": 0, "timezone changes": 0,
               "ssh/service/auto-upgrade changes": 0, "backups started": 0}
     deadline = time.monotonic() + seconds
+    # Many callers at once on one loop: a load that stack.call (a connection per call) cannot make.
     buses = [await MessageBus(bus_address=address).connect() for _ in range(READERS + 5)]
 
     async def reader(bus):

@@ -16,10 +16,8 @@ from strangers_helpers import FORGE, Listener, invalidated, leaks
 from test_backups import PASSWORD, daemon_env, private_tmp, repo, restic  # noqa: F401 (fixtures)
 from test_deploy import gateway_group, reachable, system_bus  # noqa: F401 (fixtures)
 
-USERS = "org.selfprivacy.Users1"
-SSH = "org.selfprivacy.SSH1"
-TOKENS = "org.selfprivacy.Tokens1"
-BACKUPS = "org.selfprivacy.Backups1"
+from spd.contract import BACKUPS, SSH, TOKENS, USERS
+
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 

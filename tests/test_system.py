@@ -1,38 +1,23 @@
 """System1 and the /system routes, against python-dbusmock's systemd and logind on the test bus."""
 
-import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
 
-from stack import BUS_NAME, PATH, PYTHON, call, eventually, get_property
-from systemd_helpers import MOCK, logind, signals, systemd  # noqa: F401
+from stack import PYTHON, call, eventually, get_property
+from systemd_helpers import MOCK, logind, systemd  # noqa: F401
+from userdata_helpers import edit_in_place, userdata, userdata_path
 
-SYSTEM = "org.selfprivacy.System1"
+from spd.contract import SYSTEM
+
 UNITS = {"apply": "sp-nixos-rebuild.service", "upgrade": "sp-nixos-upgrade.service",
          "rollback": "sp-nixos-rollback.service"}
-
-
-def userdata_path(root):
-    return root / "etc/nixos/userdata/userdata.json"
-
-
-def userdata(root):
-    return json.loads(userdata_path(root).read_text())
-
-
-def edit_userdata(root, change):
-    data = userdata(root)
-    change(data)
-    userdata_path(root).write_text(json.dumps(data))
-
-
-def prop(bus, name):
-    return call(bus, "org.freedesktop.DBus.Properties", "Get", "ss", SYSTEM, name)[0]["data"]
 
 
 # --- rebuild / upgrade / rollback / reboot ------------------------------------------------------
@@ -51,7 +36,7 @@ def test_actions_start_their_units_and_track_the_jobs(systemd, api, bus, signals
     # Each job's result, from systemd's JobRemoved, is kept per action.
     deadline = time.monotonic() + 10
     while True:
-        jobs = prop(bus, "Jobs")
+        jobs = get_property(bus, SYSTEM, "Jobs")
         if all(result == "done" for _, result in jobs.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -93,12 +78,13 @@ def test_a_call_running_when_spd_is_stopped_is_still_answered(logind, daemon, bu
     spd's SIGTERM comes before it can reply. It answers the calls in flight, then leaves."""
     logind.call(MOCK, "AddMethod", "sssss", "org.freedesktop.login1.Manager", "Reboot", "b", "",
                 "time.sleep(2)")  # logind answers late
-    caller = subprocess.Popen(["busctl", f"--address={bus.address}", "call", BUS_NAME, PATH, SYSTEM, "Reboot"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    answers = []
+    caller = threading.Thread(target=lambda: answers.append(call(bus, SYSTEM, "Reboot")))
+    caller.start()
     time.sleep(1)  # the call is with logind by now
     daemon.process.proc.send_signal(signal.SIGTERM)
-    out, _ = caller.communicate(timeout=30)
-    assert caller.returncode == 0, out
+    caller.join(30)
+    assert answers == [[]]
     assert daemon.process.proc.wait(10) == 0
     assert "reboot requested from logind" in daemon.process.log()
 
@@ -109,7 +95,7 @@ def test_actions_are_503_when_systemd_or_logind_is_not_on_the_bus(api, bus):
         r = api.get(path)
         assert r.status_code == 503, path
         assert ("logind" if path == "/system/reboot" else "systemd") in r.json()["error"]
-    assert prop(bus, "Jobs") == {}
+    assert get_property(bus, SYSTEM, "Jobs") == {}
 
 
 # --- versions ----------------------------------------------------------------------------------
@@ -133,7 +119,7 @@ def test_python_version(api):
 
 def test_timezone_defaults_when_unset(api, root):
     assert api.get("/system/configuration/timezone").json() == "Europe/Moscow"
-    edit_userdata(root, lambda data: data.pop("timezone"))
+    edit_in_place(root, lambda data: data.pop("timezone"))
     assert eventually(lambda: api.get("/system/configuration/timezone").json(), "Europe/Uzhgorod") \
         == "Europe/Uzhgorod"
 
@@ -145,7 +131,7 @@ def test_timezone_is_set_and_signalled_once(api, bus, root, signals):
     assert r.json() == "Timezone changed"
     assert userdata(root) == {**before, "timezone": "America/Argentina/Buenos_Aires"}
     assert api.get("/system/configuration/timezone").json() == "America/Argentina/Buenos_Aires"
-    assert prop(bus, "Timezone") == "America/Argentina/Buenos_Aires"
+    assert get_property(bus, SYSTEM, "Timezone") == "America/Argentina/Buenos_Aires"
     assert signals.wait(1) == [(SYSTEM, {"Timezone": "America/Argentina/Buenos_Aires"})]
 
     # The same value again: 200, no write, no signal (the next signal is the next real change).
@@ -187,9 +173,9 @@ def test_empty_body_is_400(api, root):
 
 def test_auto_upgrade_defaults(api, root):
     read = lambda: api.get("/system/configuration/autoUpgrade").json()  # noqa: E731
-    edit_userdata(root, lambda data: data.pop("autoUpgrade"))
+    edit_in_place(root, lambda data: data.pop("autoUpgrade"))
     assert eventually(read, {"enable": True, "allowReboot": False}) == {"enable": True, "allowReboot": False}
-    edit_userdata(root, lambda data: data.__setitem__("autoUpgrade", {"allowReboot": True}))
+    edit_in_place(root, lambda data: data.__setitem__("autoUpgrade", {"allowReboot": True}))
     assert eventually(read, {"enable": True, "allowReboot": True}) == {"enable": True, "allowReboot": True}
 
 
@@ -200,7 +186,7 @@ def test_auto_upgrade_sets_only_the_fields_given(api, bus, root, signals):
     assert r.json() == "Auto-upgrade settings changed"
     assert userdata(root) == {**before, "autoUpgrade": {"enable": True, "allowReboot": True}}
     assert signals.wait(1) == [(SYSTEM, {"AllowReboot": True})]
-    assert (prop(bus, "AutoUpgrade"), prop(bus, "AllowReboot")) == (True, True)
+    assert (get_property(bus, SYSTEM, "AutoUpgrade"), get_property(bus, SYSTEM, "AllowReboot")) == (True, True)
 
     # Same values: no signal. Then both at once: one signal with what changed.
     assert api.put("/system/configuration/autoUpgrade", json={"enable": True, "allowReboot": True}).status_code == 200
@@ -222,14 +208,12 @@ def test_auto_upgrade_refuses_non_booleans(api, root):
 def test_auto_upgrade_settings_are_written_as_asked(api, bus, daemon, root):
     """Absent keys are written when set, even to what their absence means; each setting has its
     own Set method and property."""
-    data = json.loads(userdata_path(root).read_text())
-    data.pop("autoUpgrade", None)
-    userdata_path(root).write_text(json.dumps(data, indent=4))
+    edit_in_place(root, lambda data: data.pop("autoUpgrade", None))
     assert api.get("/system/configuration/autoUpgrade").json() == {"enable": True, "allowReboot": False}
     assert api.put("/system/configuration/autoUpgrade", json={"enable": True}).status_code == 200
-    assert json.loads(userdata_path(root).read_text())["autoUpgrade"] == {"enable": True}
+    assert userdata(root)["autoUpgrade"] == {"enable": True}
     call(bus, SYSTEM, "SetAllowReboot", "b", "false")
-    assert json.loads(userdata_path(root).read_text())["autoUpgrade"] == {"enable": True, "allowReboot": False}
+    assert userdata(root)["autoUpgrade"] == {"enable": True, "allowReboot": False}
     call(bus, SYSTEM, "SetAllowReboot", "b", "true")
     assert get_property(bus, SYSTEM, "AllowReboot") is True and get_property(bus, SYSTEM, "AutoUpgrade") is True
 
@@ -277,7 +261,7 @@ def test_pull_brings_a_new_commit(upstream, api, root):
     assert body["status"] == 0 and body["message"]
     assert "configuration.nix" in body["data"] and "Fast-forward" in body["data"]
     assert (root / "etc/nixos/configuration.nix").read_text() == "{ services.gitea.enable = true; }\n"
-    assert (root / "etc/nixos/userdata/userdata.json").exists()
+    assert userdata_path(root).exists()
 
     # Nothing new is still a success.
     r = api.get("/system/configuration/pull")
@@ -306,3 +290,23 @@ def test_pull_without_upstream_is_500(upstream, api, root):
     assert r.status_code == 500
     assert r.json()["status"] != 0
     assert "does not appear to be a git repository" in r.json()["data"]
+
+
+def test_pull_never_uses_a_repository_above_etc_nixos(api, root, tmp_path):
+    """etc/nixos is not a git checkout but etc is one (etckeeper): git must not pull etc."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@e", "-c", "init.defaultBranch=main"]
+    upstream = tmp_path / "upstream"
+    subprocess.run(git + ["init", "-q", str(upstream)], check=True)
+    (upstream / "new-file").write_text("from upstream\n")
+    subprocess.run(git + ["-C", str(upstream), "add", "-A"], check=True)
+    subprocess.run(git + ["-C", str(upstream), "commit", "-qm", "one"], check=True)
+    subprocess.run(git + ["clone", "-q", str(upstream), str(tmp_path / "etc-clone")], check=True)
+    shutil.move(str(tmp_path / "etc-clone" / ".git"), str(root / "etc" / ".git"))
+    subprocess.run(git + ["-C", str(root / "etc"), "reset", "-q", "--mixed", "HEAD"], check=True)
+    (upstream / "newer-file").write_text("from upstream\n")
+    subprocess.run(git + ["-C", str(upstream), "add", "-A"], check=True)
+    subprocess.run(git + ["-C", str(upstream), "commit", "-qm", "two"], check=True)
+    r = api.get("/system/configuration/pull")
+    assert r.status_code == 500 and r.json()["status"] != 0, r.text
+    assert "not a git repository" in r.json()["data"], r.text
+    assert not (root / "etc" / "newer-file").exists()

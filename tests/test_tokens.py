@@ -10,9 +10,11 @@ import httpx
 import pytest
 from mnemonic import Mnemonic
 
-from stack import SECOND_TOKEN, TOKEN, Daemon, call, dbus_call, files_containing, get_property
+from stack import BUS_NAME, PATH, SECOND_TOKEN, TOKEN, Daemon, call, files_containing, get_property, refusal
+from userdata_helpers import userdata, userdata_path
 
-TOKENS = "org.selfprivacy.Tokens1"
+from spd.contract import TOKENS, USERS
+
 STORE = "var/lib/spd/tokens.json"
 
 
@@ -48,8 +50,7 @@ def test_legacy_tokens_are_imported_and_leave_no_plaintext(api, gateway, root):
         assert files_containing(root, secret) == []
     assert not (root / "etc/nixos/userdata/tokens.json").exists()
     assert (root / STORE).stat().st_mode & 0o777 == 0o600
-    userdata = json.loads((root / "etc/nixos/userdata/userdata.json").read_text())
-    assert userdata["api"] == {"enableSwagger": False, "skippedMigrations": []}
+    assert userdata(root)["api"] == {"enableSwagger": False, "skippedMigrations": []}
 
 
 def test_api_token_from_userdata_without_tokens_json(bus, root, tmp_path):
@@ -93,8 +94,8 @@ def test_legacy_recovery_token_with_odd_uses_cannot_be_used(bus, root, tmp_path,
     d = Daemon(bus, root, tmp_path)
     try:
         assert get_property(bus, TOKENS, "Recovery")[1:2] == [False]
-        error, _ = dbus_call(bus, TOKENS, "UseRecovery", "ss", Mnemonic("english").to_mnemonic(recovery), "x")
-        assert error == "org.selfprivacy.Error.NotFound"
+        error = refusal(bus, TOKENS, "UseRecovery", "ss", Mnemonic("english").to_mnemonic(recovery), "x")
+        assert error.name == "org.selfprivacy.Error.NotFound"
     finally:
         assert d.stop() == 0
 
@@ -132,7 +133,7 @@ def test_refresh_replaces_the_callers_token_at_once(api, gateway, bus):
     assert api.get("/auth/tokens").status_code == 401  # old token, cached a moment ago
     ok = httpx.get(gateway.url + "/auth/tokens", headers={"Authorization": f"Bearer {new}"})
     assert ok.status_code == 200 and [t["name"] for t in ok.json() if t["is_caller"]] == ["primary_token"]
-    assert dbus_call(bus, TOKENS, "Authenticate", "s", TOKEN)[0] == "org.selfprivacy.Error.NotFound"
+    assert refusal(bus, TOKENS, "Authenticate", "s", TOKEN).name == "org.selfprivacy.Error.NotFound"
 
 
 def test_delete_token(api, gateway):
@@ -382,24 +383,80 @@ def test_tokens_over_dbus(daemon, bus):
     token = call(bus, TOKENS, "AuthorizeNewDevice", "ss", words, "desk top")[0]
     assert call(bus, TOKENS, "Authenticate", "s", token) == ["desk_top"]
     new = call(bus, TOKENS, "Refresh", "s", token)[0]
-    assert dbus_call(bus, TOKENS, "Authenticate", "s", token)[0] == "org.selfprivacy.Error.NotFound"
+    assert refusal(bus, TOKENS, "Authenticate", "s", token).name == "org.selfprivacy.Error.NotFound"
     call(bus, TOKENS, "Delete", "s", "desk_top")
-    assert dbus_call(bus, TOKENS, "Authenticate", "s", new)[0] == "org.selfprivacy.Error.NotFound"
+    assert refusal(bus, TOKENS, "Authenticate", "s", new).name == "org.selfprivacy.Error.NotFound"
     words = call(bus, TOKENS, "CreateRecovery", "si", "", 1)[0]
     assert get_property(bus, TOKENS, "Recovery")[:2] == [True, True]
     assert call(bus, TOKENS, "UseRecovery", "ss", words, "x")[0]
-    assert dbus_call(bus, TOKENS, "UseRecovery", "ss", words, "x") == (
-        "org.selfprivacy.Error.NotFound", ["Token not found or expired"])
+    error = refusal(bus, TOKENS, "UseRecovery", "ss", words, "x")
+    assert (error.name, error.text) == ("org.selfprivacy.Error.NotFound", "Token not found or expired")
     call(bus, TOKENS, "CreateNewDevice")
     call(bus, TOKENS, "ForgetNewDevice")
-    assert dbus_call(bus, TOKENS, "CreateRecovery", "si", "garbage", 1)[0] == "org.selfprivacy.Error.InvalidArgument"
-    assert dbus_call(bus, TOKENS, "Delete", "s", "nobody")[0] == "org.selfprivacy.Error.NotFound"
+    assert refusal(bus, TOKENS, "CreateRecovery", "si", "garbage", 1).name == "org.selfprivacy.Error.InvalidArgument"
+    assert refusal(bus, TOKENS, "Delete", "s", "nobody").name == "org.selfprivacy.Error.NotFound"
 
 
 def test_busctl_introspect_shows_tokens(daemon, bus):
-    r = subprocess.run(["busctl", f"--address={bus.address}", "introspect", "org.selfprivacy.Daemon",
-                        "/org/selfprivacy/Daemon", TOKENS], capture_output=True, text=True, check=True)
+    # what an operator types
+    r = subprocess.run(["busctl", f"--address={bus.address}", "introspect", BUS_NAME, PATH, TOKENS],
+                       capture_output=True, text=True, check=True)
     members = {line.split()[0] for line in r.stdout.splitlines() if line.startswith(".")}
     assert {".Authenticate", ".Devices", ".Refresh", ".Delete", ".CreateNewDevice", ".ForgetNewDevice",
             ".AuthorizeNewDevice", ".Recovery", ".CreateRecovery", ".UseRecovery",
             ".Changed"} <= members
+
+
+def test_a_corrupt_legacy_tokens_file_does_not_stop_the_daemon(bus, root, tmp_path):
+    """The 1.2 server's tokens.json cannot be read: spd starts, says so, and keeps the file and
+    userdata's api.token for the operator (nothing imported, nothing lost)."""
+    legacy = root / "etc/nixos/userdata/tokens.json"
+    legacy.write_text('{"tokens": [{"token": "abc"')
+    userdata = userdata_path(root).read_bytes()
+    daemon = Daemon(bus, root, tmp_path)
+    try:
+        assert "tokens.json is not valid JSON" in daemon.process.log()
+        assert get_property(bus, USERS, "Users") == ["user1", "user2"]
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.process.log(), daemon.process.log()
+    assert legacy.read_text() == '{"tokens": [{"token": "abc"'
+    assert userdata_path(root).read_bytes() == userdata
+
+
+def test_a_fixed_legacy_tokens_file_is_imported_at_the_next_start(bus, root, tmp_path):
+    """The operator fixes the 1.2 server's tokens.json: the next start imports it and removes it."""
+    legacy = root / "etc/nixos/userdata/tokens.json"
+    good = legacy.read_text()
+    legacy.write_text('{"tokens": [{"token": "abc"')
+    daemon = Daemon(bus, root, tmp_path)
+    try:
+        assert refusal(bus, TOKENS, "Authenticate", "s", TOKEN).name == "org.selfprivacy.Error.NotFound"
+    finally:
+        assert daemon.stop() == 0
+    legacy.write_text(good)
+    daemon = Daemon(bus, root, tmp_path)
+    try:
+        assert call(bus, TOKENS, "Authenticate", "s", TOKEN) == ["primary_token"]
+        assert "imported 2 device tokens" in daemon.process.log()
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.process.log(), daemon.process.log()
+    assert not legacy.exists()
+    assert files_containing(root, TOKEN) == []
+
+
+def test_a_damaged_token_store_answers_logins_with_500_and_its_message(api, anon, root):
+    """spd's own token store (var/lib/spd/tokens.json) damaged while it runs: every login (a bearer
+    token, a mnemonic) answers 500 with the store's message; fixed, it works again."""
+    store = root / "var/lib/spd/tokens.json"
+    good = store.read_bytes()
+    store.write_text('{"tokens": [')
+    message = {"error": "tokens.json is not valid JSON; refusing to change it"}
+    r = api.get("/auth/tokens")
+    assert (r.status_code, r.json()) == (500, message)
+    r = anon.post("/auth/recovery_token/use", json={"token": "word " * 18, "device": "phone"})
+    assert (r.status_code, r.json()) == (500, message)
+    assert store.read_text() == '{"tokens": ['  # never rewritten
+    store.write_bytes(good)
+    assert api.get("/auth/tokens").status_code == 200

@@ -1,27 +1,21 @@
 """Users over HTTP and D-Bus: GET/POST /users, DELETE /users/<u>, Users1."""
 
 import asyncio
-import json
 import os
 import re
 import subprocess
 import threading
 
 import httpx
-import pytest
 
-from bus_client import BusClient
-from stack import TOKEN, BusctlError, call, get_property
+from stack import TOKEN, call, get_property, refusal
+from userdata_helpers import edit_by_rename, edit_in_place, userdata, userdata_path
 
-USERS = "org.selfprivacy.Users1"
-
-
-def userdata(root) -> dict:
-    return json.loads((root / "etc/nixos/userdata/userdata.json").read_text())
+from spd.contract import USERS
 
 
 def raw(root) -> bytes:
-    return (root / "etc/nixos/userdata/userdata.json").read_bytes()
+    return userdata_path(root).read_bytes()
 
 
 def user_entry(root, name):
@@ -44,12 +38,7 @@ def test_list_users(api, bus):
 
 
 def test_list_users_empty(api, root):
-    path = root / "etc/nixos/userdata/userdata.json"
-    data = userdata(root)
-    del data["users"]
-    tmp = path.with_name("x.tmp")
-    tmp.write_text(json.dumps(data, indent=4))
-    os.replace(tmp, path)
+    edit_by_rename(root, lambda data: data.pop("users"))
     assert api.get("/users").json() == []
 
 
@@ -157,21 +146,15 @@ def test_delete_user_refused(api, root):
 
 
 def test_users_over_dbus(bus, daemon, root):
-    client = BusClient(bus.address)
-    try:
-        assert client.call(USERS, "Create", "ss", "dave", "s3cret").message_type.name == "METHOD_RETURN"
-        assert get_property(bus, USERS, "Users") == ["user1", "user2", "dave"]
-        for args, error in [(("dave", "pw"), "AlreadyExists"), (("root", "pw"), "Reserved"),
-                            (("Dave", "pw"), "InvalidArgument"), (("eve", "a\nb"), "InvalidArgument")]:
-            reply = client.call(USERS, "Create", "ss", *args)
-            assert reply.error_name == f"org.selfprivacy.Error.{error}", args
-        assert client.call(USERS, "Delete", "s", "tester").error_name == "org.selfprivacy.Error.InvalidArgument"
-        assert client.call(USERS, "Delete", "s", "ghost").error_name == "org.selfprivacy.Error.NotFound"
-        call(bus, USERS, "Delete", "s", "dave")
-        with pytest.raises(BusctlError):
-            call(bus, USERS, "Delete", "s", "dave")
-    finally:
-        client.close()
+    call(bus, USERS, "Create", "ss", "dave", "s3cret")
+    assert get_property(bus, USERS, "Users") == ["user1", "user2", "dave"]
+    for args, error in [(("dave", "pw"), "AlreadyExists"), (("root", "pw"), "Reserved"),
+                        (("Dave", "pw"), "InvalidArgument"), (("eve", "a\nb"), "InvalidArgument")]:
+        assert refusal(bus, USERS, "Create", "ss", *args).name == f"org.selfprivacy.Error.{error}", args
+    assert refusal(bus, USERS, "Delete", "s", "tester").name == "org.selfprivacy.Error.InvalidArgument"
+    assert refusal(bus, USERS, "Delete", "s", "ghost").name == "org.selfprivacy.Error.NotFound"
+    call(bus, USERS, "Delete", "s", "dave")
+    refusal(bus, USERS, "Delete", "s", "dave")
     assert user_entry(root, "dave") is None
 
 
@@ -246,3 +229,12 @@ def test_password_never_in_argv_or_environment(gateway, daemon, root):
     assert seen == []
     assert secret not in raw(root).decode()
     assert secret not in gateway.process.log() and secret not in daemon.process.log()
+
+
+def test_users_null_is_no_users(api, root):
+    """`users: null` (as `sshKeys: null`) means none yet: a user can be created."""
+    edit_in_place(root, lambda data: data.update(users=None))
+    assert api.get("/users").json() == []
+    assert api.post("/users", json={"username": "bob", "password": "pw"}).status_code == 201
+    assert api.get("/users").json() == ["bob"]
+    assert [u["username"] for u in userdata(root)["users"]] == ["bob"]
