@@ -18,13 +18,13 @@ import httpx
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from common import SignalCounter, bare_sanic, machine, timezone_script, wrk
-from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
+from common import SignalCounter, bare_sanic, machine, timezone_script, warn_of_tracebacks, workspace, wrk
+from stack import TOKEN, Daemon, Gateway, make_root  # noqa: E402
 from systemd_helpers import demo_systemd  # noqa: E402
 
+from spd.contract import SYSTEM  # noqa: E402
 from spd.rest.routes import ROUTES  # noqa: E402
 
 # Values for path parameters, from the demo server.
@@ -113,10 +113,7 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("bench/run needs wrk (apt-get install wrk; scripts/setup installs it)")
 
-    work = Path(tempfile.mkdtemp(prefix="spd-bench-"))
-    bus = Bus(work / "bus")
-    started = []
-    try:
+    with workspace("spd-bench-") as (work, bus, started):
         root = make_root(work / "root")
         if any(r.path == "/services/status" for r in ROUTES):
             started.append(demo_systemd(bus, work))
@@ -139,7 +136,7 @@ def main():
         wrk(bare_url, max(a.warmup, 1), a.connections, a.threads)
         print(f"{'route':<44} {'req/s':>8} {'ratio':>6} {'same':>6} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
               f"{'ref req/s':>10}")
-        timezones = SignalCounter(bus.address, "org.selfprivacy.System1", "Timezone")
+        timezones = SignalCounter(bus.address, SYSTEM, "Timezone")
         started.append(timezones)
         failing = []
         for label, path, script in routes:
@@ -173,14 +170,7 @@ def main():
             total += m["VmRSS"]
             print(f"{name:<44} {m['VmRSS']:>8.1f} {m['VmHWM']:>8.1f} {m['RssAnon']:>8.1f} {m['RssFile']:>8.1f}")
         print(f"{'together':<44} {total:>8.1f}")
-        for name, proc in (("spd", daemon.process), ("gateway", gateway.process)):
-            if "Traceback" in proc.log():
-                print(f"warning: {name} logged a traceback, see {proc.log_path}", file=sys.stderr)
-    finally:
-        for thing in reversed(started):
-            thing.close() if isinstance(thing, SignalCounter) else thing.stop()
-        bus.stop()
-    shutil.rmtree(work, ignore_errors=True)
+        warn_of_tracebacks({"spd": daemon.process, "gateway": gateway.process})
 
 
 if __name__ == "__main__":

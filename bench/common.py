@@ -1,18 +1,49 @@
-"""Shared by the benchmarks: the test stack's processes, wrk with its numbers parsed, and a counter of
-the daemon's PropertiesChanged signals (what a write really changed)."""
+"""Shared by the benchmarks: a folder with a private bus for the test stack's processes, wrk with its
+numbers parsed, and a counter of the daemon's PropertiesChanged signals (what a write really changed)."""
 
 import asyncio
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
+
+from stack import Bus  # noqa: E402
+
+from spd.contract import DBUS, DBUS_PATH, PROPERTIES, match_rule  # noqa: E402
+
+
+@contextmanager
+def workspace(prefix: str):
+    """(folder, its private bus, `started`): what a benchmark appends to `started` (anything with a
+    stop()) is stopped on the way out, last first, then the bus. The folder goes after a run that ended well; a failed one
+    keeps it, with the processes' logs."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    bus = Bus(work / "bus")
+    started = []
+    try:
+        yield work, bus, started
+    finally:
+        for thing in reversed(started):
+            thing.stop()
+        bus.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def warn_of_tracebacks(processes: dict) -> None:
+    """name -> Process: a benchmark's numbers mean little if one of them hit a bug meanwhile."""
+    for name, proc in processes.items():
+        if "Traceback" in proc.log():
+            print(f"warning: {name} logged a traceback, see {proc.log_path}", file=sys.stderr)
 
 
 def machine() -> str:
@@ -123,10 +154,9 @@ class SignalCounter:
         async def connect():
             bus = await MessageBus(bus_address=address).connect()
             bus.add_message_handler(on_message)
-            await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                   interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                                   body=["type='signal',interface='org.freedesktop.DBus.Properties',"
-                                         f"member='PropertiesChanged',arg0='{interface}'"]))
+            await bus.call(Message(destination=DBUS, path=DBUS_PATH, interface=DBUS, member="AddMatch",
+                                   signature="s", body=[match_rule(interface=PROPERTIES, member="PropertiesChanged",
+                                                                   arg0=interface)]))
             return bus
 
         self.bus = asyncio.run_coroutine_threadsafe(connect(), self.loop).result(10)
@@ -139,7 +169,7 @@ class SignalCounter:
         count, self.count = self.count, 0
         return count
 
-    def close(self):
+    def stop(self):
         self.loop.call_soon_threadsafe(self.bus.disconnect)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)

@@ -15,31 +15,20 @@ Targets (issue 12): an edit seen in < 1 s; 100 streams add < 10 MiB and no measu
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
 from api import machine, memory
-from common import bare_sanic, wrk
-from stack import SECOND_TOKEN, TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
+from common import bare_sanic, workspace, wrk
+from stack import SECOND_TOKEN, TOKEN, Daemon, Gateway, make_root  # noqa: E402
+from userdata_helpers import edit_by_rename  # noqa: E402
 
 READS = ["/services/ssh", "/system/configuration/timezone", "/users"]
 PER_TOKEN = 8
-
-
-def set_timezone(root: Path, zone: str) -> None:
-    path = root / "etc/nixos/userdata/userdata.json"
-    data = json.loads(path.read_text())
-    data["timezone"] = zone
-    tmp = path.with_name("bench-edit.tmp")
-    tmp.write_text(json.dumps(data, indent=4))
-    os.replace(tmp, path)
 
 
 class Streams:
@@ -74,7 +63,7 @@ class Streams:
                 zone = json.loads(line[6:])
                 self.seen.setdefault(zone, []).append(time.monotonic())
 
-    def close(self):
+    def stop(self):  # a second call does nothing
         if not self.thread.is_alive():
             return
         asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(30)
@@ -108,7 +97,7 @@ def edits(root, gateway, streams, count):
         for i in range(count):
             zone = ("Asia/Tokyo", "Europe/Berlin")[i % 2]
             start = time.monotonic()
-            set_timezone(root, zone)
+            edit_by_rename(root, lambda data: data.update(timezone=zone))
             seen_get = None
             while time.monotonic() - start < 5:
                 if client.get(gateway.url + "/system/configuration/timezone").json() == zone:
@@ -150,11 +139,7 @@ def main():
     a = p.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench/events.py needs wrk")
-    work = Path(tempfile.mkdtemp(prefix="spd-bench-events-"))
-    bus = Bus(work / "bus")
-    started = []
-    streams = None
-    try:
+    with workspace("spd-bench-events-") as (work, bus, started):
         root = make_root(work / "root")
         daemon = Daemon(bus, root, work)
         started.append(daemon)
@@ -170,13 +155,14 @@ def main():
         has_events = httpx.get(gateway.url + "/events?topics=nope",
                                headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 400
         streams = Streams(gateway.port)
+        started.append(streams)
         if has_events:
             streams.open(tokens.pop())
         get_times, event_times = edits(root, gateway, streams, a.edits)
         print(f"an outside edit of userdata.json ({a.edits} edits):")
         print(f"  seen by GET     {summary(get_times)}")
         print(f"  seen by /events {summary(event_times) if has_events else 'no /events in this version'}\n")
-        streams.close()
+        streams.stop()
         if not has_events:
             reads(gateway, bare_url, a, "no streams")
             return
@@ -186,6 +172,7 @@ def main():
         reads(gateway, bare_url, a, "no streams")
         before = memory(gateway.process.pid)
         streams = Streams(gateway.port)
+        started.append(streams)
         for i in range(a.streams):
             streams.open(tokens[i // PER_TOKEN], None)  # every topic
         time.sleep(1)  # every stream got its full state
@@ -202,13 +189,7 @@ def main():
         got = streams.seen.get("America/Lima", [])
         print(f"one change reached {len(got)} of {a.streams} streams; the last after "
               f"{(max(got) - start) * 1000 if got else float('nan'):.1f} ms")
-    finally:
-        if streams is not None:
-            streams.close()
-        for thing in reversed(started):
-            thing.stop()
-        bus.stop()
-    shutil.rmtree(work, ignore_errors=True)
+        streams.stop()
 
 
 if __name__ == "__main__":

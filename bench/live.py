@@ -6,8 +6,6 @@ daemon). Prints the median and the slowest edit -> PropertiesChanged delay (the 
 """
 
 import argparse
-import json
-import os
 import statistics
 import tempfile
 import time
@@ -16,33 +14,21 @@ from pathlib import Path
 import common  # noqa: F401  (puts tests/ and the repo on sys.path)
 from stack import Bus, Daemon, make_root
 from signals import Signals
+from userdata_helpers import edit_by_rename, edit_in_place
 
-SYSTEM = "org.selfprivacy.System1"
+from spd.contract import SYSTEM
+
 ZONES = ("Europe/Berlin", "Asia/Tokyo")
 
 
-def edit_in_place(path: Path, data: dict) -> None:
-    with open(path, "r+") as f:
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps(data, indent=4))
-
-
-def rename_over(path: Path, data: dict) -> None:
-    new = path.with_name("userdata.json.new")
-    new.write_text(json.dumps(data, indent=4))
-    os.replace(new, path)
-
-
-def measure(path: Path, signals: Signals, write, rounds: int) -> list[float]:
+def measure(root: Path, signals: Signals, edit, rounds: int) -> list[float]:
     delays = []
     for n in range(rounds):
-        data = json.loads(path.read_text())
-        data["timezone"] = ZONES[n % 2]
+        zone = ZONES[n % 2]
         seen = len(signals.received)
         start = time.monotonic()
-        write(path, data)
-        signals.wait_for(lambda r: any(c.get("Timezone") == ZONES[n % 2] for i, c in r[seen:] if i == SYSTEM))
+        edit(root, lambda data: data.update(timezone=zone))
+        signals.wait_for(lambda r: any(c.get("Timezone") == zone for i, c in r[seen:] if i == SYSTEM))
         delays.append(time.monotonic() - start)
     return delays
 
@@ -57,11 +43,10 @@ def main() -> None:
     root = make_root(work / "root")
     daemon = Daemon(bus, root, work / "spd")
     signals = Signals(bus)
-    path = root / "etc/nixos/userdata/userdata.json"
     try:
         print(f"{'change under the daemon':<32} {'median ms':>10} {'max ms':>8} {'rounds':>7}")
-        for name, write in (("edit in place", edit_in_place), ("new file renamed over", rename_over)):
-            delays = measure(path, signals, write, a.rounds)
+        for name, edit in (("edit in place", edit_in_place), ("new file renamed over", edit_by_rename)):
+            delays = measure(root, signals, edit, a.rounds)
             print(f"{name:<32} {statistics.median(delays) * 1000:>10.0f} {max(delays) * 1000:>8.0f} "
                   f"{len(delays):>7}")
     finally:

@@ -23,12 +23,13 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
-from pathlib import Path
 
-from common import THREAD_ID_LUA, SignalCounter, machine, timezone_script, wrk, wrk_result, wrk_start
-from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
+from common import (THREAD_ID_LUA, SignalCounter, machine, timezone_script, warn_of_tracebacks, workspace, wrk,
+                    wrk_result, wrk_start)
+from stack import TOKEN, Daemon, Gateway, make_root  # noqa: E402
+from userdata_helpers import userdata  # noqa: E402
 
+from spd.contract import SYSTEM  # noqa: E402
 from spd.runtime import stall  # noqa: E402
 
 READS = ["/auth/tokens", "/users", "/system/configuration/timezone", "/services/ssh"]
@@ -72,16 +73,13 @@ def main():
     a = p.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench/mixed.py needs wrk (scripts/setup installs it)")
-    work = Path(tempfile.mkdtemp(prefix="spd-bench-"))
-    bus = Bus(work / "bus")
-    started = []
-    try:
+    with workspace("spd-bench-") as (work, bus, started):
         root = make_root(work / "root")
         daemon = Daemon(bus, root, work)
         started.append(daemon)
         gateway = Gateway(bus, work)
         started.append(gateway)
-        counter = SignalCounter(bus.address, "org.selfprivacy.System1", "Timezone")
+        counter = SignalCounter(bus.address, SYSTEM, "Timezone")
         started.append(counter)
         reads = work / "reads.lua"
         reads.write_text(READ_LUA % ", ".join(json.dumps(r) for r in READS))
@@ -101,7 +99,7 @@ def main():
             return wrk_start(gateway.url + path, seconds, CONNECTIONS, 1, script, TOKEN, args(runs))
 
         def users_now():
-            return len(json.loads((root / "etc/nixos/userdata/userdata.json").read_text()).get("users") or [])
+            return len(userdata(root).get("users") or [])
 
         print(f"machine: {machine()}")
         print(f"reads: GET {', '.join(READS)} in turn on {CONNECTIONS} connections (wrk -t1); "
@@ -135,13 +133,7 @@ def main():
                 reports = [line for line in proc.log().splitlines() if "held the loop" in line]
                 print(f"\n{name}: {len(reports)} callbacks over {stall.ENV}={stall.threshold_ms():g} ms"
                       + "".join(f"\n  {line}" for line in reports[:20]))
-            if "Traceback" in proc.log():
-                print(f"warning: {name} logged a traceback, see {proc.log_path}", file=sys.stderr)
-    finally:
-        for thing in reversed(started):
-            thing.close() if isinstance(thing, SignalCounter) else thing.stop()
-        bus.stop()
-    shutil.rmtree(work, ignore_errors=True)
+        warn_of_tracebacks({"spd": daemon.process, "gateway": gateway.process})
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ one mkpasswd). Numbers depend on the machine and on what else runs on it.
 """
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
 from common import THREAD_ID_LUA, wrk
 from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
+from userdata_helpers import userdata  # noqa: E402
 
 # Each wrk thread posts distinct usernames: b<thread>x<counter>.
 POST_SCRIPT = THREAD_ID_LUA + """
@@ -51,7 +51,7 @@ def main():
         script = work / "post.lua"
         script.write_text(POST_SCRIPT % TOKEN)
         post = wrk(gateway.url + "/users", a.duration, a.connections, a.threads, script)
-        users = json.loads((root / "etc/nixos/userdata/userdata.json").read_text())["users"]
+        users = userdata(root)["users"]
     finally:
         gateway.stop()
         daemon.stop()
