@@ -14,7 +14,7 @@ from pathlib import Path
 import common  # noqa: F401  (puts tests/ and the repo on sys.path)
 from stack import Bus, Daemon, make_root
 from signals import Signals
-from userdata_helpers import edit_by_rename, edit_in_place
+from userdata_helpers import edit_by_rename, edit_in_place, userdata
 
 from spd.contract import SYSTEM
 
@@ -23,8 +23,8 @@ ZONES = ("Europe/Berlin", "Asia/Tokyo")
 
 def measure(root: Path, signals: Signals, edit, rounds: int) -> list[float]:
     delays = []
-    for n in range(rounds):
-        zone = ZONES[n % 2]
+    for _ in range(rounds):
+        zone = ZONES[userdata(root).get("timezone") == ZONES[0]]  # the other one: a change each time
         seen = len(signals.received)
         start = time.monotonic()
         edit(root, lambda data: data.update(timezone=zone))
