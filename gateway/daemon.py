@@ -27,6 +27,7 @@ from spd.contract import (BUS_NAME, DAEMON_OWNER_CHANGED, DBUS, DBUS_PATH, PATH,
 from spd.rest.errors import AUTHENTICATE, HTTPError, from_dbus, unreachable
 from spd.rest.routes import CALL_TIMEOUT, READ_TIMEOUT
 from spd.runtime.bus import message_bus
+from spd.runtime.listeners import Listeners
 
 from . import mirror
 
@@ -46,7 +47,8 @@ class Daemon:
         self._owner = None  # the daemon's unique name: only its signals count (None: not running)
         self._owner_changes = 0  # NameOwnerChanged seen: a GetNameOwner reply older than one is stale
         self.mirror = mirror.Mirror(functools.partial(self.call, timeout=READ_TIMEOUT))
-        self.token_listeners = []  # called when any token may have been deleted or replaced
+        # fn() when any token may have been deleted or replaced
+        self.token_listeners = Listeners(log, "the token cache")
 
     async def connect(self):
         async with self._connecting:
@@ -144,8 +146,7 @@ class Daemon:
         self._generation += 1
         if owner_changed:
             self.mirror.drop()
-        for listener in list(self.token_listeners):
-            listener()
+        self.token_listeners.notify()
 
     def _on_message(self, msg):
         if msg.message_type != MessageType.SIGNAL:

@@ -91,8 +91,8 @@ class Hub:
         self._again = False
         self._tokens_held = False  # a tokens event waits for the token check running now
         self.count = 0
-        daemon.mirror.listeners.append(self._changed)
-        daemon.token_listeners.append(self._tokens_changed)
+        daemon.mirror.listeners.subscribe(self._changed)
+        daemon.token_listeners.subscribe(self._tokens_changed)
 
     def open(self, token: str, device: str, topics: tuple) -> Stream:
         if self.count >= MAX_STREAMS:

@@ -26,6 +26,7 @@ from typing import Callable
 from dbus_fast import Message, MessageType
 
 from spd.contract import PATH, PROPERTIES
+from spd.runtime.listeners import Listeners
 from spd.rest.errors import HTTPError
 
 log = logging.getLogger("spd-gateway")
@@ -54,7 +55,7 @@ class Mirror:
         self._generation = 0
         self._watched = collections.Counter()  # (interface, name) -> how many watchers follow it
         self.enabled = False  # whether the daemon's PropertiesChanged reach us
-        self.listeners: list[Listener] = []
+        self.listeners = Listeners(log, "the property mirror")  # each a Listener
 
     def cached(self, interface: str) -> dict:
         return self._props.get(interface, {})
@@ -125,7 +126,7 @@ class Mirror:
         had = bool(self._props)
         self._props.clear()
         if had:
-            self._notify(None, {}, {})
+            self.listeners.notify(None, {}, {})
 
     def on_message(self, msg: Message) -> None:
         """Called by Daemon for every reply and every signal of the daemon, in wire order."""
@@ -139,7 +140,7 @@ class Mirror:
                 value = msg.body[0].value
                 self._props.setdefault(interface, {})[name] = value
                 if fetch.before is not _UNSEEN:
-                    self._notify(interface, {name: value}, {name: fetch.before})
+                    self.listeners.notify(interface, {name: value}, {name: fetch.before})
         elif msg.message_type == MessageType.SIGNAL and msg.member == "PropertiesChanged" \
                 and msg.interface == PROPERTIES and msg.path == PATH:
             interface, _, invalidated = msg.body  # (spd sends no values: a value is read, checked)
@@ -154,12 +155,6 @@ class Mirror:
                     if fetch.before is _UNSEEN:  # (a second invalidation: the first value before counts)
                         fetch.before = before
 
-    def _notify(self, interface, new, before):
-        for listener in list(self.listeners):
-            try:
-                listener(interface, new, before)
-            except Exception:  # one watcher's bug must not stop the others or the copy
-                log.exception("a mirror listener failed")
 
 
 def _retrieve(task: asyncio.Task) -> None:

@@ -1,5 +1,5 @@
 """Backups of `var` under the root with restic: a state machine whose every change (state, progress,
-error message, snapshot list) is reported through `on_change` (spd/listeners.py), so the D-Bus adapter
+error message, snapshot list) is reported through `on_change` (spd/runtime/listeners.py), so the D-Bus adapter
 can emit PropertiesChanged.
 
 States, named as the app expects: NO_KEY (no repository configured or no resticPassword),
@@ -24,7 +24,7 @@ from . import restic, restore
 from .config import Config
 from .errors import Busy, InvalidArgument, NotFound, NotReady, SpdError
 from .jsonfile import JsonFile
-from .listeners import Listeners
+from .runtime.listeners import Listeners
 from .restic import Repository, ResticError
 
 log = logging.getLogger("spd.backups")

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import Failed
-from .listeners import Listeners
+from .runtime.listeners import Listeners
 
 log = logging.getLogger("spd.jsonfile")
 

@@ -42,7 +42,7 @@ def unit_status(load_state: str, active_state: str) -> int:
 class Services:
     def __init__(self, config: Config, userdata: JsonFile, systemd):
         """systemd: has `async unit_states(names) -> {unit: (LoadState, ActiveState)}` and
-        `on_units_changed` (spd/listeners.py), told when status() may differ now."""
+        `on_units_changed` (spd/runtime/listeners.py), told when status() may differ now."""
         self.config = config
         self.userdata = userdata
         self.systemd = systemd

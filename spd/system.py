@@ -13,7 +13,7 @@ import zoneinfo
 from .config import Config
 from .errors import Busy, Failed, InvalidArgument
 from .jsonfile import JsonFile
-from .listeners import Listeners
+from .runtime.listeners import Listeners
 
 log = logging.getLogger("spd.system")
 

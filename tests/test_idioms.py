@@ -1,7 +1,7 @@
 """The daemon's lifecycle and observer idioms hold (an ast walk of spd/): every interface is started,
 stopped and asked whether it is busy through the methods LiveInterface declares, never found with
 hasattr/getattr; an interface's __init__ starts nothing; and whatever tells others of an event is a
-`Listeners` named on_<event> (spd/listeners.py), never a list, a None or an add_*_listener method."""
+`Listeners` named on_<event> (spd/runtime/listeners.py), never a list, a None or an add_*_listener method."""
 
 import ast
 
@@ -83,8 +83,8 @@ def test_interfaces_start_nothing_in_init():
 
 def test_every_observer_is_a_listeners():
     found = {path: other for path, tree in _trees().items()
-             if path != "spd/listeners.py" and (other := _other_observers(tree))}
-    assert not found, f"observers that are not spd/listeners.py's Listeners: {found}"
+             if path != "spd/runtime/listeners.py" and (other := _other_observers(tree))}
+    assert not found, f"observers that are not spd/runtime/listeners.py's Listeners: {found}"
 
 
 def test_the_checks_find_what_4816675_had():

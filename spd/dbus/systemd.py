@@ -15,7 +15,7 @@ from dbus_fast import Message, MessageType
 
 from ..contract import DBUS, DBUS_PATH, DBUS_UNAVAILABLE, PROPERTIES, match_rule, owner_changed
 from ..errors import Failed, Unavailable
-from ..listeners import Listeners
+from ..runtime.listeners import Listeners
 
 log = logging.getLogger("spd.systemd")
 
