@@ -14,7 +14,7 @@ from dbus_fast.aio import MessageBus
 
 import introspection
 from spd.dbus.access import Access
-from spd.dbus.base import method, prop
+from spd.dbus.base import LiveInterface, method, prop
 from spd.dbus.callers import Callers, Caller
 from spd.contract import DBUS_ACCESS_DENIED as ACCESS_DENIED, PROPERTIES, TOKENS, USERS
 from spd.dbus.rules import GATEWAY, ROOT, changes, reads
@@ -265,12 +265,19 @@ def test_a_rule_must_be_a_rule():
 
 # --- a new caller's calls wait for its credentials, in order ----------------------------------
 
-class Recorder(ServiceInterface):
+class Recorder(LiveInterface):
+    NAME = "org.selfprivacy.Sample1"
     serving = True  # its properties answer from the start (spd's own wait for export: LiveInterface)
 
     def __init__(self):
-        super().__init__("org.selfprivacy.Sample1")
+        super().__init__()
         self.calls = []
+
+    def source(self):
+        return None
+
+    def current(self) -> dict:
+        return {"Count": len(self.calls)}
 
     @method(changes("org.selfprivacy.system.manage"))
     def Everyone(self, n: "i") -> "i":
@@ -279,7 +286,7 @@ class Recorder(ServiceInterface):
 
     @prop()
     def Count(self) -> "i":
-        return len(self.calls)
+        return self.value("Count")
 
 
 async def _checked(bus):

@@ -1,7 +1,8 @@
 """The daemon's lifecycle and observer idioms hold (an ast walk of spd/): every interface is started,
 stopped and asked whether it is busy through the methods LiveInterface declares, never found with
 hasattr/getattr; an interface's __init__ starts nothing; and whatever tells others of an event is a
-`Listeners` named on_<event> (spd/runtime/listeners.py), never a list, a None or an add_*_listener method."""
+`Listeners` named on_<event> (spd/runtime/listeners.py), never a list, a None or an add_*_listener method;
+and every property's getter is pure: it hands out what its interface published, and nothing else."""
 
 import ast
 
@@ -71,6 +72,22 @@ def _other_observers(tree) -> list:
     return found
 
 
+def _impure_getters(tree) -> list:
+    """@prop(...) getters whose body (after the docstring) is not `return self.value("<their name>")`:
+    one that reads files, asks systemd or publishes (spd/dbus/base.py's wrapper brings the values up
+    to date before a getter runs)."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                isinstance(d, ast.Call) and getattr(d.func, "id", "") == "prop" for d in node.decorator_list)):
+            continue
+        body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+        if isinstance(node, ast.AsyncFunctionDef) or [ast.unparse(s) for s in body] != [
+                f"return self.value({node.name!r})"]:  # ast.unparse quotes as repr() does
+            found.append(f"{node.name}:{node.lineno}")
+    return found
+
+
 def test_the_lifecycle_is_declared_not_looked_up():
     found = {path: lines for path, tree in _trees().items() if (lines := _lifecycle_lookups(tree))}
     assert not found, f"start/stop/busy looked up by name (LiveInterface declares them): {found}"
@@ -85,6 +102,11 @@ def test_every_observer_is_a_listeners():
     found = {path: other for path, tree in _trees().items()
              if path != "spd/runtime/listeners.py" and (other := _other_observers(tree))}
     assert not found, f"observers that are not spd/runtime/listeners.py's Listeners: {found}"
+
+
+def test_getters_are_pure():
+    found = {path: getters for path, tree in _trees().items() if (getters := _impure_getters(tree))}
+    assert not found, f"getters that do more than return self.value(<name>): {found}"
 
 
 def test_the_checks_find_what_4816675_had():
@@ -117,8 +139,24 @@ class System:
 class Services:
     def on_units_changed(self, listener):
         self.systemd.add_change_listener(listener)
+class ServicesInterface(LiveInterface):
+    @prop()
+    async def Status(self):
+        return await self.read_status()
+    @prop()
+    def Domain(self):
+        """The domain."""
+        return self.read_file("Domain")
+    @prop(reads(TOKENS_MANAGE))
+    def Devices(self):
+        return self.value("Recovery")
+    @prop()
+    def Users(self):
+        """The users."""
+        return self.value("Users")
 ''')
     assert sorted(_lifecycle_lookups(old)) == [3, 6]
     assert set(_work_in_init(old)) == {"BackupsInterface:13", "BackupsInterface:14", "ServicesInterface:19"}
     assert set(_other_observers(old)) == {"on_change:13", ".listeners:22", "on_change:23", ".add_job_listener:24",
                                           "def on_units_changed:26", ".add_change_listener:27"}
+    assert _impure_getters(old) == ["Status:30", "Domain:33", "Devices:37"]

@@ -12,12 +12,19 @@ userdata setting in one row: its property and its Set<Name> method.
 the names only, never a value (EmitsChangedSignal=invalidates), since a signal reaches anyone who
 asks the bus for it while a value must pass the access check of Properties.Get.
 A refresh runs after every change the daemon makes (before the call's reply, so a client reads its
-own writes), on every property read, and when a watched file changes under the daemon (spd/watch.py).
-Signals therefore follow the effective value, whatever changed it. A state that cannot be read (a
-corrupt userdata.json) keeps the last good values; a read answers the error only while there never
-was a good value.
+own writes), before every property read, and when a watched file changes under the daemon
+(spd/watch.py). Signals therefore follow the effective value, whatever changed it. A state that
+cannot be read (a corrupt userdata.json) keeps the last good values; a read answers the error only
+while there never was a good value. A single property that cannot be read now (var/domain holding no
+domain name) is published as its error, which its reads answer.
+
+A getter is pure: it returns `self.value(name)`, what was last published, and nothing else. What
+brings the published values up to date before a read is the property's wrapper: `catch_up()` for
+what current() reads, and for a property declared `prop(fetched=True)` (its source must be asked:
+Services1's systemd) an awaited `fetch()` first.
 """
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -26,7 +33,7 @@ from dbus_fast import DBusError
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
-from ..errors import SpdError, error_name
+from ..errors import SpdError, Unavailable, error_name
 from ..idle import CALLS
 from ..runtime import audit as trail
 from ..userdata import get_setting, set_setting
@@ -47,11 +54,11 @@ def _as_dbus(e: SpdError) -> DBusError:
     return DBusError(error_name(e.kind), e.message)
 
 
-def _served(fn, member: str, rule: Rule, checked: bool):
-    """fn (sync or async) as the bus runs it: SpdError as its D-Bus error, changes logged, counted
-    while it runs. A method (`checked`) is async and first admits its caller (spd/dbus/access.py);
-    a property stays as fn is (its reads are decided before dbus-fast runs the getter). Signatures
-    still come from fn's annotations (inspect follows functools.wraps)."""
+def _served(fn, member: str, rule: Rule, checked: bool, fetched: bool = False):
+    """fn as the bus runs it: SpdError as its D-Bus error, changes logged, counted while it runs. A
+    method (`checked`) is async and first admits its caller (spd/dbus/access.py); a property (its
+    reads decided before) first brings its interface up to date (catch_up; fetch when `fetched`).
+    Signatures still come from fn's annotations (inspect follows functools.wraps)."""
     def done(self, args, result: str) -> None:
         CALLS.end()
         if rule.change:
@@ -66,7 +73,7 @@ def _served(fn, member: str, rule: Rule, checked: bool):
         done(self, args, failure.type if isinstance(failure, DBusError) else type(e).__name__)
         return failure
 
-    if checked or inspect.iscoroutinefunction(fn):
+    if checked or fetched:
         is_async = inspect.iscoroutinefunction(fn)
 
         @functools.wraps(fn)
@@ -77,6 +84,8 @@ def _served(fn, member: str, rule: Rule, checked: bool):
                 unserved(self)
             CALLS.begin()
             try:
+                if fetched:
+                    await _fetch(self)
                 value = (await fn(self, *args)) if is_async else fn(self, *args)
             except BaseException as e:
                 raise failed(self, args, e) from None
@@ -88,12 +97,23 @@ def _served(fn, member: str, rule: Rule, checked: bool):
             unserved(self)
             CALLS.begin()
             try:
+                self.catch_up()
                 value = fn(self, *args)
             except BaseException as e:
                 raise failed(self, args, e) from None
             done(self, args, "ok")
             return value
     return wrapped
+
+
+async def _fetch(interface) -> None:
+    """Before a `fetched` property's getter: its interface caught up with its files and its asked
+    sources."""
+    interface.catch_up()
+    try:
+        await interface.fetch()
+    except asyncio.CancelledError:  # the daemon is stopping: dbus-fast expects an Exception here
+        raise Unavailable("spd is stopping") from None
 
 
 def unserved(interface) -> None:
@@ -115,12 +135,14 @@ def method(rule: Rule, name: str | None = None):
     return decorate
 
 
-def prop(rule: Rule = reads()):
+def prop(rule: Rule = reads(), *, fetched: bool = False):
     """A read-only property that `rule` says who may read: every state is read-only on the bus;
-    changes are Set<Property> methods and verbs."""
+    changes are Set<Property> methods and verbs. Its getter returns `self.value(<its name>)`;
+    `fetched`: a read first awaits the interface's fetch() (a source that must be asked)."""
     def decorate(fn):
         declare(fn, fn.__name__, rule)
-        return dbus_property(access=PropertyAccess.READ)(_served(fn, fn.__name__, rule, checked=False))
+        return dbus_property(access=PropertyAccess.READ)(
+            _served(fn, fn.__name__, rule, checked=False, fetched=fetched))
     return decorate
 
 
@@ -226,8 +248,9 @@ class LiveInterface(ServiceInterface):
         return info
 
     def current(self) -> dict:
-        """Every property whose value comes from the domain, as it is now (may raise SpdError): here
-        the settings; an interface with more adds its own to these."""
+        """Every property whose value comes from the domain, as it is now (may raise SpdError: all keep
+        their last values; one property's attempt() may give its error instead): here the settings;
+        an interface with more adds its own to these."""
         if not self.SETTINGS:
             return {}
         data = self.userdata.read()
@@ -245,8 +268,9 @@ class LiveInterface(ServiceInterface):
         self.publish(now)
 
     def publish(self, values: dict) -> None:
-        """Take these values; signal (as invalidated) those that differ from what was published."""
-        changed = {k: v for k, v in values.items() if self._published.get(k, _MISSING) != v}
+        """Take these values; signal (as invalidated) those that differ from what was published. A
+        value may be the SpdError that reads of its property answer now (attempt())."""
+        changed = {k: v for k, v in values.items() if _same(self._published.get(k, _MISSING)) != _same(v)}
         if changed:
             self._published.update(changed)
             self.emit_properties_changed({}, list(changed))  # a no-op before export
@@ -256,9 +280,9 @@ class LiveInterface(ServiceInterface):
         the file is unchanged): a read refreshes only when it is another object. None: always."""
         return None if self.userdata is None else self.userdata.read()
 
-    def value(self, name: str):
-        """A property's value for a read: refreshed first when its source changed, so a read is never
-        behind the files (and a GetAll of many properties reads them once)."""
+    def catch_up(self) -> None:
+        """Before every read (its wrapper calls this, never a getter): refresh when the source changed,
+        so a read is never behind the files (and a GetAll of many properties reads them once)."""
         try:
             source = self.source()
         except SpdError:
@@ -266,7 +290,31 @@ class LiveInterface(ServiceInterface):
         if source is None or source is not self._source:
             self.refresh()
             self._source = source if self._error is None else None
-        try:
-            return self._published[name]
-        except KeyError:
-            raise self._error or SpdError(f"{name} is not known yet") from None
+
+    async def fetch(self) -> None:
+        """Before a read of a `prop(fetched=True)`: ask the sources that must be asked and publish
+        their answers (or their errors), as new as the last change they announced."""
+
+    def value(self, name: str):
+        """A property's value as last published, for its getter; the error reads of it answer when it
+        cannot be read."""
+        value = self._published.get(name, _MISSING)
+        if value is _MISSING:
+            raise self._error or SpdError(f"{name} is not known yet")
+        if isinstance(value, SpdError):
+            raise type(value)(value.message)  # a new one each time: a raise adds to its traceback
+        return value
+
+
+def attempt(read):
+    """read()'s value for current(), or the SpdError it raised: that property alone cannot be read
+    now, its reads answer the error, and the others are published as usual."""
+    try:
+        return read()
+    except SpdError as e:
+        return e
+
+
+def _same(value):
+    """What publish() compares: an error by what it says (a new one at each read)."""
+    return (type(value), value.message) if isinstance(value, SpdError) else value

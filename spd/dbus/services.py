@@ -4,9 +4,9 @@ import asyncio
 import logging
 
 from ..contract import SERVICES
-from ..errors import SpdError, Unavailable
+from ..errors import SpdError
 from ..services import Services
-from .base import LiveInterface, method, prop
+from .base import LiveInterface, attempt, method, prop
 from .rules import SERVICES_MANAGE, changes
 
 log = logging.getLogger("spd.services")
@@ -15,13 +15,14 @@ SETTLE = 0.1  # seconds: a burst of unit signals from systemd costs one look at 
 
 
 class ServicesInterface(LiveInterface):
-    """Domain, DkimRecord and Status are read where they live at every read (a file the watcher has
-    not reported yet, what systemd said since its last signal), and what a read hands out is
-    published (read_file, read_status): a later change then signals every copy of it, and systemd
-    leaving invalidates the copies of its last answer."""
+    """Enabled, Domain and DkimRecord come from files, read again before every read: var/domain
+    and the DKIM record have no cheap identity for source(), and a read must not be behind a change
+    the watcher has not reported yet. Status comes from systemd: fetched SETTLE after systemd
+    signals a unit change (whether or not anyone reads) and before every read, which the systemd
+    client answers from its cache until systemd signals a change. What a read hands out is
+    therefore always published: a later change signals every copy of it."""
 
     NAME = SERVICES
-    FILES = {"Domain": Services.domain, "DkimRecord": Services.dkim_record}  # property -> its read
 
     def __init__(self, services: Services):
         super().__init__()
@@ -29,21 +30,15 @@ class ServicesInterface(LiveInterface):
         self._refresh_status = None
 
     def source(self):
-        return self.services.userdata.read()
+        return None
 
     def current(self) -> dict:
-        return {"Enabled": self.services.enabled()}
-
-    def refresh(self) -> None:
-        super().refresh()
-        try:
-            self.publish({name: read(self.services) for name, read in self.FILES.items()})
-        except SpdError:  # a read answers the error; the last values stay published
-            pass
+        return {"Enabled": self.services.enabled(), "Domain": attempt(self.services.domain),
+                "DkimRecord": attempt(self.services.dkim_record)}
 
     def start(self) -> None:
         """Follow systemd's unit signals and read the running state now (systemd need not be up:
-        Status stays {} until it answers, then signals)."""
+        Status answers why until it does, then signals)."""
         self.services.on_units_changed.subscribe(self._units_changed)
         self._units_changed(settle=0.0)
 
@@ -51,18 +46,15 @@ class ServicesInterface(LiveInterface):
         if self._refresh_status is not None:
             self._refresh_status.cancel()
 
-    def read_file(self, name: str):
-        """A property of FILES as its file says now (may raise SpdError), published."""
-        value = self.FILES[name](self.services)
-        self.publish({name: value})
-        return value
-
-    async def read_status(self) -> dict:
-        """The running state as systemd says now (its client caches it until systemd signals a
-        change), published."""
-        status = await self.services.status()
+    async def fetch(self) -> None:
+        """Status as systemd says now, or why systemd cannot say (systemd is not there yet: its
+        NameOwnerChanged fetches again)."""
+        try:
+            status = await self.services.status()
+        except SpdError as e:
+            log.debug("running state not read: %s", e.message)
+            status = e
         self.publish({"Status": status})
-        return status
 
     @prop()
     def Enabled(self) -> "a{sb}":
@@ -70,28 +62,25 @@ class ServicesInterface(LiveInterface):
         (applied by the next rebuild; false when unset)."""
         return self.value("Enabled")
 
-    @prop()
-    async def Status(self) -> "a{si}":
+    @prop(fetched=True)
+    def Status(self) -> "a{si}":
         """imap, smtp, http, bitwarden, gitea, nextcloud, ocserv, pleroma -> 0 running, 3 not
         running, 4 no such unit (the exit codes of `systemctl status`), from systemd's units. A read
         asks systemd (cached until systemd signals a change); changes systemd signals are
         signalled here too, whether or not anyone reads. Unavailable while systemd is not
         reachable."""
-        try:
-            return await self.read_status()
-        except asyncio.CancelledError:  # the daemon is stopping: dbus-fast expects an Exception here
-            raise Unavailable("spd is stopping") from None
+        return self.value("Status")
 
     @prop()
     def Domain(self) -> "s":
         """The server's domain, from var/domain; "" when there is none."""
-        return self.read_file("Domain")
+        return self.value("Domain")
 
     @prop()
     def DkimRecord(self) -> "s":
         """The text of var/dkim/<domain>.selector.txt, the DNS record of the mail server's DKIM
         key; "" when there is none (no domain in var/domain, or no file)."""
-        return self.read_file("DkimRecord")
+        return self.value("DkimRecord")
 
     @method(changes(SERVICES_MANAGE))
     async def Enable(self, service: "s"):
@@ -109,10 +98,4 @@ class ServicesInterface(LiveInterface):
 
     async def _signal_status(self, settle: float) -> None:
         await asyncio.sleep(settle)
-        try:
-            await self.read_status()
-        except SpdError as e:  # systemd is not there (yet): a read says so; NameOwnerChanged retries
-            log.debug("running state not read: %s", e.message)
-            if self._published.pop("Status", None) is not None:
-                # no value to announce: copies of it (the gateway's mirror) must ask again
-                self.emit_properties_changed({}, ["Status"])
+        await self.fetch()

@@ -27,28 +27,31 @@ class SystemInterface(LiveInterface):
         self.userdata = system.userdata
 
     def start(self) -> None:
-        self.system.on_jobs_changed.subscribe(lambda: self.publish({"Jobs": self._jobs()}))
+        """Jobs are published as they change; the versions once (constant), whatever userdata says."""
+        self.publish({"Version": self.system.version(), "PythonVersion": self.system.python_version()})
+        self._publish_jobs()
+        self.system.on_jobs_changed.subscribe(self._publish_jobs)
         self.system.follow_jobs()
+
+    def _publish_jobs(self) -> None:
+        self.publish({"Jobs": {action: list(job) for action, job in self.system.jobs.items()}})
 
     @prop()
     def Jobs(self) -> "a{s(os)}":
         """apply, upgrade or rollback -> (systemd job path, result) of its last start by this
         daemon: the result is systemd's JobRemoved result (done, failed, canceled, timeout,
         dependency, skipped) or "running" until the job ends. {} until the first start."""
-        return self._jobs()
-
-    def _jobs(self):
-        return {action: list(job) for action, job in self.system.jobs.items()}
+        return self.value("Jobs")
 
     @prop()
     def Version(self) -> "s":
         """What `uname -a` prints (constant)."""
-        return self.system.version()
+        return self.value("Version")
 
     @prop()
     def PythonVersion(self) -> "s":
         """"Python 3.x.y", the daemon's interpreter (constant)."""
-        return self.system.python_version()
+        return self.value("PythonVersion")
 
     # --- actions -----------------------------------------------------------------------------
 
