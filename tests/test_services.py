@@ -201,6 +201,20 @@ def test_dkim_refuses_a_domain_that_is_not_one(api, root):
         assert base64.b64encode(b"not for the app").decode() not in r.text
 
 
+def test_a_record_that_becomes_unreadable_is_signalled(api, bus, root, signals):
+    """The gateway keeps the record it answered; var/domain going bad must reach that copy, as a
+    change, so that it answers the error too (and the good value again once the file is fixed)."""
+    assert api.get("/services/mailserver/dkim").status_code == 200
+    (root / "var/domain").write_text("../../etc/passwd\n")
+    assert eventually(lambda: api.get("/services/mailserver/dkim").status_code, 500) == 500
+    assert any(i == SERVICES and "DkimRecord" in names for i, _, names in signals.raw)
+    with pytest.raises(Exception, match="var/domain does not hold a valid domain name"):
+        get_property(bus, SERVICES, "Domain")
+    (root / "var/domain").write_text("example.org\n")
+    assert eventually(lambda: api.get("/services/mailserver/dkim").status_code, 200) == 200
+    assert get_property(bus, SERVICES, "Domain") == "example.org"
+
+
 def test_dkim_errors_do_not_show_where_the_root_is(api, root):
     (root / "var/domain").unlink()
     (root / "var/domain").mkdir()  # unreadable as a file
