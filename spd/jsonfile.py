@@ -127,6 +127,21 @@ def dumps(value, level: int = 0) -> str:
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
+def stat_key(st: os.stat_result) -> tuple:
+    """What says a file may read otherwise now: a rename over it changes its inode, a write in
+    place its mtime or size (two writes of one size in one clock tick look alike; the watcher,
+    spd/watch.py, still reports the second)."""
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def file_key(path) -> tuple | None:
+    """stat_key of the file at path; None when there is none (or it cannot be looked at)."""
+    try:
+        return stat_key(os.stat(path))
+    except OSError:
+        return None
+
+
 def _key(k) -> str:
     if not isinstance(k, str):
         raise TypeError("JSON keys are strings")
@@ -164,7 +179,7 @@ class JsonFile:
             return copy.deepcopy(self.default)
         except OSError as e:
             raise Failed(f"Cannot read {self.path.name}: {e.strerror or e}") from None
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        key = stat_key(st)
         cached_key, data = self._cached
         if key != cached_key:
             data = self._parse(self._read_text())
@@ -356,7 +371,7 @@ class JsonFile:
             sync_folder(folder)
         except OSError as e:
             log.warning("%s was replaced, but syncing its folder failed: %s", self.path.name, e.strerror or e)
-        return st.st_ino, st.st_mtime_ns, st.st_size
+        return stat_key(st)
 
 
 def sync_folder(folder: Path) -> None:

@@ -7,7 +7,7 @@ import re
 from .config import Config
 from .contract import SERVICE_NAMES, STATUS_KEYS
 from .errors import Failed, NotFound
-from .jsonfile import JsonFile
+from .jsonfile import JsonFile, file_key
 from .userdata import section, set_setting
 
 log = logging.getLogger("spd.services")
@@ -85,6 +85,16 @@ class Services:
             raise Failed("var/domain does not hold a valid domain name")
         return domain
 
+    def files_key(self, domain: str) -> tuple:
+        """What says whether domain() and dkim_record() may read otherwise now, when var/domain held
+        `domain` at the last read: its file's and that record's stat keys."""
+        return (file_key(self.config.path("var/domain")),
+                file_key(self._record(domain)) if domain else None)
+
+    def _record(self, domain: str):
+        """The DKIM record file of a domain that domain() returned (a plain DNS name)."""
+        return self.config.path(f"var/dkim/{domain}.selector.txt")
+
     def dkim_record(self) -> str:
         """The text of the DKIM record file of the server's domain; "" when there is no domain or
         no file. Failed when var/domain holds something that is not a domain name."""
@@ -92,7 +102,7 @@ class Services:
         if not domain:
             return ""
         try:
-            record = self.config.path(f"var/dkim/{domain}.selector.txt").read_bytes()
+            record = self._record(domain).read_bytes()
         except FileNotFoundError:
             return ""
         except OSError as e:

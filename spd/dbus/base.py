@@ -276,8 +276,9 @@ class LiveInterface(ServiceInterface):
             self.emit_properties_changed({}, list(changed))  # a no-op before export
 
     def source(self):
-        """What current() reads, if one cheap object says so (the parsed userdata.json, cached while
-        the file is unchanged): a read refreshes only when it is another object. None: always."""
+        """What current() reads, if something cheap says so (the parsed userdata.json, cached while
+        the file is unchanged; a tuple of such): a read refreshes only when it is unequal to the last
+        one. None: always."""
         return None if self.userdata is None else self.userdata.read()
 
     def catch_up(self) -> None:
@@ -287,7 +288,7 @@ class LiveInterface(ServiceInterface):
             source = self.source()
         except SpdError:
             source = None
-        if source is None or source is not self._source:
+        if source is None or (source is not self._source and source != self._source):
             self.refresh()
             self._source = source if self._error is None else None
 

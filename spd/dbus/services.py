@@ -15,12 +15,12 @@ SETTLE = 0.1  # seconds: a burst of unit signals from systemd costs one look at 
 
 
 class ServicesInterface(LiveInterface):
-    """Enabled, Domain and DkimRecord come from files, read again before every read: var/domain
-    and the DKIM record have no cheap identity for source(), and a read must not be behind a change
-    the watcher has not reported yet. Status comes from systemd: fetched SETTLE after systemd
-    signals a unit change (whether or not anyone reads) and before every read, which the systemd
-    client answers from its cache until systemd signals a change. What a read hands out is
-    therefore always published: a later change signals every copy of it."""
+    """Enabled, Domain and DkimRecord come from files: userdata.json, var/domain and the record it
+    names, whose stat keys source() compares before every read (as userdata's own cache does), so a
+    read is not behind a change the watcher has not reported yet. Status comes from systemd: fetched
+    SETTLE after systemd signals a unit change (whether or not anyone reads) and before every read,
+    which the systemd client answers from its cache until systemd signals a change. What a read
+    hands out is therefore always published: a later change signals every copy of it."""
 
     NAME = SERVICES
 
@@ -30,7 +30,8 @@ class ServicesInterface(LiveInterface):
         self._refresh_status = None
 
     def source(self):
-        return None
+        domain = self._published.get("Domain")
+        return self.services.userdata.read(), self.services.files_key(domain if isinstance(domain, str) else "")
 
     def current(self) -> dict:
         return {"Enabled": self.services.enabled(), "Domain": attempt(self.services.domain),
