@@ -47,6 +47,9 @@ class Services:
         self.userdata = userdata
         self.systemd = systemd
         self.on_units_changed = systemd.on_units_changed
+        # As text: files_key() stats them before every read of Services1, and a Path costs more than the stat
+        self._domain_file = str(config.path("var/domain"))
+        self._dkim_folder = str(config.path("var/dkim"))
 
     def enabled(self) -> dict[str, bool]:
         data = self.userdata.read()
@@ -73,7 +76,8 @@ class Services:
         """The server's domain (var/domain); "" when there is none. Failed when the file holds
         something that is not a domain name."""
         try:
-            domain = self.config.path("var/domain").read_text().strip()
+            with open(self._domain_file, encoding="utf-8") as f:
+                domain = f.read().strip()
         except FileNotFoundError:
             return ""
         except OSError as e:  # its strerror only: the full text names the path under the root
@@ -88,12 +92,11 @@ class Services:
     def files_key(self, domain: str) -> tuple:
         """What says whether domain() and dkim_record() may read otherwise now, when var/domain held
         `domain` at the last read: its file's and that record's stat keys."""
-        return (file_key(self.config.path("var/domain")),
-                file_key(self._record(domain)) if domain else None)
+        return file_key(self._domain_file), file_key(self._record(domain)) if domain else None
 
-    def _record(self, domain: str):
+    def _record(self, domain: str) -> str:
         """The DKIM record file of a domain that domain() returned (a plain DNS name)."""
-        return self.config.path(f"var/dkim/{domain}.selector.txt")
+        return f"{self._dkim_folder}/{domain}.selector.txt"
 
     def dkim_record(self) -> str:
         """The text of the DKIM record file of the server's domain; "" when there is no domain or
@@ -102,7 +105,8 @@ class Services:
         if not domain:
             return ""
         try:
-            record = self._record(domain).read_bytes()
+            with open(self._record(domain), "rb") as f:
+                record = f.read()
         except FileNotFoundError:
             return ""
         except OSError as e:

@@ -20,8 +20,8 @@ domain name) is published as its error, which its reads answer.
 
 A getter is pure: it returns `self.value(name)`, what was last published, and nothing else. What
 brings the published values up to date before a read is the property's wrapper: `catch_up()` for
-what current() reads, and for a property declared `prop(fetched=True)` (its source must be asked:
-Services1's systemd) an awaited `fetch()` first.
+what current() reads, or for a property declared `prop(fetched=True)` (its source must be asked:
+Services1's systemd) an awaited `fetch()`.
 """
 
 import asyncio
@@ -57,7 +57,7 @@ def _as_dbus(e: SpdError) -> DBusError:
 def _served(fn, member: str, rule: Rule, checked: bool, fetched: bool = False):
     """fn as the bus runs it: SpdError as its D-Bus error, changes logged, counted while it runs. A
     method (`checked`) is async and first admits its caller (spd/dbus/access.py); a property (its
-    reads decided before) first brings its interface up to date (catch_up; fetch when `fetched`).
+    reads decided before) first brings its value up to date (catch_up; fetch when `fetched`).
     Signatures still come from fn's annotations (inspect follows functools.wraps)."""
     def done(self, args, result: str) -> None:
         CALLS.end()
@@ -107,9 +107,8 @@ def _served(fn, member: str, rule: Rule, checked: bool, fetched: bool = False):
 
 
 async def _fetch(interface) -> None:
-    """Before a `fetched` property's getter: its interface caught up with its files and its asked
-    sources."""
-    interface.catch_up()
+    """Before a `fetched` property's getter: its source asked (not current()'s: its value is not
+    among them)."""
     try:
         await interface.fetch()
     except asyncio.CancelledError:  # the daemon is stopping: dbus-fast expects an Exception here
@@ -138,7 +137,8 @@ def method(rule: Rule, name: str | None = None):
 def prop(rule: Rule = reads(), *, fetched: bool = False):
     """A read-only property that `rule` says who may read: every state is read-only on the bus;
     changes are Set<Property> methods and verbs. Its getter returns `self.value(<its name>)`;
-    `fetched`: a read first awaits the interface's fetch() (a source that must be asked)."""
+    `fetched`: not one of current()'s, a read first awaits the interface's fetch() (a source that
+    must be asked)."""
     def decorate(fn):
         declare(fn, fn.__name__, rule)
         return dbus_property(access=PropertyAccess.READ)(
