@@ -352,7 +352,8 @@ def test_a_hung_polkit_and_a_flood_of_calls_starve_no_one(shared_bus, spd, polki
     where = Path(tempfile.mkdtemp(prefix="spd-test-"))
     where.chmod(0o755)
     gateway, url = _gateway_as(AS_GATEWAY_GROUP, shared_bus, where, tmp_path / "gateway.log")
-    flood = _flood(shared_bus, 3, 100, ALLOW_INTERACTIVE)  # interactive: no time limit, only leaving ends them
+    flood = _flood(shared_bus, 3, 100, ALLOW_INTERACTIVE)  # interactive: two minutes, or leaving, end them
+    _, held, _ = Checks.LIMITS[True]  # what one uid may hold of interactive checks
     try:
         def everyone_works():
             headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -363,13 +364,13 @@ def test_a_hung_polkit_and_a_flood_of_calls_starve_no_one(shared_bus, spd, polki
             root_read, = run_client(shared_bus, [], [READ])
             assert root_read == ["ok", ["Europe/Berlin"]], root_read
 
-        answers = _lines(flood, 300 - Checks.PER_UID)
+        answers = _lines(flood, 300 - held)
         everyone_works()
         # The excess was refused at once, not after polkit.
-        assert answers == [LIMITS_EXCEEDED] * (300 - Checks.PER_UID), collections.Counter(answers)
+        assert answers == [LIMITS_EXCEEDED] * (300 - held), collections.Counter(answers)
         assert mock(shared_bus, "HaveHangingCalls")["data"][0]
         hung = _cancellation_ids(shared_bus, "CheckAuthorization")
-        assert len(hung) == Checks.PER_UID and all(hung), hung
+        assert len(hung) == held and all(hung), hung
         flood.stdin.close()  # the attacker leaves
         flood.wait(20)
         _wait_until(lambda: not mock(shared_bus, "HaveHangingCalls")["data"][0], "spd to cancel the checks")
@@ -390,8 +391,52 @@ def test_a_check_polkit_does_not_answer_in_time_is_refused_and_cancelled(shared_
     mock(shared_bus, "SimulateHangActions", "as", 1, "org.selfprivacy.users.manage")
     mock(shared_bus, "AddMethod", "sssss", "org.freedesktop.PolicyKit1.Authority", "CancelCheckAuthorization",
          "s", "", CANCEL)
-    create, = run_client(shared_bus, AS_NOBODY, [CREATE])  # not interactive: Checks.TIMEOUT applies
+    create, = run_client(shared_bus, AS_NOBODY, [CREATE])  # not interactive: 10 s (Checks.LIMITS)
     assert create[0] == DENIED and "did not answer" in create[1], create
     _wait_until(lambda: not mock(shared_bus, "HaveHangingCalls")["data"][0], "spd to cancel the check")
     assert _cancellation_ids(shared_bus, "CancelCheckAuthorization") == _cancellation_ids(
         shared_bus, "CheckAuthorization")
+
+
+def test_prompts_left_open_by_many_uids_leave_room_and_end_in_time(shared_bus, polkitd):
+    """Callers whose own agents never answer hold interactive checks (polkit itself is fine): one per
+    uid, half of all at most, so checks that ask no one still reach polkit; and each ends after its
+    time limit, cancelled. In-process (Checks on a real bus, python-dbusmock's polkitd), with the
+    interactive limit shortened to 2 s: the daemon's own is two minutes."""
+    import asyncio
+
+    from dbus_fast.aio import MessageBus
+
+    mock(shared_bus, "SimulateHangActions", "as", 1, "org.selfprivacy.users.manage")
+    mock(shared_bus, "AddMethod", "sssss", "org.freedesktop.PolicyKit1.Authority", "CancelCheckAuthorization",
+         "s", "", CANCEL)
+    all_, per_uid, _ = Checks.LIMITS[True]
+    manage, read = ("org.selfprivacy.users.manage",), ("org.selfprivacy.read",)
+
+    async def scenario():
+        bus = await MessageBus(bus_address=shared_bus.address).connect()
+        checks = Checks(bus)
+        checks.LIMITS = {**Checks.LIMITS, True: (all_, per_uid, 2.0)}
+        me = bus.unique_name
+        prompts = [asyncio.ensure_future(checks.check(me, uid, manage, True)) for uid in range(2000, 2000 + all_)]
+        await asyncio.sleep(0.5)
+        assert not any(p.done() for p in prompts) and len(checks) == all_
+        refused = [await checks.check(me, 3000, manage, True),  # over half of all
+                   await checks.check(me, 2000, manage, True)]  # that uid's prompt is open
+        asked = await checks.check(me, 3000, read, False)  # asks no one: polkit answers at once
+        ended = await asyncio.gather(*prompts)
+        for _ in range(50):
+            if not len(checks):
+                break
+            await asyncio.sleep(0.1)
+        left = len(checks)
+        bus.disconnect()
+        return refused, asked, ended, left
+
+    refused, asked, ended, left = asyncio.run(scenario())
+    assert [r[0] for r in refused] == [LIMITS_EXCEEDED] * 2, refused
+    assert asked == (DENIED, "Access denied by polkit: not authorized for org.selfprivacy.read"), asked
+    assert all(e == (DENIED, "Access denied: polkit did not answer about org.selfprivacy.users.manage in time")
+               for e in ended), ended
+    assert left == 0  # every check was cancelled and answered
+    assert len(_cancellation_ids(shared_bus, "CancelCheckAuthorization")) == all_

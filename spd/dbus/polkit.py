@@ -16,8 +16,14 @@ or while a person types a password, which may take a minute.
 A check waits for polkit's reply, and the bus lets one connection wait for at most 128 replies
 (dbus-daemon's max_replies_per_connection): a hung polkit and a caller sending many calls would
 leave spd unable to call systemd or logind for anyone. So `Checks` caps the checks in flight per uid
-and in all, refusing the excess at once; gives a non-interactive check a time limit; and cancels a
-check (CancelCheckAuthorization) when its limit passes or its caller leaves the bus.
+and in all, refusing the excess at once; gives every check a time limit; and cancels a check
+(CancelCheckAuthorization) when its limit passes or its caller leaves the bus.
+
+An interactive check needs no hung polkit to stay: a caller whose own agent never answers its
+prompt holds it as long as it likes. So those have caps of their own within the total: one per uid
+(a person answers one prompt at a time), at most half of all, so that however many uids keep
+prompts open the checks that ask no one keep the other half; and two minutes to answer (as
+dnf5daemon gives; polkit's agents wait forever).
 """
 
 import asyncio
@@ -51,13 +57,14 @@ class Checks:
     even when its caller was answered before (out of time, or gone): until then the bus keeps its
     slot, and so the caps bound what spd waits for on the bus."""
 
-    PER_UID = 4
-    TOTAL = 32  # well below the bus's 128 replies a connection may wait for
-    TIMEOUT = 10.0  # seconds for a non-interactive check; an interactive one waits for a person
+    # (checks in flight in all, per uid; seconds each may take) for checks that may not and that
+    # may wait for a person. Both kinds count towards the first total.
+    LIMITS = {False: (32, 4, 10.0),  # 32: well below the bus's 128 replies a connection may wait for
+              True: (16, 1, 120.0)}
 
     def __init__(self, bus):
         self.bus = bus
-        self._uids: Counter = Counter()  # uid -> its checks in flight
+        self._held: Counter = Counter()  # (uid, interactive) -> its checks in flight; (None, True): all interactive
         # cancellation id -> (sender, given up: set when it left, its check's task)
         self._asking: dict[str, tuple[str, asyncio.Future, asyncio.Future]] = {}
         self._ids = itertools.count(1)
@@ -70,36 +77,41 @@ class Checks:
         """None when polkit authorizes `sender` for every one of `actions`; otherwise the (error name,
         message) to answer the call with."""
         for action in actions:
-            if len(self._asking) >= self.TOTAL or self._uids[uid] >= self.PER_UID:
+            if self._full(uid, allow_interaction):
                 return LIMITS_EXCEEDED, "Too many authorization checks in progress; try again later"
             refusal = await self._ask(sender, uid, action, allow_interaction)
             if refusal is not None:
                 return refusal
         return None
 
+    def _full(self, uid: int, interactive: bool) -> bool:
+        total, per_uid, _ = self.LIMITS[interactive]
+        return (len(self._asking) >= self.LIMITS[False][0] or self._held[(uid, interactive)] >= per_uid
+                or (interactive and self._held[(None, True)] >= total))
+
     async def _ask(self, sender: str, uid: int, action: str, allow_interaction: bool):
         cancel_id = f"{self._prefix}{next(self._ids)}"
         given_up = asyncio.get_running_loop().create_future()
         asked = asyncio.ensure_future(check(self.bus, sender, action, allow_interaction, cancel_id))
         self._asking[cancel_id] = (sender, given_up, asked)
-        self._uids[uid] += 1
-        asked.add_done_callback(lambda _: self._answered(cancel_id, uid))
-        await asyncio.wait([asked, given_up], timeout=None if allow_interaction else self.TIMEOUT,
-                           return_when=asyncio.FIRST_COMPLETED)
+        held = [(uid, allow_interaction)] + ([(None, True)] if allow_interaction else [])
+        self._held.update(held)
+        asked.add_done_callback(lambda _: self._answered(cancel_id, held))
+        timeout = self.LIMITS[allow_interaction][2]
+        await asyncio.wait([asked, given_up], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if asked.done():
             return asked.result()
         self._cancel(cancel_id)  # polkit answers the check then, which ends `asked`
         if given_up.done():
             return DENIED, f"Access denied: the caller left before polkit answered about {action}"
-        log.warning("polkit did not answer about %s (%s) in %g s", action, sender, self.TIMEOUT)
+        log.warning("polkit did not answer about %s (%s) in %g s", action, sender, timeout)
         return DENIED, f"Access denied: polkit did not answer about {action} in time"
 
-    def _answered(self, cancel_id: str, uid: int) -> None:
+    def _answered(self, cancel_id: str, held: list) -> None:
         _, given_up, _ = self._asking.pop(cancel_id)
         given_up.cancel()
-        self._uids[uid] -= 1
-        if not self._uids[uid]:
-            del self._uids[uid]
+        self._held.subtract(held)
+        self._held += Counter()  # drops the keys at zero
 
     def gone(self, sender: str) -> None:
         """The caller left the bus (NameOwnerChanged): its checks are of no use to anyone."""
