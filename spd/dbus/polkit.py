@@ -57,14 +57,13 @@ class Checks:
     even when its caller was answered before (out of time, or gone): until then the bus keeps its
     slot, and so the caps bound what spd waits for on the bus."""
 
-    # (checks in flight in all, per uid; seconds each may take) for checks that may not and that
-    # may wait for a person. Both kinds count towards the first total.
-    LIMITS = {False: (32, 4, 10.0),  # 32: well below the bus's 128 replies a connection may wait for
-              True: (16, 1, 120.0)}
+    TOTAL = 32  # checks in flight: well below the bus's 128 replies a connection may wait for
+    # may the check wait for a person? -> (checks of that kind in flight, per uid; seconds each may take)
+    LIMITS = {False: (TOTAL, 4, 10.0), True: (16, 1, 120.0)}
 
     def __init__(self, bus):
         self.bus = bus
-        self._held: Counter = Counter()  # (uid, interactive) -> its checks in flight; (None, True): all interactive
+        self._held: Counter = Counter()  # (uid or None: anyone's, interactive) -> checks in flight
         # cancellation id -> (sender, given up: set when it left, its check's task)
         self._asking: dict[str, tuple[str, asyncio.Future, asyncio.Future]] = {}
         self._ids = itertools.count(1)
@@ -85,16 +84,16 @@ class Checks:
         return None
 
     def _full(self, uid: int, interactive: bool) -> bool:
-        total, per_uid, _ = self.LIMITS[interactive]
-        return (len(self._asking) >= self.LIMITS[False][0] or self._held[(uid, interactive)] >= per_uid
-                or (interactive and self._held[(None, True)] >= total))
+        of_kind, per_uid, _ = self.LIMITS[interactive]
+        return (len(self._asking) >= self.TOTAL or self._held[(None, interactive)] >= of_kind
+                or self._held[(uid, interactive)] >= per_uid)
 
     async def _ask(self, sender: str, uid: int, action: str, allow_interaction: bool):
         cancel_id = f"{self._prefix}{next(self._ids)}"
         given_up = asyncio.get_running_loop().create_future()
         asked = asyncio.ensure_future(check(self.bus, sender, action, allow_interaction, cancel_id))
         self._asking[cancel_id] = (sender, given_up, asked)
-        held = [(uid, allow_interaction)] + ([(None, True)] if allow_interaction else [])
+        held = [(uid, allow_interaction), (None, allow_interaction)]
         self._held.update(held)
         asked.add_done_callback(lambda _: self._answered(cancel_id, held))
         timeout = self.LIMITS[allow_interaction][2]
