@@ -128,13 +128,8 @@ class Sample(ServiceInterface):
     def Undeclared(self):
         pass
 
-    @prop()
-    def Open(self) -> "s":
-        return "x"
-
-    @prop(reads(callers=(ROOT,)))
-    def Secret(self) -> "s":
-        return ""
+    Open = prop("s", doc="Anyone who may read.")
+    Secret = prop("s", reads(callers=(ROOT,)), doc="Root only.")
 
 
 ROOT_CALLER = Caller(0, frozenset({ROOT}))
@@ -191,17 +186,9 @@ class Credentials(ServiceInterface):
     def __init__(self):
         super().__init__("org.selfprivacy.Sample1")
 
-    @prop()
-    def Plain(self) -> "s":
-        return ""
-
-    @prop(reads("org.selfprivacy.tokens.manage"))
-    def Tokens(self) -> "s":
-        return ""
-
-    @prop(reads("org.selfprivacy.backups.manage"))
-    def Keys(self) -> "s":
-        return ""
+    Plain = prop("s", doc="Read.")
+    Tokens = prop("s", reads("org.selfprivacy.tokens.manage"), doc="Needs tokens.manage.")
+    Keys = prop("s", reads("org.selfprivacy.backups.manage"), doc="Needs backups.manage.")
 
 
 def test_get_all_needs_every_action_of_its_properties():
@@ -284,9 +271,7 @@ class Recorder(LiveInterface):
         self.calls.append(n)
         return n
 
-    @prop()
-    def Count(self) -> "i":
-        return self.value("Count")
+    Count = prop("i", doc="How many calls ran.")
 
 
 async def _checked(bus):

@@ -40,27 +40,15 @@ class BackupsInterface(LiveInterface):
         return {"State": self.backups.state, "Progress": self.backups.progress,
                 "ErrorMessage": self.backups.error_message, "Snapshots": converted}
 
-    @prop()
-    def State(self) -> "s":
-        """NO_KEY, NOT_INITIALIZED, INITIALIZING, INITIALIZED, BACKING_UP, RESTORING or ERROR."""
-        return self.value("State")
-
-    @prop()
-    def Progress(self) -> "d":
-        """0.0 to 1.0 of the running (or last) backup or restore."""
-        return self.value("Progress")
-
-    @prop()
-    def ErrorMessage(self) -> "s":
-        """Why the last operation failed ("" when it did not)."""
-        return self.value("ErrorMessage")
-
-    @prop()
-    def Snapshots(self) -> "aa{sv}":
-        """The snapshots as last loaded (at start, after each backup, on Reload), oldest first, each
-        with restic's fields: short_id, id, time, parent, tree, hostname, username, program_version
-        as s; paths, tags, excludes as as; uid, gid as x; anything else as s holding its JSON."""
-        return self.value("Snapshots")
+    State = prop("s",
+                 doc="NO_KEY, NOT_INITIALIZED, INITIALIZING, INITIALIZED, BACKING_UP, RESTORING or ERROR.")
+    Progress = prop("d", doc="0.0 to 1.0 of the running (or last) backup or restore.")
+    ErrorMessage = prop("s", doc='Why the last operation failed ("" when it did not).')
+    Snapshots = prop("aa{sv}",
+                     doc="The snapshots as last loaded (at start, after each backup, on Reload), oldest "
+                         "first, each with restic's fields: short_id, id, time, parent, tree, hostname, "
+                         "username, program_version as s; paths, tags, excludes as as; uid, gid as x; "
+                         "anything else as s holding its JSON.")
 
     @method(changes(BACKUPS_MANAGE))
     def Reload(self):

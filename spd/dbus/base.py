@@ -1,6 +1,7 @@
 """What every D-Bus interface of the daemon is built from.
 
-`method(rule)` and `prop(rule)` declare a member together with who may call it (spd/dbus/rules.py).
+`@method(rule)` and a `prop(signature, rule, doc=...)` row declare a member together with who may call it
+(spd/dbus/rules.py).
 Their wrapper turns domain errors (spd.errors) into named D-Bus errors (org.selfprivacy.Error.<Kind>)
 with the message a person can read, logs every call that changes something with the caller's uid and
 the result, and counts calls in progress for the idle exit. Anything else is left to dbus-fast, which
@@ -18,10 +19,10 @@ cannot be read (a corrupt userdata.json) keeps the last good values; a read answ
 while there never was a good value. A single property that cannot be read now (var/domain holding no
 domain name) is published as its error, which its reads answer.
 
-A getter is pure: it returns `self.value(name)`, what was last published, and nothing else. What
+A getter is pure: a `prop` row has no body, its getter hands out what was last published. What
 brings the published values up to date before a read is the property's wrapper: `catch_up()` for
-what current() reads, or for a property declared `prop(fetched=True)` (its source must be asked:
-Services1's systemd) an awaited `fetch()`.
+what current() reads, or for a `prop(..., fetched=True)` (its source must be asked: Services1's
+systemd) an awaited `fetch()`.
 """
 
 import asyncio
@@ -134,16 +135,31 @@ def method(rule: Rule, name: str | None = None):
     return decorate
 
 
-def prop(rule: Rule = reads(), *, fetched: bool = False):
-    """A read-only property that `rule` says who may read: every state is read-only on the bus;
-    changes are Set<Property> methods and verbs. Its getter returns `self.value(<its name>)`;
-    `fetched`: not one of current()'s, a read first awaits the interface's fetch() (a source that
-    must be asked)."""
-    def decorate(fn):
-        declare(fn, fn.__name__, rule)
-        return dbus_property(access=PropertyAccess.READ)(
-            _served(fn, fn.__name__, rule, checked=False, fetched=fetched))
-    return decorate
+_SELF = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class prop:
+    """A read-only property, declared in one row of its interface's class body:
+
+        Domain = prop("s", doc="The server's domain, from var/domain; \"\" when there is none.")
+
+    Its getter hands out `self.value("Domain")`, what the interface published last, and nothing
+    else: the read's wrapper has brought that up to date (catch_up(); or, for a `fetched` one,
+    whose value is not among current()'s, the interface's fetch()). `rule` says who may read
+    (spd/dbus/rules.py). Every state is read-only on the bus; changes are Set<Property> methods
+    and verbs."""
+
+    def __init__(self, signature: str, rule: Rule = reads(), *, doc: str, fetched: bool = False):
+        self.signature, self.doc, self.rule, self.fetched = signature, doc, rule, fetched
+
+    def __set_name__(self, owner, name: str) -> None:
+        def get(interface):
+            return interface.value(name)
+
+        _as_member(owner, get, name, self.doc, inspect.Signature([_SELF], return_annotation=self.signature))
+        declare(get, name, self.rule)
+        setattr(owner, name, dbus_property(access=PropertyAccess.READ)(
+            _served(get, name, self.rule, checked=False, fetched=self.fetched)))
 
 
 # A setting's stored value (None: absent or null) -> the property's value.
@@ -181,21 +197,15 @@ class setting:
         members on the class when an interface is made)."""
         self.name, self.setter = name, f"Set{name}"
 
-        def get(interface):
-            return interface.value(name)
-
         async def set_(interface, value):
             if self.check is not None:
                 await self.check(value)
             if await set_setting(interface.userdata, self.path, value):
                 settings_log.info("%s set to %s", self.path, value)
 
+        prop(self.signature, doc=self.doc).__set_name__(owner, name)
         arg = inspect.Parameter(self.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=self.signature)
-        _as_member(owner, get, name, self.doc, inspect.Signature(
-            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)], return_annotation=self.signature))
-        _as_member(owner, set_, self.setter, self.set_doc, inspect.Signature(
-            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), arg]))
-        setattr(owner, name, prop()(get))
+        _as_member(owner, set_, self.setter, self.set_doc, inspect.Signature([_SELF, arg]))
         setattr(owner, self.setter, method(changes(self.action))(set_))
         owner.SETTINGS = (*owner.SETTINGS, self)
 

@@ -1,12 +1,11 @@
 """Who may call what, declared where each member is defined (as systemd's vtables do).
 
-Every method and property of the daemon names its rule in its decorator (spd/dbus/base.py):
+Every method and property of the daemon names its rule where it is declared (spd/dbus/base.py):
 
     @method(changes(USERS_MANAGE))
     async def Create(self, username: "s", password: "s"): ...
 
-    @prop(reads(TOKENS_MANAGE))
-    def Devices(self) -> "a(ss)": ...
+    Devices = prop("a(ss)", reads(TOKENS_MANAGE), doc="...")
 
 A rule says which kinds of caller may (root, the gateway's group), the polkit action that covers the
 member (live-and-local.md 5: for callers that are neither, once polkit decides), and whether the

@@ -57,31 +57,19 @@ class ServicesInterface(LiveInterface):
             status = e
         self.publish({"Status": status})
 
-    @prop()
-    def Enabled(self) -> "a{sb}":
-        """service (bitwarden, gitea, nextcloud, ocserv, pleroma) -> <service>.enable in userdata
-        (applied by the next rebuild; false when unset)."""
-        return self.value("Enabled")
-
-    @prop(fetched=True)
-    def Status(self) -> "a{si}":
-        """imap, smtp, http, bitwarden, gitea, nextcloud, ocserv, pleroma -> 0 running, 3 not
-        running, 4 no such unit (the exit codes of `systemctl status`), from systemd's units. A read
-        asks systemd (cached until systemd signals a change); changes systemd signals are
-        signalled here too, whether or not anyone reads. Unavailable while systemd is not
-        reachable."""
-        return self.value("Status")
-
-    @prop()
-    def Domain(self) -> "s":
-        """The server's domain, from var/domain; "" when there is none."""
-        return self.value("Domain")
-
-    @prop()
-    def DkimRecord(self) -> "s":
-        """The text of var/dkim/<domain>.selector.txt, the DNS record of the mail server's DKIM
-        key; "" when there is none (no domain in var/domain, or no file)."""
-        return self.value("DkimRecord")
+    Enabled = prop("a{sb}",
+                   doc="service (bitwarden, gitea, nextcloud, ocserv, pleroma) -> <service>.enable in "
+                       "userdata (applied by the next rebuild; false when unset).")
+    Status = prop("a{si}", fetched=True,
+                  doc="imap, smtp, http, bitwarden, gitea, nextcloud, ocserv, pleroma -> 0 running, 3 not "
+                      "running, 4 no such unit (the exit codes of `systemctl status`), from systemd's "
+                      "units. A read asks systemd (cached until systemd signals a change); changes systemd "
+                      "signals are signalled here too, whether or not anyone reads. Unavailable while "
+                      "systemd is not reachable.")
+    Domain = prop("s", doc="The server's domain, from var/domain; \"\" when there is none.")
+    DkimRecord = prop("s",
+                      doc="The text of var/dkim/<domain>.selector.txt, the DNS record of the mail server's "
+                          'DKIM key; "" when there is none (no domain in var/domain, or no file).')
 
     @method(changes(SERVICES_MANAGE))
     async def Enable(self, service: "s"):

@@ -25,11 +25,9 @@ class SSHInterface(LiveInterface):
     def current(self) -> dict:
         return {**super().current(), "Keys": self.ssh.all_keys()}
 
-    @prop()
-    def Keys(self) -> "a{sas}":
-        """user -> authorized public keys, one line each: "root" (ssh.rootKeys), the master user
-        (top-level sshKeys) and every user of Users1 (users[].sshKeys); [] for none."""
-        return self.value("Keys")
+    Keys = prop("a{sas}",
+                doc='user -> authorized public keys, one line each: "root" (ssh.rootKeys), the master user '
+                    "(top-level sshKeys) and every user of Users1 (users[].sshKeys); [] for none.")
 
     @method(changes(SSH_MANAGE))
     async def AddRootKey(self, key: "s"):

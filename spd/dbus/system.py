@@ -36,22 +36,12 @@ class SystemInterface(LiveInterface):
     def _publish_jobs(self) -> None:
         self.publish({"Jobs": {action: list(job) for action, job in self.system.jobs.items()}})
 
-    @prop()
-    def Jobs(self) -> "a{s(os)}":
-        """apply, upgrade or rollback -> (systemd job path, result) of its last start by this
-        daemon: the result is systemd's JobRemoved result (done, failed, canceled, timeout,
-        dependency, skipped) or "running" until the job ends. {} until the first start."""
-        return self.value("Jobs")
-
-    @prop()
-    def Version(self) -> "s":
-        """What `uname -a` prints (constant)."""
-        return self.value("Version")
-
-    @prop()
-    def PythonVersion(self) -> "s":
-        """"Python 3.x.y", the daemon's interpreter (constant)."""
-        return self.value("PythonVersion")
+    Jobs = prop("a{s(os)}",
+                doc="apply, upgrade or rollback -> (systemd job path, result) of its last start by this "
+                    "daemon: the result is systemd's JobRemoved result (done, failed, canceled, timeout, "
+                    'dependency, skipped) or "running" until the job ends. {} until the first start.')
+    Version = prop("s", doc="What `uname -a` prints (constant).")
+    PythonVersion = prop("s", doc="\"Python 3.x.y\", the daemon's interpreter (constant).")
 
     # --- actions -----------------------------------------------------------------------------
 

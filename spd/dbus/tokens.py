@@ -60,17 +60,12 @@ class TokensInterface(LiveInterface):
     def Changed(self):
         """Device tokens were added, replaced or removed: drop any cached authentication."""
 
-    @prop(reads(TOKENS_MANAGE))
-    def Devices(self) -> "a(ss)":
-        """(device name, creation date) of every device token, in creation order. Dates are
-        ISO-8601 in UTC ending in Z."""
-        return self.value("Devices")
-
-    @prop(reads(TOKENS_MANAGE))
-    def Recovery(self) -> "(bbssi)":
-        """The recovery token: (exists, valid now, creation date, expiration date or "" for
-        never, uses left or -1 for unlimited). No token: (false, false, "", "", -1)."""
-        return self.value("Recovery")
+    Devices = prop("a(ss)", reads(TOKENS_MANAGE),
+                   doc="(device name, creation date) of every device token, in creation order. Dates are "
+                       "ISO-8601 in UTC ending in Z.")
+    Recovery = prop("(bbssi)", reads(TOKENS_MANAGE),
+                    doc='The recovery token: (exists, valid now, creation date, expiration date or "" for '
+                        'never, uses left or -1 for unlimited). No token: (false, false, "", "", -1).')
 
     @method(reads(TOKENS_MANAGE))
     def Authenticate(self, token: "s") -> "s":

@@ -19,10 +19,8 @@ class UsersInterface(LiveInterface):
     def current(self) -> dict:
         return {"Users": self.users.list()}
 
-    @prop()
-    def Users(self) -> "as":
-        """Usernames from users[] of userdata.json, in file order (the master user is not one)."""
-        return self.value("Users")
+    Users = prop("as",
+                 doc="Usernames from users[] of userdata.json, in file order (the master user is not one).")
 
     @method(changes(USERS_MANAGE))
     async def Create(self, username: "s", password: "s"):
