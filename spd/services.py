@@ -1,8 +1,11 @@
 """The server's services: which are enabled (userdata `<service>.enable`, applied by the next
 nixos-rebuild), whether their units run (asked of systemd), and the mail server's DKIM record."""
 
+import errno
 import logging
+import os
 import re
+import stat
 
 from .config import Config
 from .contract import SERVICE_NAMES, STATUS_KEYS
@@ -30,7 +33,9 @@ ALL_UNITS = tuple(u for units in STATUS_UNITS.values() for u in units)
 RUNNING, NOT_RUNNING, NO_SUCH_UNIT = 0, 3, 4
 
 # A DNS name (what var/domain must hold): labels of letters, digits and inner hyphens.
-DOMAIN = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", re.I)
+# re.ASCII: without it re.I lets [a-z] match the Kelvin sign, a long s and a dotless i
+DOMAIN = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", re.I | re.ASCII)
+LIMIT = 64 * 1024  # bytes of var/domain or a DKIM record read at most: a record is a few hundred
 
 
 def unit_status(load_state: str, active_state: str) -> int:
@@ -75,13 +80,11 @@ class Services:
     def domain(self) -> str:
         """The server's domain (var/domain); "" when there is none. Failed when the file holds
         something that is not a domain name."""
-        try:
-            with open(self._domain_file, encoding="utf-8") as f:
-                domain = f.read().strip()
-        except FileNotFoundError:
+        text = read_file(self._domain_file, "var/domain")
+        if text is None:
             return ""
-        except OSError as e:  # its strerror only: the full text names the path under the root
-            raise Failed(f"Cannot read var/domain: {e.strerror}") from None
+        try:
+            domain = text.decode("utf-8").strip()
         except UnicodeDecodeError:
             raise Failed("var/domain is not valid UTF-8") from None
         # The domain names a file: anything but a plain DNS name could lead elsewhere.
@@ -104,12 +107,36 @@ class Services:
         domain = self.domain()
         if not domain:
             return ""
-        try:
-            with open(self._record(domain), "rb") as f:
-                record = f.read()
-        except FileNotFoundError:
+        record = read_file(self._record(domain), "the DKIM record")
+        if record is None:
             return ""
-        except OSError as e:
-            raise Failed(f"Cannot read the DKIM record: {e.strerror}") from None
         # A record is ASCII (RFC 6376); anything else is shown, never refused.
         return record.decode("utf-8", errors="replace")
+
+
+def read_file(path: str, what: str) -> bytes | None:
+    """The bytes of a regular file that someone else may write (var/dkim belongs to the mail
+    server's DKIM user, not to root): never through a symbolic link (the root daemon would publish
+    whatever it points to), never blocking on a FIFO, at most LIMIT bytes; None when there is none.
+    Errors name `what`, never the path under the root."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise Failed(f"{what} is a symbolic link, which spd does not follow") from None
+        raise Failed(f"Cannot read {what}: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Failed(f"{what} is not a regular file")
+        data = b""
+        while len(data) <= LIMIT and (chunk := os.read(fd, LIMIT + 1 - len(data))):
+            data += chunk
+    except OSError as e:
+        raise Failed(f"Cannot read {what}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > LIMIT:
+        raise Failed(f"{what} is larger than {LIMIT // 1024} KiB")
+    return data

@@ -1,6 +1,8 @@
 """Services1 and the /services routes, against python-dbusmock's systemd on the test bus."""
 
 import base64
+import json
+import os
 import time
 
 import pytest
@@ -213,6 +215,40 @@ def test_a_record_that_becomes_unreadable_is_signalled(api, bus, root, signals):
     (root / "var/domain").write_text("example.org\n")
     assert eventually(lambda: api.get("/services/mailserver/dkim").status_code, 200) == 200
     assert get_property(bus, SERVICES, "Domain") == "example.org"
+
+
+def test_a_record_someone_else_planted_is_not_followed_nor_waited_for(api, bus, root, tmp_path):
+    """var/dkim belongs to the mail server's DKIM user: a link it makes to a file only root may read,
+    a FIFO or a huge file must not become the root daemon's answer, nor stop it."""
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$not-for-the-app\n")
+    record = root / "var/dkim/example.org.selector.txt"
+    record.unlink()
+    record.symlink_to(secret)
+    for planted, says in ((lambda: None, "the DKIM record is a symbolic link, which spd does not follow"),
+                          (lambda: (record.unlink(), os.mkfifo(record)), "the DKIM record is not a regular file"),
+                          (lambda: (record.unlink(), record.write_bytes(b"v=DKIM1; " * 8000)),
+                           "the DKIM record is larger than 64 KiB")):
+        planted()
+        started = time.monotonic()
+        r = eventually(lambda: api.get("/services/mailserver/dkim", timeout=5).status_code, 500)
+        assert r == 500 and time.monotonic() - started < 5
+        body = api.get("/services/mailserver/dkim").json()
+        assert body["error"].lower().startswith(says.lower()), body
+        assert "not-for-the-app" not in json.dumps(body) and str(root) not in body["error"]
+        assert get_property(bus, SERVICES, "Domain") == "example.org"  # the daemon goes on
+    (root / "var/domain").unlink()
+    (root / "var/domain").symlink_to(secret)
+    with pytest.raises(Exception, match="var/domain is a symbolic link"):
+        get_property(bus, SERVICES, "Domain")
+
+
+def test_a_domain_is_plain_ascii(api, root):
+    """re.I alone lets [a-z] match the Kelvin sign (U+212A), a long s and a dotless i."""
+    for domain in ("\u212aelvin.com", "\u017fub.example", "ex\u0131.com"):
+        (root / "var/domain").write_text(domain + "\n")
+        r = api.get("/services/mailserver/dkim")
+        assert r.status_code == 500 and "var/domain does not hold a valid domain name" in r.json()["error"], domain
 
 
 def test_dkim_errors_do_not_show_where_the_root_is(api, root):
