@@ -440,3 +440,25 @@ def test_prompts_left_open_by_many_uids_leave_room_and_end_in_time(shared_bus, p
                for e in ended), ended
     assert left == 0  # every check was cancelled and answered
     assert len(_cancellation_ids(shared_bus, "CancelCheckAuthorization")) == all_
+
+
+def test_no_check_starts_for_a_caller_that_left(shared_bus, polkitd):
+    """A call that resumes after its caller's NameOwnerChanged (between two actions of a GetAll, or
+    once its credentials came) is refused without asking polkit: no one would end that check."""
+    import asyncio
+
+    from dbus_fast.aio import MessageBus
+
+    async def scenario():
+        bus = await MessageBus(bus_address=shared_bus.address).connect()
+        checks = Checks(bus)
+        checks.gone(":1.4242")
+        refused = await checks.check(":1.4242", 2000, ("org.selfprivacy.read", "org.selfprivacy.tokens.manage"), False)
+        asked = await checks.check(bus.unique_name, 2000, ("org.selfprivacy.read",), False)
+        bus.disconnect()
+        return refused, asked
+
+    refused, asked = asyncio.run(scenario())
+    assert refused == (DENIED, "Access denied: the caller left before polkit answered about org.selfprivacy.read")
+    assert asked[0] == DENIED and "by polkit" in asked[1]  # another caller is still asked
+    assert [action for _, action, _ in checks(shared_bus)] == ["org.selfprivacy.read"]

@@ -181,7 +181,8 @@ class Access:
 
     def _on_message(self, msg: Message):
         if msg.message_type is not _CALL:
-            if msg.message_type is _SIGNAL and msg.member == "NameOwnerChanged" and msg.sender == DBUS:
+            if msg.message_type is _SIGNAL and msg.member == "NameOwnerChanged" and msg.sender == DBUS \
+                    and msg.body[0].startswith(":") and not msg.body[2]:  # a caller left (other rules bring arrivals)
                 self.callers.forget(msg.body[0])
                 self.checks.gone(msg.body[0])
             return None

@@ -45,6 +45,7 @@ ALLOW_USER_INTERACTION = 0x1  # CheckAuthorizationFlags
 INTERACTIVE_REQUIRED = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 LIMITS_EXCEEDED = "org.freedesktop.DBus.Error.LimitsExceeded"
 DENIED = error_name("AccessDenied")
+LEFT_KEPT = 1024  # callers that left, remembered: a call resumes within moments of its caller leaving
 
 
 def interactive(msg: Message) -> bool:
@@ -68,6 +69,10 @@ class Checks:
         self._asking: dict[str, tuple[str, asyncio.Future, asyncio.Future]] = {}
         self._ids = itertools.count(1)
         self._prefix = f"spd-{os.getpid()}-"
+        # Callers that left lately, oldest first: a call resuming after its caller's NameOwnerChanged
+        # (between two actions of a GetAll, or after its credentials came) must not start a check
+        # that nobody would mark given up. A bus never reuses a unique name.
+        self._left: dict[str, None] = {}
 
     def __len__(self) -> int:
         return len(self._asking)
@@ -76,6 +81,8 @@ class Checks:
         """None when polkit authorizes `sender` for every one of `actions`; otherwise the (error name,
         message) to answer the call with."""
         for action in actions:
+            if sender in self._left:
+                return DENIED, f"Access denied: the caller left before polkit answered about {action}"
             if self._full(uid, allow_interaction):
                 return LIMITS_EXCEEDED, "Too many authorization checks in progress; try again later"
             refusal = await self._ask(sender, uid, action, allow_interaction)
@@ -114,6 +121,9 @@ class Checks:
 
     def gone(self, sender: str) -> None:
         """The caller left the bus (NameOwnerChanged): its checks are of no use to anyone."""
+        self._left[sender] = None
+        if len(self._left) > LEFT_KEPT:
+            del self._left[next(iter(self._left))]
         for name, given_up, _ in self._asking.values():
             if name == sender and not given_up.done():
                 given_up.set_result(None)
