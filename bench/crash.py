@@ -6,16 +6,12 @@ after each kill that userdata.json is the state before or after the write in fli
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from crash_helpers import crash_loop  # noqa: E402
-from stack import Bus, make_root  # noqa: E402
+from common import workspace
+from crash_helpers import crash_loop
+from stack import make_root
 
 
 def main():
@@ -24,15 +20,11 @@ def main():
     p.add_argument("--max-delay", type=float, default=0.03, help="seconds; each kill after uniform(0, this)")
     p.add_argument("--seed", type=int)
     a = p.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="spd-crash-"))
-    bus = Bus(work / "bus")
-    try:
+    with workspace("spd-crash-") as (work, bus, _):
         root = make_root(work / "root")
         start = time.monotonic()
         stats = asyncio.run(crash_loop(bus, root, work, a.kills, a.max_delay, a.seed))
         took = time.monotonic() - start
-    finally:
-        bus.stop()
     print(f"kills:                 {stats.kills} (seed {stats.seed}), all left userdata.json before or after "
           "the write in flight")
     print(f"  found before write:  {stats.found_before}")
@@ -40,7 +32,6 @@ def main():
     print(f"writes acknowledged:   {stats.writes_acked}")
     print(f"median kill delay:     {statistics.median(stats.delays) * 1000:.1f} ms after READY")
     print(f"time:                  {took:.1f} s ({took / stats.kills * 1000:.0f} ms per kill)")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,14 @@ with other processes). Then, in a fresh interpreter, it imports what the gateway
 step and prints what each step adds to VmRSS. Figures vary a little between runs and machines.
 """
 
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import REPO
-from stack import PYTHON, Bus, Daemon, Process, env_for_children, free_port, make_root  # noqa: E402
+from common import REPO, workspace
+from stack import PYTHON, Daemon, Process, env_for_children, free_port, make_root  # noqa: E402
 
 # What the gateway imports, in the order that separates the big parts.
 STEPS = [
@@ -47,10 +45,7 @@ def memory(pid: int) -> dict:
 
 
 def main():
-    work = Path(tempfile.mkdtemp(prefix="spd-bench-"))
-    bus = Bus(work / "bus")
-    started = []
-    try:
+    with workspace("spd-bench-") as (work, bus, started):
         daemon = Daemon(bus, make_root(work / "root"), work)
         started.append(daemon)
         port = free_port()
@@ -74,11 +69,6 @@ def main():
             total += m["VmRSS"]
             print(f"{name:<50} {m['VmRSS']:>7.1f} {m['RssAnon']:>7.1f} {m['RssFile']:>7.1f}")
         print(f"{'together':<50} {total:>7.1f}")
-    finally:
-        for thing in reversed(started):
-            thing.stop()
-        bus.stop()
-    shutil.rmtree(work, ignore_errors=True)
 
     out = subprocess.run([PYTHON, "-c", STEP_SCRIPT, *(code for _, code in STEPS)], capture_output=True,
                          text=True, check=True, cwd=REPO, env=env_for_children()).stdout.split()

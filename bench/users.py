@@ -7,12 +7,9 @@ one mkpasswd). Numbers depend on the machine and on what else runs on it.
 """
 
 import argparse
-import shutil
-import tempfile
-from pathlib import Path
 
-from common import THREAD_ID_LUA, wrk
-from stack import TOKEN, Bus, Daemon, Gateway, make_root  # noqa: E402
+from common import THREAD_ID_LUA, workspace, wrk
+from stack import TOKEN, Daemon, Gateway, make_root  # noqa: E402
 from userdata_helpers import userdata  # noqa: E402
 
 # Each wrk thread posts distinct usernames: b<thread>x<counter>.
@@ -41,27 +38,21 @@ def main():
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="spd-bench-"))
-    bus = Bus(work / "bus")
-    root = make_root(work / "root")
-    daemon = Daemon(bus, root, work)
-    gateway = Gateway(bus, work)
-    try:
+    with workspace("spd-bench-") as (work, bus, started):
+        root = make_root(work / "root")
+        started.append(Daemon(bus, root, work))
+        gateway = Gateway(bus, work)
+        started.append(gateway)
         get = wrk(gateway.url + "/users", a.duration, a.connections, a.threads, token=TOKEN)
         script = work / "post.lua"
         script.write_text(POST_SCRIPT % TOKEN)
         post = wrk(gateway.url + "/users", a.duration, a.connections, a.threads, script)
         users = userdata(root)["users"]
-    finally:
-        gateway.stop()
-        daemon.stop()
-        bus.stop()
     print(f"wrk -t{a.threads} -c{a.connections} -d{a.duration}s through spd-gateway -> spd")
     report("GET /users", get, ">= 4000 req/s, p99 < 10 ms")
     report("POST /users", post, ">= 150 req/s")
     print(f"users in userdata.json after the POST run: {len(users)} "
           f"({len(users) - 2} created; every 201 must be one of them)")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
