@@ -125,11 +125,11 @@ def read_file(path: str, what: str) -> bytes | None:
         return None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise Failed(f"{what} is a symbolic link, which spd does not follow") from None
+            raise Failed(f"Cannot read {what}: it is a symbolic link, which spd does not follow") from None
         raise Failed(f"Cannot read {what}: {e.strerror}") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Failed(f"{what} is not a regular file")
+            raise Failed(f"Cannot read {what}: it is not a regular file")
         data = b""
         while len(data) <= LIMIT and (chunk := os.read(fd, LIMIT + 1 - len(data))):
             data += chunk
@@ -138,5 +138,5 @@ def read_file(path: str, what: str) -> bytes | None:
     finally:
         os.close(fd)
     if len(data) > LIMIT:
-        raise Failed(f"{what} is larger than {LIMIT // 1024} KiB")
+        raise Failed(f"Cannot read {what}: it is larger than {LIMIT // 1024} KiB")
     return data
