@@ -1,6 +1,7 @@
 """polkit for callers that are neither root nor the gateway's group (live-and-local.md §5): the shipped
 action file, and the daemon asking python-dbusmock's polkitd, with the client running as nobody."""
 
+import asyncio
 import collections
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dbus_fast.aio import MessageBus
 
 from deploy_helpers import (AS_GATEWAY_GROUP, AS_NOBODY, SYSTEM_POLICY, ensure_gateway_group,
                             policy_copy, run_client)
@@ -403,10 +405,6 @@ def test_prompts_left_open_by_many_uids_leave_room_and_end_in_time(shared_bus, p
     uid, half of all at most, so checks that ask no one still reach polkit; and each ends after its
     time limit, cancelled. In-process (Checks on a real bus, python-dbusmock's polkitd), with the
     interactive limit shortened to 2 s: the daemon's own is two minutes."""
-    import asyncio
-
-    from dbus_fast.aio import MessageBus
-
     mock(shared_bus, "SimulateHangActions", "as", 1, "org.selfprivacy.users.manage")
     mock(shared_bus, "AddMethod", "sssss", "org.freedesktop.PolicyKit1.Authority", "CancelCheckAuthorization",
          "s", "", CANCEL)
@@ -415,21 +413,21 @@ def test_prompts_left_open_by_many_uids_leave_room_and_end_in_time(shared_bus, p
 
     async def scenario():
         bus = await MessageBus(bus_address=shared_bus.address).connect()
-        checks = Checks(bus)
-        checks.LIMITS = {**Checks.LIMITS, True: (all_, per_uid, 2.0)}
+        caps = Checks(bus)
+        caps.LIMITS = {**Checks.LIMITS, True: (all_, per_uid, 2.0)}
         me = bus.unique_name
-        prompts = [asyncio.ensure_future(checks.check(me, uid, manage, True)) for uid in range(2000, 2000 + all_)]
+        prompts = [asyncio.ensure_future(caps.check(me, uid, manage, True)) for uid in range(2000, 2000 + all_)]
         await asyncio.sleep(0.5)
-        assert not any(p.done() for p in prompts) and len(checks) == all_
-        refused = [await checks.check(me, 3000, manage, True),  # over half of all
-                   await checks.check(me, 2000, manage, True)]  # that uid's prompt is open
-        asked = await checks.check(me, 3000, read, False)  # asks no one: polkit answers at once
+        assert not any(p.done() for p in prompts) and len(caps) == all_
+        refused = [await caps.check(me, 3000, manage, True),  # over half of all
+                   await caps.check(me, 2000, manage, True)]  # that uid's prompt is open
+        asked = await caps.check(me, 3000, read, False)  # asks no one: polkit answers at once
         ended = await asyncio.gather(*prompts)
         for _ in range(50):
-            if not len(checks):
+            if not len(caps):
                 break
             await asyncio.sleep(0.1)
-        left = len(checks)
+        left = len(caps)
         bus.disconnect()
         return refused, asked, ended, left
 
@@ -445,16 +443,12 @@ def test_prompts_left_open_by_many_uids_leave_room_and_end_in_time(shared_bus, p
 def test_no_check_starts_for_a_caller_that_left(shared_bus, polkitd):
     """A call that resumes after its caller's NameOwnerChanged (between two actions of a GetAll, or
     once its credentials came) is refused without asking polkit: no one would end that check."""
-    import asyncio
-
-    from dbus_fast.aio import MessageBus
-
     async def scenario():
         bus = await MessageBus(bus_address=shared_bus.address).connect()
-        checks = Checks(bus)
-        checks.gone(":1.4242")
-        refused = await checks.check(":1.4242", 2000, ("org.selfprivacy.read", "org.selfprivacy.tokens.manage"), False)
-        asked = await checks.check(bus.unique_name, 2000, ("org.selfprivacy.read",), False)
+        caps = Checks(bus)
+        caps.gone(":1.4242")
+        refused = await caps.check(":1.4242", 2000, ("org.selfprivacy.read", "org.selfprivacy.tokens.manage"), False)
+        asked = await caps.check(bus.unique_name, 2000, ("org.selfprivacy.read",), False)
         bus.disconnect()
         return refused, asked
 
