@@ -225,16 +225,16 @@ def test_a_record_someone_else_planted_is_not_followed_nor_waited_for(api, bus, 
     record = root / "var/dkim/example.org.selector.txt"
     record.unlink()
     record.symlink_to(secret)
-    for planted, says in ((lambda: None, "Cannot read the DKIM record: it is a symbolic link, which spd does not follow"),
-                          (lambda: (record.unlink(), os.mkfifo(record)), "Cannot read the DKIM record: it is not a regular file"),
-                          (lambda: (record.unlink(), record.write_bytes(b"v=DKIM1; " * 8000)),
-                           "Cannot read the DKIM record: it is larger than 64 KiB")):
+    for planted, why in ((lambda: None, "it is a symbolic link, which spd does not follow"),
+                         (lambda: (record.unlink(), os.mkfifo(record)), "it is not a regular file"),
+                         (lambda: (record.unlink(), record.write_bytes(b"v=DKIM1; " * 8000)),
+                          "it is larger than 64 KiB")):
         planted()
         started = time.monotonic()
         r = eventually(lambda: api.get("/services/mailserver/dkim", timeout=5).status_code, 500)
         assert r == 500 and time.monotonic() - started < 5
         body = api.get("/services/mailserver/dkim").json()
-        assert body["error"] == says, body
+        assert body["error"] == f"Cannot read the DKIM record: {why}", body
         assert "not-for-the-app" not in json.dumps(body) and str(root) not in body["error"]
         assert get_property(bus, SERVICES, "Domain") == "example.org"  # the daemon goes on
     (root / "var/domain").unlink()
