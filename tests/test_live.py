@@ -170,3 +170,22 @@ def test_a_restore_and_another_restics_snapshot_are_signalled(stack, root, bus, 
         assert eventually(lambda: len(stack.api.get("/services/restic/backup/list").json()), 2) == 2
     finally:
         signals.close()
+
+
+def test_an_error_is_signalled_only_where_a_value_was_published():
+    """A property whose first reading is an error (Status while systemd is away) signals nothing: no
+    one can hold a copy of it. Once it had a value, turning into an error is a change to signal
+    (the gateway's copy must ask again), and so is the value coming back; the same error again is not."""
+    from spd.dbus.base import LiveInterface, prop
+    from spd.errors import Unavailable
+
+    class Sample(LiveInterface):
+        NAME = "org.selfprivacy.Sample1"
+        X = prop("i", doc="A sample.")
+
+    sample, emitted = Sample(), []
+    sample.emit_properties_changed = lambda changed, invalidated: emitted.append(invalidated)
+    for value in (Unavailable("away"), Unavailable("away"), 1, 1, Unavailable("away"), Unavailable("away"), 2):
+        sample.publish({"X": value})
+    assert emitted == [["X"], ["X"], ["X"]]
+    assert sample.value("X") == 2

@@ -281,9 +281,11 @@ class LiveInterface(ServiceInterface):
         """Take these values; signal (as invalidated) those that differ from what was published. A
         value may be the SpdError that reads of its property answer now (attempt())."""
         changed = {k: v for k, v in values.items() if _same(self._published.get(k, _MISSING)) != _same(v)}
-        if changed:
-            self._published.update(changed)
-            self.emit_properties_changed({}, list(changed))  # a no-op before export
+        # An error where nothing was published yet is taken but not signalled: nobody holds a copy.
+        signalled = [k for k, v in changed.items() if k in self._published or not isinstance(v, SpdError)]
+        self._published.update(changed)
+        if signalled:
+            self.emit_properties_changed({}, signalled)  # a no-op before export
 
     def source(self):
         """What current() reads, if something cheap says so (the parsed userdata.json, cached while
