@@ -156,7 +156,6 @@ class Mirror:
                         fetch.before = before
 
 
-
 def _retrieve(task: asyncio.Task) -> None:
     """A fetch only the copy wanted (after an invalidation) may fail unread: that is no error here."""
     if not task.cancelled():
